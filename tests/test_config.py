@@ -1,0 +1,99 @@
+"""The config file contract: discovery, interpolation, unknown keys, secrets."""
+
+import os
+
+from conftest import write_config
+
+
+def test_without_any_config_the_builtin_local_broker_is_used(wfbus):
+    doc = wfbus("brokers", "-o", "json").json()
+    assert doc["config"] is None
+    assert doc["brokers"] == [{"name": "local", "type": "local", "target": ".wfbus/local.db (<name>)", "default": True}]
+
+
+def test_unknown_key_is_a_config_error_naming_its_path(wfbus, tmp_path):
+    write_config(tmp_path / "wfbus.yaml", {"order": {"type": "local", "pth": "x.db"}})
+    result = wfbus("depth")
+    assert result.code == 4
+    assert "brokers.order.pth: unknown key (did you mean path?)" in result.err
+
+
+def test_unknown_broker_type_suggests_the_closest(wfbus, tmp_path):
+    write_config(tmp_path / "wfbus.yaml", {"order": {"type": "locl"}})
+    result = wfbus("depth")
+    assert result.code == 4 and "unknown broker type 'locl'" in result.err and "did you mean 'local'" in result.err
+
+
+def test_bad_yaml_names_the_line(wfbus, tmp_path):
+    (tmp_path / "wfbus.yaml").write_text("brokers:\n  a: {type: local\n")
+    result = wfbus("depth")
+    assert result.code == 4 and "wfbus.yaml:3" in result.err and "invalid YAML" in result.err
+
+
+def test_duplicate_yaml_keys_and_python_tags_are_refused(wfbus, tmp_path):
+    (tmp_path / "a.yaml").write_text("brokers:\n  a: {type: local}\n  a: {type: local}\n")
+    (tmp_path / "b.yaml").write_text("brokers: !!python/object/apply:os.system ['true']\n")
+    assert "duplicate key 'a'" in wfbus("--config", "a.yaml", "depth").err
+    result = wfbus("--config", "b.yaml", "depth")
+    assert result.code == 4 and "invalid YAML" in result.err
+
+
+def test_alias_bombs_are_refused(wfbus, tmp_path):
+    lines = ["a0: &a0 [x, x]"] + [f"a{i}: &a{i} [*a{i-1}, *a{i-1}, *a{i-1}]" for i in range(1, 60)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\nbrokers: {l: {type: local}}\n")
+    result = wfbus("--config", "bomb.yaml", "depth")
+    assert result.code == 4 and "alias" in result.err
+
+
+def test_variables_are_interpolated_with_defaults(wfbus, tmp_path, monkeypatch):
+    monkeypatch.setenv("WFBUS_TEST_QUEUE", "orders")
+    write_config(tmp_path / "wfbus.yaml", {"o": {"type": "local", "queue": "${WFBUS_TEST_QUEUE}",
+                                                 "dead_letter_queue": "${WFBUS_UNSET_X:-parked}"}})
+    rows = wfbus("depth", "-o", "json").json()["queues"]
+    assert [r["queue"] for r in rows] == ["orders", "parked"]
+
+
+def test_an_unset_variable_without_default_is_a_config_error(wfbus, tmp_path):
+    write_config(tmp_path / "wfbus.yaml", {"o": {"type": "local", "queue": "${WFBUS_UNSET_Y}"}})
+    result = wfbus("depth")
+    assert result.code == 4
+    assert "brokers.o.queue: environment variable WFBUS_UNSET_Y is not set" in result.err
+
+
+def test_discovery_order_flag_then_env_then_cwd(wfbus, tmp_path, monkeypatch):
+    write_config(tmp_path / "wfbus.yaml", {"cwd": {"type": "local"}})
+    write_config(tmp_path / "env.yaml", {"env": {"type": "local"}})
+    write_config(tmp_path / "flag.yaml", {"flag": {"type": "local"}})
+    assert wfbus("brokers", "-o", "json").json()["brokers"][0]["name"] == "cwd"
+    monkeypatch.setenv("WFBUS_CONFIG", str(tmp_path / "env.yaml"))
+    assert wfbus("brokers", "-o", "json").json()["brokers"][0]["name"] == "env"
+    assert wfbus("--config", "flag.yaml", "brokers", "-o", "json").json()["brokers"][0]["name"] == "flag"
+
+
+def test_xdg_config_is_the_last_resort(wfbus, tmp_path):
+    (tmp_path / "xdg" / "wfbus").mkdir(parents=True)
+    write_config(tmp_path / "xdg" / "wfbus" / "config.yaml", {"xdg": {"type": "local"}})
+    assert wfbus("brokers", "-o", "json").json()["brokers"][0]["name"] == "xdg"
+
+
+def test_missing_explicit_config_is_exit_4(wfbus):
+    result = wfbus("--config", "nope.yaml", "depth")
+    assert result.code == 4 and "config file not found" in result.err
+
+
+def test_unknown_broker_name_is_exit_2_with_suggestion(wfbus, tmp_path):
+    write_config(tmp_path / "wfbus.yaml", {"order": {"type": "local"}, "billing": {"type": "local"}}, "order")
+    result = wfbus("emit", "--broker", "ordr", "--topic", "t", "--urn", "u")
+    assert result.code == 2 and "unknown broker 'ordr'" in result.err and "did you mean 'order'" in result.err
+
+
+def test_default_broker_must_exist(wfbus, tmp_path):
+    write_config(tmp_path / "wfbus.yaml", {"order": {"type": "local"}}, "nope")
+    assert wfbus("depth").code == 4
+
+
+def test_relative_local_path_is_relative_to_the_config_file(wfbus, tmp_path):
+    (tmp_path / "conf").mkdir()
+    write_config(tmp_path / "conf" / "w.yaml", {"l": {"type": "local", "path": "data/l.db"}})
+    assert wfbus("--config", "conf/w.yaml", "emit", "--topic", "t", "--urn", "u").code == 0
+    assert os.path.exists(tmp_path / "conf" / "data" / "l.db")

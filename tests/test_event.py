@@ -1,0 +1,110 @@
+"""The event contract of design.md: what is accepted, what is refused, and how it goes on the wire."""
+
+import json
+
+import jsonschema
+import pytest
+
+from wfbus.event import EVENT_JSON_SCHEMA, EventInvalid, WorkflowEvent, parse_event
+
+
+def test_a_complete_event_is_accepted_and_keeps_its_values():
+    event = parse_event({"topic": "order.submit", "urn": "order-1", "payload": {"total": 150.0}, "attempt": 2})
+    assert event == WorkflowEvent("order.submit", "order-1", 2, {"total": 150.0})
+
+
+def test_attempt_defaults_to_zero_and_is_always_written():
+    event = parse_event({"topic": "t", "urn": "u"})
+    assert event.attempt == 0
+    assert json.loads(event.encode()) == {"topic": "t", "urn": "u", "attempt": 0}
+
+
+def test_an_absent_payload_stays_absent_and_null_stays_null():
+    assert "payload" not in json.loads(parse_event({"topic": "t", "urn": "u"}).encode())
+    assert json.loads(parse_event({"topic": "t", "urn": "u", "payload": None}).encode())["payload"] is None
+
+
+def test_urn_keeps_its_json_type():
+    assert parse_event({"topic": "t", "urn": 123}).urn == 123
+    assert parse_event({"topic": "t", "urn": "123"}).urn == "123"
+    assert parse_event({"topic": "t", "urn": 123}).event_id != parse_event({"topic": "t", "urn": "123"}).event_id
+
+
+@pytest.mark.parametrize("urn", [True, 1.5, "", None, [], {}])
+def test_urn_must_be_a_non_empty_string_or_an_integer(urn):
+    with pytest.raises(EventInvalid, match="urn: must be a non-empty string or an integer"):
+        parse_event({"topic": "t", "urn": urn})
+
+
+@pytest.mark.parametrize("attempt", [-1, 1.0, "1", True, None])
+def test_attempt_must_be_an_integer_of_zero_or_more(attempt):
+    with pytest.raises(EventInvalid, match="attempt: must be an integer ≥ 0"):
+        parse_event({"topic": "t", "urn": "u", "attempt": attempt})
+
+
+def test_unknown_keys_are_rejected_by_name_with_a_suggestion():
+    with pytest.raises(EventInvalid) as caught:
+        parse_event({"topic": "t", "urn": "u", "atempt": 1})
+    assert caught.value.problems == ["atempt: unknown key (did you mean attempt?)"]
+
+
+def test_event_is_accepted_for_topic_and_both_must_agree():
+    assert parse_event({"event": "order.submit", "urn": "u"}).topic == "order.submit"
+    assert parse_event({"event": "a", "topic": "a", "urn": "u"}).topic == "a"
+    with pytest.raises(EventInvalid, match="event: differs from topic"):
+        parse_event({"event": "a", "topic": "b", "urn": "u"})
+
+
+def test_every_problem_of_an_event_is_listed():
+    with pytest.raises(EventInvalid) as caught:
+        parse_event({"urn": True, "attempt": -2, "extra": 1})
+    assert len(caught.value.problems) == 4
+
+
+def test_wire_formats_topic_event_and_both_in_contract_key_order():
+    event = WorkflowEvent("order.submit", "o-1", 1, {"a": 1})
+    assert event.encode("topic") == b'{"topic":"order.submit","urn":"o-1","payload":{"a":1},"attempt":1}'
+    assert event.encode("event") == b'{"event":"order.submit","urn":"o-1","payload":{"a":1},"attempt":1}'
+    assert event.encode("both") == (
+        b'{"topic":"order.submit","event":"order.submit","urn":"o-1","payload":{"a":1},"attempt":1}'
+    )
+
+
+def test_body_is_compact_utf8_not_escaped():
+    assert WorkflowEvent("t", "ü", 0).encode() == '{"topic":"t","urn":"ü","attempt":0}'.encode()
+
+
+def test_event_id_is_deterministic_and_sensitive_to_every_field():
+    base = WorkflowEvent("t", "u", 0, {"a": 1, "b": 2})
+    assert base.event_id == WorkflowEvent("t", "u", 0, {"b": 2, "a": 1}).event_id  # key order is not identity
+    others = [WorkflowEvent("t2", "u", 0, {"a": 1, "b": 2}), WorkflowEvent("t", "u2", 0, {"a": 1, "b": 2}),
+              WorkflowEvent("t", "u", 1, {"a": 1, "b": 2}), WorkflowEvent("t", "u", 0, {"a": 1}),
+              WorkflowEvent("t", "u", 0), WorkflowEvent("t", "u", 0, None)]
+    assert len({base.event_id, *(e.event_id for e in others)}) == 1 + len(others)
+
+
+SAMPLES = [
+    ({"topic": "t", "urn": "u"}, True),
+    ({"event": "t", "urn": 5, "payload": [1], "attempt": 3}, True),
+    ({"topic": "t", "urn": "u", "x": 1}, False),
+    ({"topic": "", "urn": "u"}, False),
+    ({"topic": "t", "urn": ""}, False),
+    ({"topic": "t", "urn": "u", "attempt": -1}, False),
+    ({"urn": "u"}, False),
+    ({"topic": "t"}, False),
+]
+
+
+@pytest.mark.parametrize("doc,valid", SAMPLES)
+def test_json_schema_agrees_with_the_validator(doc, valid):
+    assert _schema_accepts(doc) == valid
+    try:
+        parse_event(doc)
+        accepted = True
+    except EventInvalid:
+        accepted = False
+    assert accepted == valid
+
+
+def _schema_accepts(doc) -> bool:
+    return jsonschema.Draft202012Validator(EVENT_JSON_SCHEMA).is_valid(doc)

@@ -1,0 +1,196 @@
+"""The embedded local broker: a main queue and a dead-letter queue in one SQLite file.
+
+It lets a new user try every command with no server, and lets tests and CI pipelines seed and
+inspect events offline.  Every write is one transaction (WAL, synchronous=FULL), and a replay
+into the same file moves each message in a single transaction: killed at any moment, a message
+is either still in the dead-letter queue or in the main queue, never both, never neither.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import BrokerUnavailable
+from .base import (
+    Broker,
+    BrokerSettings,
+    DeadLetterReader,
+    Delivery,
+    OutgoingMessage,
+    QueueDepth,
+    ReceivedMessage,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue       TEXT NOT NULL,
+    body        BLOB NOT NULL,
+    headers     TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    enqueued_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, id);
+"""
+
+
+class LocalSettings(BrokerSettings):
+    type: str = "local"
+    path: str = ".wfbus/local.db"
+    queue: str | None = None  # default: the broker's name
+    dead_letter_queue: str | None = None  # default: "<queue>.dlq"
+
+    def target(self) -> str:
+        return f"{self.path} ({self.queue or '<name>'})"
+
+
+class LocalBroker(Broker):
+    settings_model = LocalSettings
+    publish_batch_size = 1000
+    settings: LocalSettings
+
+    def __init__(self, name: str, settings: LocalSettings, base_dir: Path) -> None:
+        super().__init__(name, settings, base_dir)
+        self.path = (base_dir / settings.path).resolve()
+        self.queue = settings.queue or name
+        self.dead_letter_queue = settings.dead_letter_queue or f"{self.queue}.dlq"
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = connect(self.path)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _queue(self, dead_letter: bool) -> str:
+        return self.dead_letter_queue if dead_letter else self.queue
+
+    def describe_destination(self, *, dead_letter: bool = False) -> str:
+        return f"{self.path}#{self._queue(dead_letter)}"
+
+    def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
+        queue = self._queue(dead_letter)
+        with transaction(self.db):
+            insert(self.db, queue, messages)
+        return [Delivery(m) for m in messages]
+
+    def depth(self) -> list[QueueDepth]:
+        rows = dict(
+            self.db.execute(
+                "SELECT queue, COUNT(*) FROM messages WHERE queue IN (?, ?) GROUP BY queue",
+                (self.queue, self.dead_letter_queue),
+            ).fetchall()
+        )
+        return [
+            QueueDepth(self.name, self.queue, "main", ready=rows.get(self.queue, 0)),
+            QueueDepth(self.name, self.dead_letter_queue, "dead-letter", ready=rows.get(self.dead_letter_queue, 0)),
+        ]
+
+    def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
+        rows = self.db.execute(
+            "SELECT id, body, headers, routing_key, message_id FROM messages WHERE queue = ? ORDER BY id LIMIT ?",
+            (self._queue(dead_letter), -1 if limit is None else limit),
+        ).fetchall()
+        return [_received(row) for row in rows]
+
+    def dead_letter_reader(self) -> LocalDeadLetterReader:
+        return LocalDeadLetterReader(self)
+
+
+class LocalDeadLetterReader(DeadLetterReader):
+    """Reads the DLQ in id order up to the last id present when the replay started.
+
+    Released messages simply stay where they are (the cursor has passed them), so unselected
+    messages keep their place and their order.
+    """
+
+    def __init__(self, broker: LocalBroker) -> None:
+        self.broker = broker
+        self.source_label = f"{broker.name}:{broker.dead_letter_queue}"
+        db = broker.db
+        row = db.execute("SELECT MAX(id) FROM messages WHERE queue = ?", (broker.dead_letter_queue,)).fetchone()
+        self._last_id = row[0] or 0
+        self._cursor = 0
+
+    def receive(self, max_messages: int) -> list[ReceivedMessage]:
+        rows = self.broker.db.execute(
+            "SELECT id, body, headers, routing_key, message_id FROM messages "
+            "WHERE queue = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (self.broker.dead_letter_queue, self._cursor, self._last_id, max_messages),
+        ).fetchall()
+        if rows:
+            self._cursor = rows[-1][0]
+        return [_received(row) for row in rows]
+
+    def ack(self, messages: Sequence[ReceivedMessage]) -> None:
+        with transaction(self.broker.db):
+            self.broker.db.executemany("DELETE FROM messages WHERE id = ?", [(m.handle,) for m in messages])
+
+    def release(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Nothing to do: a local message stays in place until acked."""
+
+    def transfer(
+        self, messages: Sequence[ReceivedMessage], outgoing: Sequence[OutgoingMessage], destination: Broker
+    ) -> list[Delivery] | None:
+        """Publish and ack in one transaction when the destination lives in the same file."""
+        if not isinstance(destination, LocalBroker) or destination.path != self.broker.path:
+            return None
+        db = self.broker.db
+        with transaction(db):
+            insert(db, destination.queue, outgoing)
+            db.executemany("DELETE FROM messages WHERE id = ?", [(m.handle,) for m in messages])
+        return [Delivery(m) for m in outgoing]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+    except (OSError, sqlite3.Error) as exc:
+        raise BrokerUnavailable(
+            f"local broker: cannot open {path}: {exc}",
+            hint="check that the directory is writable, or set `path:` for this broker in the config",
+        ) from None
+    return db
+
+
+class transaction:  # noqa: N801 - used like a function: `with transaction(db):`
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def insert(db: sqlite3.Connection, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+    now = time.time()
+    db.executemany(
+        "INSERT INTO messages (queue, body, headers, routing_key, message_id, enqueued_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [(queue, m.body, json.dumps(m.headers), m.topic, uuid.uuid4().hex, now) for m in messages],
+    )
+
+
+def _received(row: tuple) -> ReceivedMessage:
+    row_id, body, headers, routing_key, message_id = row
+    return ReceivedMessage(
+        body=bytes(body), headers=json.loads(headers), handle=row_id, message_id=message_id, routing_key=routing_key
+    )

@@ -1,0 +1,157 @@
+"""The `wfbus` command line: global options, the command list, and the one place errors become exit codes.
+
+Command modules only parse options, call the core and render; anything that goes wrong below
+them is a WfbusError carrying its exit status, turned into a message here (httpie's approach).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import IO, Optional
+
+import typer
+
+from ..errors import ExitStatus, InputError, WfbusError
+from . import brokers_cmd, depth, emit, peek, replay, schema, validate
+from .render import OutputMode
+from .state import State
+
+app = typer.Typer(
+    name="wfbus",
+    help="Publish and replay workflow events ({topic, urn, payload, attempt}) through SQS, Kafka, "
+    "RabbitMQ and an embedded local broker.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"wfbus {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    config: Optional[str] = typer.Option(
+        None, "--config", "-c", metavar="PATH",
+        help="Config file (default: $WFBUS_CONFIG, ./wfbus.yaml, $XDG_CONFIG_HOME/wfbus/config.yaml).",
+    ),
+    output: OutputMode = typer.Option("text", "--output", "-o", help="text for people; json / jsonl for scripts."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and driver details on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    state: State = ctx.obj
+    state.config_path = config
+    state.output_mode = output
+    state.verbose = verbose
+
+
+for module in (emit, validate, replay, depth, peek, brokers_cmd, schema):
+    module.register(app)
+
+
+def run(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) -> int:
+    """Run wfbus and return its exit code; every exception is mapped here and nowhere else."""
+    click_errors = _click_exceptions()
+    state = State(stdin=stdin)
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    try:
+        result = app(args=args, prog_name="wfbus", standalone_mode=False, obj=state)
+        return int(result or 0)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except click_errors.NoArgsIsHelpError as exc:
+        exc.show()
+        return ExitStatus.USAGE
+    except click_errors.ClickException as exc:
+        exc.show()
+        return ExitStatus.USAGE
+    except (KeyboardInterrupt, typer.Abort):
+        state.out.error("interrupted")
+        return ExitStatus.INTERRUPTED
+    except WfbusError as exc:
+        _report(state, exc)
+        return exc.exit_status
+    except BrokenPipeError:
+        return ExitStatus.OK
+    except Exception as exc:  # a bug: say so plainly, traceback only on request
+        if state.verbose:
+            raise
+        state.out.error(f"internal error: {type(exc).__name__}: {exc} (run again with --verbose for the traceback "
+                        "and report it)")
+        return 70
+
+
+def _click_exceptions():
+    """Typer >= 0.20 vendors click as typer._click; older ones use click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+GLOBAL_FLAGS = {"--verbose", "-v"}
+GLOBAL_OPTIONS = {"--output", "-o", "--config", "-c"}
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Let `wfbus peek --output json` mean `wfbus --output json peek`, as people type it."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        name = arg.split("=", 1)[0]
+        if seen_command and arg in GLOBAL_FLAGS:
+            hoisted.append(arg)
+        elif seen_command and name in GLOBAL_OPTIONS:
+            hoisted.append(arg)
+            if "=" not in arg and index + 1 < len(args):
+                hoisted.append(args[index + 1])
+                index += 1
+        else:
+            if not arg.startswith("-") and not seen_command and (not rest or rest[-1] not in GLOBAL_OPTIONS):
+                seen_command = True
+            rest.append(arg)
+        index += 1
+    if not hoisted:
+        return args
+    command_at = next((i for i, a in enumerate(rest) if not a.startswith("-")
+                       and (i == 0 or rest[i - 1] not in GLOBAL_OPTIONS)), len(rest))
+    return rest[:command_at] + hoisted + rest[command_at:]
+
+
+def _report(state: State, exc: WfbusError) -> None:
+    out = state.out
+    if state.verbose:
+        import traceback
+
+        out.note("".join(traceback.format_exception(exc)).rstrip())
+    if isinstance(exc, InputError):
+        for problem in exc.problems:
+            out.err_console.print(problem, markup=False, highlight=False)
+        if exc.more:
+            out.err_console.print(f"... and {exc.more} more", markup=False, highlight=False)
+    out.error(str(exc))
+    if state.output_mode != "text":
+        document = {"error": {"exit_code": int(exc.exit_status), "message": exc.message, "hint": exc.hint}}
+        if isinstance(exc, InputError):
+            document["error"]["problems"] = exc.problems
+            document["error"]["more_problems"] = exc.more
+        out.json(document)
+
+
+def main() -> None:
+    sys.exit(run())

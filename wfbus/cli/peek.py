@@ -1,0 +1,52 @@
+"""`wfbus peek`: look at messages without removing them."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("peek", help="Show messages of a queue or its dead-letter queue and leave them in place.")(
+        peek_command
+    )
+
+
+def peek_command(
+    ctx: typer.Context,
+    broker: Optional[str] = typer.Option(None, "--broker", "-b", help="Broker name from the config."),
+    dead_letter: bool = typer.Option(False, "--dead-letter", "-d", help="Peek the dead-letter queue."),
+    queue: bool = typer.Option(False, "--queue", help="Peek the main queue (the default)."),
+    limit: int = typer.Option(10, "--limit", "-n", min=1, help="How many messages to show."),
+    all_messages: bool = typer.Option(False, "--all", help="Every message (for a backup with --output jsonl)."),
+    force: bool = typer.Option(False, "--force", help="Peek even where the broker counts it as a receive (SQS)."),
+) -> int:
+    from ..errors import UsageError
+    from ..peek import peek
+
+    if dead_letter and queue:
+        raise UsageError("--dead-letter and --queue exclude each other")
+    state = ctx.obj
+    with state.config.open(broker) as source:
+        result = peek(source, dead_letter=dead_letter, limit=None if all_messages else limit, force=force)
+    out = state.out
+    if out.mode == "json":
+        out.json([item.document for item in result.items if item.document is not None])
+    elif out.mode == "jsonl":
+        out.jsonl(item.document for item in result.items if item.document is not None)
+    else:
+        out.table(
+            ["#", "event id", "topic", "urn", "attempt", "body"],
+            [(i, item.event_id, item.topic, item.urn, item.attempt, _short(item.body)) for i, item in
+             enumerate(result.items, 1)],
+            title=f"{result.queue}: {len(result.items)} message(s) shown, left in place",
+        )
+    skipped = [item for item in result.items if item.document is None]
+    if skipped and out.mode != "text":
+        out.warn(f"{len(skipped)} message(s) are not workflow events and were left out of the {out.mode} output")
+    return 0
+
+
+def _short(body: str, width: int = 80) -> str:
+    return body if len(body) <= width else body[: width - 3] + "..."

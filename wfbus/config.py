@@ -1,0 +1,202 @@
+"""The config file: discovery, `${VAR}` interpolation, validation and the broker factory.
+
+Every problem is a ConfigError (exit 4) naming the key's path, e.g.
+``brokers.order.queue_ur: unknown key``; secrets found on the way are registered for redaction.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import redact
+from .errors import ConfigError, UsageError
+
+DEFAULT_LOCAL = {"type": "local"}
+TOP_LEVEL_KEYS = ("default_broker", "brokers")
+_VARIABLE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass
+class Config:
+    brokers: dict[str, Any]  # name -> BrokerSettings (validated)
+    default_broker: str | None
+    source: Path | None  # None: the built-in default
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def resolve_name(self, name: str | None) -> str:
+        """The broker a command uses: the one named, else default_broker, else the only one."""
+        if name is None:
+            if self.default_broker:
+                return self.default_broker
+            if len(self.brokers) == 1:
+                return next(iter(self.brokers))
+            raise UsageError(
+                "no broker named and the config sets no default_broker",
+                hint=f"pass --broker NAME (configured: {', '.join(self.brokers)}) or set default_broker",
+            )
+        if name not in self.brokers:
+            close = difflib.get_close_matches(name, list(self.brokers), n=1)
+            suggestion = f"did you mean {close[0]!r}? " if close else ""
+            raise UsageError(
+                f"unknown broker {name!r}",
+                hint=f"{suggestion}configured brokers: {', '.join(self.brokers)} "
+                f"(from {self.source or 'the built-in default'}; `wfbus brokers` lists them)",
+            )
+        return name
+
+    def open(self, name: str | None):  # -> Broker (imported lazily to keep start-up lean)
+        from .brokers import broker_class
+
+        resolved = self.resolve_name(name)
+        settings = self.brokers[resolved]
+        return broker_class(settings.type)(resolved, settings, self.base_dir)
+
+
+def discover(explicit: str | None) -> Path | None:
+    """--config, else $WFBUS_CONFIG, else ./wfbus.yaml, else $XDG_CONFIG_HOME/wfbus/config.yaml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("WFBUS_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("wfbus.yaml")
+    if local.is_file():
+        return local
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    user = Path(xdg) / "wfbus" / "config.yaml"
+    return user if user.is_file() else None
+
+
+def load(explicit: str | None = None) -> Config:
+    redact.register_environment()
+    path = discover(explicit)
+    if path is None:
+        return _build({"default_broker": "local", "brokers": {"local": dict(DEFAULT_LOCAL)}}, None, Path.cwd())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found",
+            hint="check the path given by --config / $WFBUS_CONFIG (see config.example.yaml)",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    raw = parse_yaml(text, str(path))
+    if raw is None:
+        raise ConfigError(f"{path}: config file is empty", hint="define `brokers:` (see config.example.yaml)")
+    return _build(raw, path, path.resolve().parent)
+
+
+def parse_yaml(text: str, label: str) -> Any:
+    import yaml
+
+    from ._yaml import StrictLoader
+
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem}", hint="fix the YAML syntax at that line") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: invalid YAML: nested too deeply") from None
+
+
+def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
+    label = str(source) if source else "built-in config"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{label}: the config must be a mapping with `brokers:`")
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"{label}: {key}: unknown key{_did_you_mean(str(key), TOP_LEVEL_KEYS)}")
+    brokers_raw = raw.get("brokers")
+    if not isinstance(brokers_raw, Mapping) or not brokers_raw:
+        raise ConfigError(f"{label}: brokers: must be a mapping of broker names to settings")
+    from .brokers import broker_class
+
+    brokers: dict[str, Any] = {}
+    for name, body in brokers_raw.items():
+        path = f"brokers.{name}"
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{label}: {path}: broker names must be non-empty strings")
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{label}: {path}: must be a mapping with at least `type:`")
+        body = interpolate(body, path, label)
+        type_name = body.get("type")
+        if not isinstance(type_name, str):
+            raise ConfigError(f"{label}: {path}.type: required (local, sqs, kafka, rabbitmq or a plugin type)")
+        cls = broker_class(type_name, where=f"{label}: {path}.type")
+        brokers[name] = _validate(cls.settings_model, body, path, label)
+        for secret in brokers[name].secret_values():
+            redact.register(secret)
+    default = raw.get("default_broker")
+    if default is not None:
+        default = interpolate(default, "default_broker", label)
+        if default not in brokers:
+            raise ConfigError(
+                f"{label}: default_broker: {default!r} is not a configured broker",
+                hint=f"use one of: {', '.join(brokers)}",
+            )
+    return Config(brokers=brokers, default_broker=default, source=source, base_dir=base_dir)
+
+
+def _validate(model: Any, body: Mapping[str, Any], path: str, label: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(dict(body))
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            where = ".".join([path, *(str(p) for p in error["loc"])])
+            if error["type"] == "extra_forbidden":
+                field_name = str(error["loc"][-1])
+                message = "unknown key" + _did_you_mean(field_name, list(model.model_fields))
+            elif error["type"] == "missing":
+                message = "required"
+            else:
+                message = error["msg"]
+            lines.append(f"{label}: {where}: {redact.redact(message)}")
+        raise ConfigError("\n".join(lines), hint="see config.example.yaml for every key of each broker type") from None
+
+
+def _did_you_mean(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def interpolate(value: Any, path: str, label: str) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string; $${VAR} is a literal ${VAR}."""
+    if isinstance(value, str):
+        return _interpolate_string(value, path, label)
+    if isinstance(value, Mapping):
+        return {k: interpolate(v, f"{path}.{k}", label) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, f"{path}[{i}]", label) for i, v in enumerate(value)]
+    return value
+
+
+def _interpolate_string(text: str, path: str, label: str) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        escaped, name, default = match.groups()
+        if escaped:
+            return match.group(0)[1:]
+        value = os.environ.get(name)
+        if value is None:
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{label}: {path}: environment variable {name} is not set",
+                hint=f"export {name}=... or write ${{{name}:-default}} in the config",
+            )
+        return value
+
+    return _VARIABLE.sub(substitute, text)

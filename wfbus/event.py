@@ -1,0 +1,182 @@
+"""The workflow event: its rules, its identity and its wire form (design.md, "the event").
+
+Validation is hand-written rather than a pydantic model because it runs once per event on
+million-line files and must say exactly which rule broke, in the user's words, per field.
+The JSON Schema printed by `wfbus schema` is written out below next to the rules it mirrors, and a
+test checks that both accept and reject the same documents.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .strictjson import dumps_canonical, dumps_compact
+
+WireFormat = Literal["topic", "event", "both"]
+
+ALLOWED_KEYS = ("topic", "event", "urn", "payload", "attempt")
+
+
+class _Absent:
+    """Marks an event without a payload: absent must stay absent on the wire, unlike null."""
+
+    _instance: _Absent | None = None
+
+    def __new__(cls) -> _Absent:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+ABSENT: Any = _Absent()
+
+
+class EventInvalid(ValueError):
+    """The rules an event broke, as `field: reason` lines (the caller adds the place)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowEvent:
+    topic: str
+    urn: str | int
+    attempt: int = 0
+    payload: Any = ABSENT
+
+    @property
+    def has_payload(self) -> bool:
+        return self.payload is not ABSENT
+
+    @property
+    def key(self) -> str:
+        """The partition / FIFO group key: one entity's events stay in order."""
+        return str(self.urn)
+
+    @property
+    def event_id(self) -> str:
+        """Deterministic id of (topic, urn, attempt, payload): the same event always hashes alike.
+
+        The urn keeps its JSON type ("123" and 123 differ) and an absent payload differs from null.
+        """
+        parts: list[Any] = [self.topic, self.urn, self.attempt]
+        if self.has_payload:
+            parts.append(self.payload)
+        canonical = dumps_canonical(parts)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+    def to_dict(self, wire: WireFormat = "topic") -> dict[str, Any]:
+        """Keys in the contract's order: topic/event, urn, payload, attempt."""
+        doc: dict[str, Any] = {}
+        if wire in ("topic", "both"):
+            doc["topic"] = self.topic
+        if wire in ("event", "both"):
+            doc["event"] = self.topic
+        doc["urn"] = self.urn
+        if self.has_payload:
+            doc["payload"] = self.payload
+        doc["attempt"] = self.attempt
+        return doc
+
+    def encode(self, wire: WireFormat = "topic") -> bytes:
+        return dumps_compact(self.to_dict(wire)).encode("utf-8")
+
+    def with_attempt(self, attempt: int) -> WorkflowEvent:
+        return WorkflowEvent(self.topic, self.urn, attempt, self.payload)
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # bool is a subclass of int and must not pass
+
+
+def parse_event(doc: Any) -> WorkflowEvent:
+    """Check one decoded JSON value against the event rules; raise EventInvalid listing all breaks."""
+    if type(doc) is not dict:
+        raise EventInvalid([f"must be a JSON object with topic and urn, not {_json_type(doc)}"])
+    problems: list[str] = []
+    for key in doc:
+        if key not in ALLOWED_KEYS:
+            problems.append(f"{key}: unknown key{_suggest(key)}")
+
+    topic = doc.get("topic", ABSENT)
+    event = doc.get("event", ABSENT)
+    if topic is ABSENT and event is ABSENT:
+        problems.append("topic: required (a non-empty string; `event` is accepted too)")
+    else:
+        for name, value in (("topic", topic), ("event", event)):
+            if value is not ABSENT and (type(value) is not str or not value):
+                problems.append(f"{name}: must be a non-empty string, got {_show(value)}")
+        if topic is not ABSENT and event is not ABSENT and topic != event:
+            problems.append(f"event: differs from topic ({_show(event)} vs {_show(topic)}); give one of them")
+        if topic is ABSENT:
+            topic = event
+
+    urn = doc.get("urn", ABSENT)
+    if urn is ABSENT:
+        problems.append("urn: required (a non-empty string or an integer)")
+    elif not ((type(urn) is str and urn) or _is_int(urn)):
+        problems.append(f"urn: must be a non-empty string or an integer, got {_show(urn)}")
+
+    attempt = doc.get("attempt", 0)
+    if not _is_int(attempt) or attempt < 0:
+        problems.append(f"attempt: must be an integer ≥ 0, got {_show(attempt)}")
+
+    if problems:
+        raise EventInvalid(problems)
+    return WorkflowEvent(topic, urn, attempt, doc.get("payload", ABSENT))
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, ALLOWED_KEYS, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else f" (allowed: {', '.join(ALLOWED_KEYS)})"
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def _show(value: Any) -> str:
+    text = dumps_compact(value) if not isinstance(value, float) or value == value else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+EVENT_JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://wfbus.dev/schema/workflow-event.json",
+    "title": "WorkflowEvent",
+    "description": "A workflow event as wfbus accepts it on input. `event` is the newer name of "
+    "`topic` (nestjs-serverless-workflow >= 0.0.8); either may be given, both only if equal.",
+    "type": "object",
+    "properties": {
+        "topic": {"type": "string", "minLength": 1, "description": "event name a transition listens for"},
+        "event": {"type": "string", "minLength": 1, "description": "newer name of topic"},
+        "urn": {
+            "description": "entity id; the FIFO group / Kafka key. Its JSON type is kept.",
+            "oneOf": [{"type": "string", "minLength": 1}, {"type": "integer"}],
+        },
+        "payload": {"description": "any JSON value; absent stays absent on the wire"},
+        "attempt": {"type": "integer", "minimum": 0, "default": 0},
+    },
+    "required": ["urn"],
+    "anyOf": [{"required": ["topic"]}, {"required": ["event"]}],
+    "additionalProperties": False,
+}

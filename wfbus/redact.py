@@ -1,0 +1,60 @@
+"""Keeps secrets out of every line wfbus prints.
+
+Config loading registers each secret value it sees (passwords in URLs, SASL passwords, AWS keys
+taken from the environment); every message on its way to the terminal passes through `redact`,
+so even a driver's exception text that echoes a URL cannot leak one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "***"
+_secrets: set[str] = set()
+
+_ENV_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+
+
+def register(value: str | None) -> None:
+    """Treat `value` as a secret from now on (too-short values would mask ordinary words)."""
+    if value and len(value) >= 3:
+        _secrets.add(value)
+
+
+def register_environment() -> None:
+    for name in _ENV_SECRETS:
+        register(os.environ.get(name))
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return _URL_PASSWORD.sub(r"\1" + MASK + "@", text)
+
+
+# user:password@ in any URL-looking text, even one whose password we were never told about
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+
+
+def url_without_password(url: str) -> str:
+    """The URL to show: user and host kept, password replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:{MASK}@{parts.hostname or ''}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None

@@ -1,0 +1,227 @@
+"""Broker-agnostic redrive: receive from a dead-letter queue, publish (confirmed), then ack.
+
+The order is the whole point: a message is removed from its source only after the destination
+confirmed it, so a crash can at worst duplicate a message, never lose one.  Where the source and
+destination can do it atomically (the local broker into the same file), the reader's
+`transfer` moves publish and ack into one transaction.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from . import strictjson
+from .brokers.base import (
+    HEADER_ATTEMPT,
+    HEADER_EVENT_ID,
+    HEADER_REPLAYED_FROM,
+    HEADER_TOPIC,
+    HEADER_URN,
+    Broker,
+    Delivery,
+    OutgoingMessage,
+    ReceivedMessage,
+)
+from .errors import ExitStatus, WfbusError
+from .event import EventInvalid, WorkflowEvent, parse_event
+from .redact import redact
+
+ProgressCallback = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead-lettered messages to replay; an empty selection takes everything."""
+
+    topics: tuple[str, ...] = ()  # glob patterns
+    urns: tuple[str, ...] = ()
+    limit: int | None = None
+
+    def matches(self, topic: str, urn: str) -> bool:
+        if self.topics and not any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.topics):
+            return False
+        return not self.urns or urn in self.urns
+
+
+@dataclass
+class FailedReplay:
+    message_id: str
+    event_id: str
+    topic: str
+    error: str
+
+
+@dataclass
+class ReplayReport:
+    source: str
+    destination: str
+    dry_run: bool
+    examined: int = 0
+    selected: int = 0
+    replayed: int = 0
+    failed: list[FailedReplay] = field(default_factory=list)
+    by_topic: Counter = field(default_factory=Counter)
+    by_attempt: Counter = field(default_factory=Counter)
+    by_reason: Counter = field(default_factory=Counter)
+    samples: list[dict] = field(default_factory=list)
+    passed_over: bool = False  # Kafka: unselected messages are skipped, not kept in the queue
+    aborted: str | None = None
+    interrupted: bool = False
+
+    @property
+    def left(self) -> int:
+        return self.examined - self.selected
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        if self.interrupted:
+            return ExitStatus.INTERRUPTED
+        if self.aborted and self.replayed == 0:
+            return ExitStatus.BROKER_UNAVAILABLE
+        if self.failed or self.aborted:
+            return ExitStatus.DELIVERY_FAILED
+        return ExitStatus.OK
+
+
+@dataclass
+class _Parsed:
+    message: ReceivedMessage
+    topic: str
+    urn: str
+    attempt: int | None
+    event: WorkflowEvent | None
+
+
+def _parse(message: ReceivedMessage) -> _Parsed:
+    """Read the event from the body; fall back to headers for a body that is not one."""
+    event: WorkflowEvent | None
+    try:
+        event = parse_event(strictjson.loads(message.body.decode("utf-8")))
+    except (strictjson.StrictJSONError, EventInvalid, UnicodeDecodeError):
+        event = None
+    if event is not None:
+        return _Parsed(message, event.topic, event.key, event.attempt, event)
+    headers = message.headers
+    attempt = headers.get(HEADER_ATTEMPT)
+    return _Parsed(
+        message,
+        headers.get(HEADER_TOPIC) or message.routing_key,
+        headers.get(HEADER_URN, ""),
+        int(attempt) if attempt and attempt.isdigit() else None,
+        None,
+    )
+
+
+def outgoing_for(parsed: _Parsed, source_label: str) -> OutgoingMessage:
+    """The message to publish: same body and user headers, plus where it was replayed from."""
+    message = parsed.message
+    headers = {k: v for k, v in message.headers.items() if k in _KEPT_HEADERS}
+    event_id = headers.get(HEADER_EVENT_ID) or (parsed.event.event_id if parsed.event else message.message_id)
+    headers.setdefault(HEADER_TOPIC, parsed.topic)
+    headers.setdefault(HEADER_URN, parsed.urn)
+    if parsed.attempt is not None:
+        headers.setdefault(HEADER_ATTEMPT, str(parsed.attempt))
+    headers[HEADER_EVENT_ID] = event_id
+    headers[HEADER_REPLAYED_FROM] = source_label
+    return OutgoingMessage(
+        body=message.body,
+        topic=parsed.topic or message.routing_key,
+        key=parsed.urn,
+        event_id=event_id,
+        headers=headers,
+        place=message.message_id,
+        dedup_id=uuid.uuid4().hex,  # SQS FIFO drops a repeated dedup id for 5 minutes
+    )
+
+
+_KEPT_HEADERS = (HEADER_TOPIC, HEADER_URN, HEADER_ATTEMPT, HEADER_EVENT_ID)
+
+
+def replay(
+    source: Broker,
+    destination: Broker,
+    selection: Selection,
+    *,
+    dry_run: bool = False,
+    batch_size: int = 100,
+    sample_size: int = 5,
+    progress: ProgressCallback | None = None,
+) -> ReplayReport:
+    report = ReplayReport(
+        source=f"{source.name} (dead-letter)",
+        destination=f"{destination.name}: {destination.describe_destination()}",
+        dry_run=dry_run,
+        passed_over=source.replays_by_passing_over,
+    )
+    reader = source.dead_letter_reader()
+    try:
+        while selection.limit is None or report.selected < selection.limit:
+            received = reader.receive(batch_size)
+            if not received:
+                break
+            chosen: list[_Parsed] = []
+            skipped: list[ReceivedMessage] = []
+            for message in received:
+                parsed = _parse(message)
+                report.examined += 1
+                report.by_topic[parsed.topic] += 1
+                report.by_attempt[parsed.attempt] += 1
+                if message.dead_letter_reason:
+                    report.by_reason[message.dead_letter_reason] += 1
+                wanted = selection.matches(parsed.topic, parsed.urn)
+                if wanted and (selection.limit is None or report.selected < selection.limit):
+                    report.selected += 1
+                    chosen.append(parsed)
+                    if len(report.samples) < sample_size:
+                        report.samples.append(_sample(parsed))
+                else:
+                    skipped.append(message)
+            if skipped:
+                reader.release(skipped)
+            if dry_run:
+                reader.release([p.message for p in chosen])
+            elif chosen:
+                _move(reader, chosen, destination, report)
+            if progress:
+                progress(report.replayed, selection.limit)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    except WfbusError as exc:
+        report.aborted = redact(exc.message)
+    finally:
+        reader.close()
+    return report
+
+
+def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: ReplayReport) -> None:
+    outgoing = [outgoing_for(p, reader.source_label) for p in chosen]
+    messages = [p.message for p in chosen]
+    transfer = getattr(reader, "transfer", None)
+    deliveries: list[Delivery] | None = transfer(messages, outgoing, destination) if transfer else None
+    if deliveries is None:
+        deliveries = destination.publish(outgoing)
+        confirmed = [m for m, d in zip(messages, deliveries) if d.ok]
+        if confirmed:
+            reader.ack(confirmed)
+        rejected = [m for m, d in zip(messages, deliveries) if not d.ok]
+        if rejected:
+            reader.release(rejected)
+    for parsed, delivery in zip(chosen, deliveries):
+        if delivery.ok:
+            report.replayed += 1
+        else:
+            report.failed.append(
+                FailedReplay(
+                    parsed.message.message_id, delivery.message.event_id, parsed.topic, redact(delivery.error or "")
+                )
+            )
+
+
+def _sample(parsed: _Parsed) -> dict:
+    if parsed.event is not None:
+        return parsed.event.to_dict()
+    return {"body": parsed.message.body.decode("utf-8", "replace")[:200], "headers": parsed.message.headers}

@@ -1,0 +1,282 @@
+"""Where events come from: files, directories, JSON lines, stdin and inline flags.
+
+Every event is paired with its *place* (``events.jsonl:12``, ``batch.json[3]``, ``<stdin>:4``)
+so an error can point at it.  Sources are read twice by `emit` (validate everything, then send),
+one event at a time, so memory stays flat however many events there are; stdin is spooled to a
+temporary file on the first pass so it can be read again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from . import strictjson
+from .errors import InputError, UsageError
+from .event import EventInvalid, WireFormat, WorkflowEvent, parse_event
+
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
+JSON_SUFFIXES = (".json",) + JSON_LINES_SUFFIXES
+MAX_LISTED_PROBLEMS = 20
+STDIN = "-"
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """An event (or the reasons it is not one) and the place it was read from."""
+
+    place: str
+    event: WorkflowEvent | None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class ScanReport:
+    """What the validation pass found: how many events, and every problem (capped)."""
+
+    count: int = 0
+    problems: list[str] = field(default_factory=list)
+    more_problems: int = 0
+
+    def add(self, place: str, reasons: Sequence[str]) -> None:
+        for reason in reasons:
+            if len(self.problems) < MAX_LISTED_PROBLEMS:
+                self.problems.append(f"{place}: {reason}")
+            else:
+                self.more_problems += 1
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_if_invalid(self, consequence: str = "nothing was sent") -> None:
+        if self.problems:
+            raise InputError(self.problems, more=self.more_problems, consequence=consequence)
+
+
+@dataclass(frozen=True, slots=True)
+class InlineEvent:
+    """The event given with --topic/--urn/--payload/--attempt."""
+
+    topic: str
+    urn: str
+    payload: str | None = None
+    attempt: int = 0
+
+    def document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"topic": self.topic, "urn": self.urn, "attempt": self.attempt}
+        if self.payload is not None:
+            doc["payload"] = _inline_payload(self.payload)
+        return doc
+
+
+def _inline_payload(text: str) -> Any:
+    origin = "--payload"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        origin = f"--payload {text}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{origin}: cannot read {path}: {exc.strerror}", hint="check the file path") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{origin}: {path} is not UTF-8 text") from None
+    try:
+        return strictjson.loads(text)
+    except strictjson.StrictJSONError as exc:
+        raise InputError(
+            [f"{origin}: {exc.message}"],
+            hint="--payload takes JSON: quote strings ('\"text\"') or pass @file.json",
+        ) from None
+
+
+class EventSources:
+    """The sources of one command, readable as many times as needed (stdin is spooled)."""
+
+    def __init__(
+        self,
+        specs: Sequence[str],
+        inline: InlineEvent | None = None,
+        stdin: IO[bytes] | None = None,
+    ) -> None:
+        self._specs = list(specs)
+        self._inline = inline
+        self._stdin = stdin
+        self._spool: Path | None = None
+        self._files = self._expand(self._specs)
+
+    def __enter__(self) -> EventSources:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.unlink(missing_ok=True)
+            self._spool = None
+
+    @property
+    def empty(self) -> bool:
+        return not self._files and self._inline is None
+
+    def _expand(self, specs: Sequence[str]) -> list[str]:
+        files: list[str] = []
+        for spec in specs:
+            if spec == STDIN:
+                files.append(STDIN)
+                continue
+            path = Path(spec)
+            if path.is_dir():
+                found = sorted(
+                    str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in JSON_SUFFIXES
+                )
+                if not found:
+                    raise UsageError(
+                        f"{spec}: directory has no .json, .jsonl or .ndjson files",
+                        hint="point at a directory of event files, or name the files",
+                    )
+                files.extend(found)
+            elif path.is_file():
+                files.append(spec)
+            else:
+                raise UsageError(f"{spec}: no such file or directory", hint="check the path (use - for stdin)")
+        return files
+
+    def scan(self, *, wire: WireFormat = "topic", size_limit: int | None = None) -> ScanReport:
+        """Validation pass: count the events and collect every problem, holding none in memory."""
+        report = ScanReport()
+        for item in self:
+            report.count += 1
+            if item.problems:
+                report.add(item.place, item.problems)
+            elif size_limit is not None and item.event is not None:
+                size = len(item.event.encode(wire))
+                if size > size_limit:
+                    report.add(item.place, [f"event is {size:,} bytes, over the broker's {size_limit:,}-byte limit"])
+        if report.count == 0:
+            report.add("input", ["no events found"])
+        return report
+
+    def events(self) -> Iterator[tuple[str, WorkflowEvent]]:
+        """Sending pass: the events, assuming scan() found no problem."""
+        for item in self:
+            if item.event is None:  # the sources changed between the passes
+                raise InputError([f"{item.place}: {p}" for p in item.problems])
+            yield item.place, item.event
+
+    def __iter__(self) -> Iterator[Located]:
+        if self._inline is not None:
+            yield _located("--topic/--urn", self._inline.document())
+        for spec in self._files:
+            if spec == STDIN:
+                yield from self._read_stdin()
+            else:
+                yield from read_file(Path(spec), spec)
+
+    def _read_stdin(self) -> Iterator[Located]:
+        if self._spool is None:
+            stream = self._stdin if self._stdin is not None else sys.stdin.buffer
+            fd, name = tempfile.mkstemp(prefix="wfbus-stdin-", suffix=".json")
+            with os.fdopen(fd, "wb") as spool:
+                shutil.copyfileobj(stream, spool, 1 << 20)
+            self._spool = Path(name)
+        yield from read_file(self._spool, "<stdin>", detect=True)
+
+
+def read_file(path: Path, label: str, *, detect: bool = False) -> Iterator[Located]:
+    """Events of one file: JSON lines by suffix (or by content when `detect`), else one document."""
+    lines_mode = path.suffix.lower() in JSON_LINES_SUFFIXES
+    if detect:
+        lines_mode = _looks_like_json_lines(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        yield Located(label, None, (f"cannot read: {exc.strerror}",))
+        return
+    with handle:
+        if lines_mode:
+            yield from _read_lines(handle, label)
+        else:
+            yield from _read_document(handle.read(), label)
+
+
+def _looks_like_json_lines(path: Path) -> bool:
+    """stdin has no suffix: a first line that is a whole JSON object means JSON lines."""
+    with path.open("rb") as handle:
+        first = handle.readline().removeprefix(BOM).strip()
+    if not first or first.startswith(b"["):
+        return False
+    try:
+        strictjson.loads(first.decode("utf-8"))
+    except (strictjson.StrictJSONError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _read_lines(handle: IO[bytes], label: str) -> Iterator[Located]:
+    for number, raw in enumerate(handle, 1):
+        place = f"{label}:{number}"
+        if number == 1 and raw.startswith(BOM):
+            yield Located(place, None, (_BOM_PROBLEM,))
+            continue
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield Located(place, None, (f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8",))
+            continue
+        try:
+            doc = strictjson.loads(text)
+        except strictjson.StrictJSONError as exc:
+            column = f" (column {exc.column})" if exc.column else ""
+            yield Located(place, None, (exc.message + column,))
+            continue
+        yield _located(place, doc)
+
+
+_BOM_PROBLEM = "starts with a UTF-8 byte order mark; save the file as UTF-8 without BOM"
+
+
+def _read_document(data: bytes, label: str) -> Iterator[Located]:
+    if data.startswith(BOM):
+        yield Located(label, None, (_BOM_PROBLEM,))
+        return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        yield Located(f"{label}:{line}", None, ("not valid UTF-8; save the file as UTF-8",))
+        return
+    if not text.strip():
+        yield Located(label, None, ("file is empty; expected an event object or an array of events",))
+        return
+    try:
+        doc = strictjson.loads(text)
+    except strictjson.StrictJSONError as exc:
+        place = f"{label}:{exc.line}" if exc.line else label
+        column = f" (column {exc.column})" if exc.column else ""
+        yield Located(place, None, (exc.message + column,))
+        return
+    if isinstance(doc, list):
+        if not doc:
+            yield Located(label, None, ("array is empty; expected at least one event",))
+        for index, item in enumerate(doc):
+            yield _located(f"{label}[{index}]", item)
+    else:
+        yield _located(label, doc)
+
+
+def _located(place: str, doc: Any) -> Located:
+    try:
+        return Located(place, parse_event(doc))
+    except EventInvalid as exc:
+        return Located(place, None, tuple(exc.problems))
