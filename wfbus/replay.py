@@ -135,6 +135,7 @@ def outgoing_for(parsed: _Parsed, source_label: str) -> OutgoingMessage:
         headers=headers,
         place=message.message_id,
         dedup_id=uuid.uuid4().hex,  # SQS FIFO drops a repeated dedup id for 5 minutes
+        group_id=message.extra.get("group_id"),
     )
 
 

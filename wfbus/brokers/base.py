@@ -51,6 +51,7 @@ class OutgoingMessage:
     headers: dict[str, str]
     place: str = ""
     dedup_id: str | None = None  # SQS FIFO: a replay passes a fresh one
+    group_id: str | None = None  # SQS FIFO: a replay keeps the original message group
 
     @classmethod
     def from_event(cls, event: WorkflowEvent, wire: WireFormat, place: str = "") -> OutgoingMessage:

@@ -1,0 +1,92 @@
+"""One kit per broker type: how to give a test its own fresh queues on the real server.
+
+The contract tests only talk to wfbus; a kit only prepares topology (queues, topics, bindings)
+the way an operator would have it, and says what the broker can and cannot promise.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+
+class Kit:
+    kind = "base"
+    passes_over_unselected = False  # Kafka: a replay skips what it does not select
+    # "total"; "per-key": only one urn's events keep their order (SQS FIFO groups, Kafka partitions);
+    # "none": best-effort order (SQS standard queues)
+    order = "total"
+
+    def settings(self, tmp_path: Path) -> dict:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        pass
+
+
+class LocalKit(Kit):
+    kind = "local"
+
+    def settings(self, tmp_path: Path) -> dict:
+        return {"type": "local", "path": str(tmp_path / "local.db"), "queue": f"q-{uuid.uuid4().hex[:8]}"}
+
+
+def sqs_client():
+    import boto3
+
+    return boto3.client("sqs", endpoint_url=SQS_ENDPOINT, region_name="us-east-1",
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+SQS_ENDPOINT = os.environ.get("WFBUS_TEST_SQS_ENDPOINT", "http://127.0.0.1:19324")
+
+
+class SqsKit(Kit):
+    """A main queue whose RedrivePolicy points at its DLQ, as an operator would set it up."""
+
+    kind = "sqs"
+    fifo = False
+    order = "none"
+    max_receive_count = 10
+
+    def settings(self, tmp_path: Path) -> dict:
+        client = sqs_client()
+        suffix = ".fifo" if self.fifo else ""
+        name = f"wfbus-{uuid.uuid4().hex[:10]}"
+        fifo_attributes = {"FifoQueue": "true"} if self.fifo else {}
+        dlq = client.create_queue(QueueName=f"{name}-dlq{suffix}", Attributes=fifo_attributes)["QueueUrl"]
+        dlq_arn = client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        import json
+
+        main = client.create_queue(QueueName=f"{name}{suffix}", Attributes={
+            **fifo_attributes,
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": self.max_receive_count}),
+        })["QueueUrl"]
+        self.queue_urls = [main, dlq]
+        return {"type": "sqs", "queue_url": main, "endpoint_url": SQS_ENDPOINT, "region": "us-east-1",
+                "aws_access_key_id": "test", "aws_secret_access_key": "test", "visibility_timeout": 10}
+
+    def cleanup(self) -> None:
+        client = sqs_client()
+        for url in getattr(self, "queue_urls", []):
+            try:
+                client.delete_queue(QueueUrl=url)
+            except Exception:  # noqa: BLE001 - cleanup only
+                pass
+
+
+class SqsFifoKit(SqsKit):
+    kind = "sqs-fifo"
+    fifo = True
+    order = "per-key"
+
+
+KITS: dict[str, type[Kit]] = {"local": LocalKit, "sqs": SqsKit, "sqs-fifo": SqsFifoKit}
+
+
+def selected_kinds() -> list[str]:
+    """Every broker type unless WFBUS_TEST_BROKERS narrows it; a listed broker whose server is
+    missing fails its tests (CI lists them all), it is never skipped."""
+    wanted = os.environ.get("WFBUS_TEST_BROKERS", ",".join(KITS))
+    return [kind.strip() for kind in wanted.split(",") if kind.strip()]
