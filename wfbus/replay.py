@@ -181,11 +181,11 @@ def replay(
                         report.samples.append(_sample(parsed))
                 else:
                     skipped.append(message)
-            if skipped:
-                reader.release(skipped)
             if dry_run:
-                reader.release([p.message for p in chosen])
-            elif chosen:
+                continue  # touch nothing: closing the reader hands everything back unchanged
+            if skipped:
+                reader.skip(skipped)
+            if chosen:
                 _move(reader, chosen, destination, report)
             if progress:
                 progress(report.replayed, selection.limit)

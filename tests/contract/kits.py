@@ -82,7 +82,36 @@ class SqsFifoKit(SqsKit):
     order = "per-key"
 
 
-KITS: dict[str, type[Kit]] = {"local": LocalKit, "sqs": SqsKit, "sqs-fifo": SqsFifoKit}
+KAFKA_BOOTSTRAP = os.environ.get("WFBUS_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+
+
+def kafka_create_topics(*names: str, partitions: int = 3) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=KAFKA_BOOTSTRAP, request_timeout_ms=15000)
+    try:
+        admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        admin.wait_for_topics(list(names)) if hasattr(admin, "wait_for_topics") else None
+    finally:
+        admin.close()
+
+
+class KafkaKit(Kit):
+    """A 3-partition topic and its dead-letter topic, and a fresh application consumer group."""
+
+    kind = "kafka"
+    passes_over_unselected = True
+    order = "per-key"
+
+    def settings(self, tmp_path: Path) -> dict:
+        name = f"wfbus-{uuid.uuid4().hex[:10]}"
+        kafka_create_topics(name, f"{name}.dlq")
+        return {"type": "kafka", "bootstrap_servers": [KAFKA_BOOTSTRAP], "topic": name,
+                "dead_letter_topic": f"{name}.dlq", "consumer_group": f"app-{name}",
+                "replay_group": f"replay-{name}", "timeout_seconds": 10}
+
+
+KITS: dict[str, type[Kit]] = {"local": LocalKit, "sqs": SqsKit, "sqs-fifo": SqsFifoKit, "kafka": KafkaKit}
 
 
 def selected_kinds() -> list[str]:

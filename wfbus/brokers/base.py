@@ -132,6 +132,10 @@ class DeadLetterReader:
     def release(self, messages: Sequence[ReceivedMessage]) -> None:
         raise NotImplementedError
 
+    def skip(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Not selected by the filters: left in place where the broker can (Kafka passes them over)."""
+        self.release(messages)
+
     def close(self) -> None:
         pass
 
