@@ -109,7 +109,7 @@ def _parse(message: ReceivedMessage) -> _Parsed:
     attempt = headers.get(HEADER_ATTEMPT)
     return _Parsed(
         message,
-        headers.get(HEADER_TOPIC) or message.routing_key,
+        headers.get(HEADER_TOPIC) or message.routing_key or message.extra.get("routing_key", ""),
         headers.get(HEADER_URN, ""),
         int(attempt) if attempt and attempt.isdigit() else None,
         None,
@@ -119,7 +119,7 @@ def _parse(message: ReceivedMessage) -> _Parsed:
 def outgoing_for(parsed: _Parsed, source_label: str) -> OutgoingMessage:
     """The message to publish: same body and user headers, plus where it was replayed from."""
     message = parsed.message
-    headers = {k: v for k, v in message.headers.items() if k in _KEPT_HEADERS}
+    headers = dict(message.headers)  # the user's headers; brokers already left out their own bookkeeping
     event_id = headers.get(HEADER_EVENT_ID) or (parsed.event.event_id if parsed.event else message.message_id)
     headers.setdefault(HEADER_TOPIC, parsed.topic)
     headers.setdefault(HEADER_URN, parsed.urn)
@@ -129,17 +129,16 @@ def outgoing_for(parsed: _Parsed, source_label: str) -> OutgoingMessage:
     headers[HEADER_REPLAYED_FROM] = source_label
     return OutgoingMessage(
         body=message.body,
-        topic=parsed.topic or message.routing_key,
+        topic=parsed.topic,
         key=parsed.urn,
         event_id=event_id,
         headers=headers,
         place=message.message_id,
         dedup_id=uuid.uuid4().hex,  # SQS FIFO drops a repeated dedup id for 5 minutes
         group_id=message.extra.get("group_id"),
+        routing_key=message.routing_key or None,
     )
 
-
-_KEPT_HEADERS = (HEADER_TOPIC, HEADER_URN, HEADER_ATTEMPT, HEADER_EVENT_ID)
 
 
 def replay(

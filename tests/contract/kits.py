@@ -111,7 +111,51 @@ class KafkaKit(Kit):
                 "replay_group": f"replay-{name}", "timeout_seconds": 10}
 
 
-KITS: dict[str, type[Kit]] = {"local": LocalKit, "sqs": SqsKit, "sqs-fifo": SqsFifoKit, "kafka": KafkaKit}
+RABBITMQ_URL = os.environ.get("WFBUS_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5673/%2F")
+
+
+def rabbit_channel():
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(RABBITMQ_URL))
+    return connection, connection.channel()
+
+
+class RabbitMqKit(Kit):
+    """An exchange, a work queue bound to `order.#`/`billing.#` that dead-letters into a DLQ."""
+
+    kind = "rabbitmq"
+
+    def settings(self, tmp_path: Path) -> dict:
+        name = f"wfbus-{uuid.uuid4().hex[:10]}"
+        self.names = name
+        connection, channel = rabbit_channel()
+        try:
+            channel.exchange_declare(name, "topic", durable=True)
+            channel.exchange_declare(f"{name}.dlx", "topic", durable=True)
+            channel.queue_declare(f"{name}.dlq", durable=True)
+            channel.queue_bind(f"{name}.dlq", f"{name}.dlx", "#")
+            channel.queue_declare(name, durable=True, arguments={"x-dead-letter-exchange": f"{name}.dlx"})
+            for pattern in ("order.#", "billing.#"):
+                channel.queue_bind(name, name, pattern)
+        finally:
+            connection.close()
+        return {"type": "rabbitmq", "url": RABBITMQ_URL, "exchange": name, "queue": name,
+                "dead_letter_queue": f"{name}.dlq", "timeout_seconds": 10}
+
+    def cleanup(self) -> None:
+        connection, channel = rabbit_channel()
+        try:
+            for queue in (self.names, f"{self.names}.dlq"):
+                channel.queue_delete(queue)
+            for exchange in (self.names, f"{self.names}.dlx"):
+                channel.exchange_delete(exchange)
+        finally:
+            connection.close()
+
+
+KITS: dict[str, type[Kit]] = {"local": LocalKit, "sqs": SqsKit, "sqs-fifo": SqsFifoKit, "kafka": KafkaKit,
+                              "rabbitmq": RabbitMqKit}
 
 
 def selected_kinds() -> list[str]:

@@ -52,6 +52,7 @@ class OutgoingMessage:
     place: str = ""
     dedup_id: str | None = None  # SQS FIFO: a replay passes a fresh one
     group_id: str | None = None  # SQS FIFO: a replay keeps the original message group
+    routing_key: str | None = None  # RabbitMQ: a replay keeps the original routing key (x-death)
 
     @classmethod
     def from_event(cls, event: WorkflowEvent, wire: WireFormat, place: str = "") -> OutgoingMessage:
@@ -91,7 +92,7 @@ class ReceivedMessage:
     headers: dict[str, str]
     handle: Any
     message_id: str = ""  # stable across redeliveries where the broker has one (journal key)
-    routing_key: str = ""  # where it was first sent (RabbitMQ x-death routing key, Kafka topic)
+    routing_key: str = ""  # RabbitMQ: the routing key it was first published with (from x-death)
     dead_letter_reason: str = ""
     receive_count: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -348,8 +348,8 @@ class KafkaTopicReader(DeadLetterReader):
             headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (record.headers or [])}
             out.append(ReceivedMessage(
                 body=record.value or b"", headers=headers, handle=(tp, record.offset),
-                message_id=f"{tp.topic}/{tp.partition}/{record.offset}", routing_key=tp.topic,
-                extra={"key": (record.key or b"").decode("utf-8", "replace")},
+                message_id=f"{tp.topic}/{tp.partition}/{record.offset}",
+                extra={"key": (record.key or b"").decode("utf-8", "replace"), "topic": tp.topic},
             ))
         return out
 

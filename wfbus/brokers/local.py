@@ -192,5 +192,6 @@ def insert(db: sqlite3.Connection, queue: str, messages: Sequence[OutgoingMessag
 def _received(row: tuple) -> ReceivedMessage:
     row_id, body, headers, routing_key, message_id = row
     return ReceivedMessage(
-        body=bytes(body), headers=json.loads(headers), handle=row_id, message_id=message_id, routing_key=routing_key
+        body=bytes(body), headers=json.loads(headers), handle=row_id, message_id=message_id,
+        extra={"routing_key": routing_key},
     )
