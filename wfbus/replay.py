@@ -164,16 +164,19 @@ def replay(
             if not received:
                 break
             chosen: list[_Parsed] = []
-            skipped: list[ReceivedMessage] = []
+            skipped: list[ReceivedMessage] = []  # examined, not selected by the filters
+            beyond_limit: list[ReceivedMessage] = []  # not examined: left for the next replay
             for message in received:
+                if selection.limit is not None and report.selected >= selection.limit:
+                    beyond_limit.append(message)
+                    continue
                 parsed = _parse(message)
                 report.examined += 1
                 report.by_topic[parsed.topic] += 1
                 report.by_attempt[parsed.attempt] += 1
                 if message.dead_letter_reason:
                     report.by_reason[message.dead_letter_reason] += 1
-                wanted = selection.matches(parsed.topic, parsed.urn)
-                if wanted and (selection.limit is None or report.selected < selection.limit):
+                if selection.matches(parsed.topic, parsed.urn):
                     report.selected += 1
                     chosen.append(parsed)
                     if len(report.samples) < sample_size:
@@ -184,6 +187,8 @@ def replay(
                 continue  # touch nothing: closing the reader hands everything back unchanged
             if skipped:
                 reader.skip(skipped)
+            if beyond_limit:
+                reader.release(beyond_limit)
             if chosen:
                 _move(reader, chosen, destination, report)
             if progress:

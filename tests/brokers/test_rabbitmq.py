@@ -1,0 +1,130 @@
+"""RabbitMQ behaviour that the server decides, on a real RabbitMQ node."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pika
+import pytest
+
+from conftest import write_config, write_jsonl
+from contract.kits import RABBITMQ_URL, RabbitMqKit, rabbit_channel
+
+pytestmark = pytest.mark.broker("rabbitmq")
+
+
+@pytest.fixture
+def rabbit(tmp_path):
+    kit = RabbitMqKit()
+    settings = kit.settings(tmp_path)
+    write_config(tmp_path / "wfbus.yaml", {"r": settings}, "r")
+    yield settings
+    kit.cleanup()
+
+
+def _reject_all(queue: str, expected: int) -> None:
+    """A consumer that fails: basic.nack(requeue=False) sends each message to the DLX."""
+    connection, channel = rabbit_channel()
+    try:
+        rejected = 0
+        deadline = time.monotonic() + 10
+        while rejected < expected and time.monotonic() < deadline:
+            method, _, _ = channel.basic_get(queue)
+            if method is None:
+                continue
+            channel.basic_nack(method.delivery_tag, requeue=False)
+            rejected += 1
+    finally:
+        connection.close()
+
+
+def test_unroutable_event_fails_with_exit_1_naming_it_and_the_rest_are_confirmed(wfbus, rabbit, tmp_path):
+    events = [{"topic": "order.submit", "urn": "a"}, {"topic": "nobody.listens", "urn": "b"},
+              {"topic": "billing.charge", "urn": "c"}]
+    write_jsonl(tmp_path / "e.jsonl", events)
+    result = wfbus("-o", "json", "emit", "e.jsonl", "--failed-out", "failed.jsonl")
+    assert result.code == 1
+    doc = result.json()
+    assert doc["published"] == 2
+    assert [(f["place"], f["topic"]) for f in doc["failed"]] == [("e.jsonl:2", "nobody.listens")]
+    assert "unroutable" in doc["failed"][0]["error"]
+    assert json.loads((tmp_path / "failed.jsonl").read_text())["urn"] == "b"
+
+
+def test_messages_are_persistent_json_with_the_event_id_as_message_id(wfbus, rabbit):
+    assert wfbus("emit", "--topic", "order.submit", "--urn", "o-1").code == 0
+    connection, channel = rabbit_channel()
+    try:
+        method, properties, body = channel.basic_get(rabbit["queue"], auto_ack=True)
+    finally:
+        connection.close()
+    assert properties.delivery_mode == 2 and properties.content_type == "application/json"
+    assert properties.message_id == properties.headers["event-id"]
+    assert method.routing_key == "order.submit"
+    assert json.loads(body) == {"topic": "order.submit", "urn": "o-1", "attempt": 0}
+
+
+def test_really_dead_lettered_messages_are_replayed_with_their_death_recorded(wfbus, rabbit, tmp_path):
+    events = [{"topic": "order.submit", "urn": f"o-{i}"} for i in range(3)] + [{"topic": "billing.x", "urn": "b"}]
+    assert wfbus("emit", str(write_jsonl(tmp_path / "e.jsonl", events))).code == 0
+    _reject_all(rabbit["queue"], 4)
+    assert {q["role"]: q["ready"] for q in wfbus("depth", "-o", "json").json()["queues"]} == {
+        "main": 0, "dead-letter": 4}
+
+    plan = wfbus("replay", "--dry-run", "-o", "json").json()
+    assert plan["by_reason"] == {"rejected": 4} and plan["selected"] == 4
+
+    assert wfbus("replay", "--topic", "order.*").code == 0
+    connection, channel = rabbit_channel()
+    try:
+        got = [channel.basic_get(rabbit["queue"], auto_ack=True) for _ in range(3)]
+    finally:
+        connection.close()
+    for method, properties, body in got:
+        headers = properties.headers
+        assert method.routing_key == "order.submit"
+        assert "x-death" not in headers
+        assert headers["death-count"] == "1" and headers["death-reason"] == "rejected"
+        assert headers["replayed-from"] == f"r:{rabbit['dead_letter_queue']}"
+    # the unselected one is still in the DLQ
+    assert json.loads(wfbus("peek", "--dead-letter", "-o", "json").out) == [{"topic": "billing.x", "urn": "b",
+                                                                             "attempt": 0}]
+
+
+def test_peek_leaves_messages_in_their_order(wfbus, rabbit, tmp_path):
+    events = [{"topic": "order.submit", "urn": f"o-{i}"} for i in range(25)]
+    assert wfbus("emit", str(write_jsonl(tmp_path / "e.jsonl", events))).code == 0
+    assert json.loads(wfbus("peek", "--limit", "5", "-o", "json").out) == [
+        {**e, "attempt": 0} for e in events[:5]]
+    assert json.loads(wfbus("peek", "--all", "-o", "json").out) == [{**e, "attempt": 0} for e in events]
+
+
+def test_missing_exchange_bad_password_and_refused_connection_exit_5(wfbus, tmp_path):
+    bad_password = RABBITMQ_URL.replace("guest:guest", "guest:wrong-secret")
+    write_config(tmp_path / "wfbus.yaml", {
+        "noexchange": {"type": "rabbitmq", "url": RABBITMQ_URL, "exchange": "no-such-exchange"},
+        "badauth": {"type": "rabbitmq", "url": bad_password, "exchange": "amq.topic"},
+        "down": {"type": "rabbitmq", "url": "amqp://guest:guest@127.0.0.1:9/%2F", "timeout_seconds": 3},
+    })
+    started = time.monotonic()
+    result = wfbus("emit", "-b", "noexchange", "--topic", "t", "--urn", "u")
+    assert result.code == 5 and "404" in result.err and "no-such-exchange" in result.err
+    result = wfbus("emit", "-b", "badauth", "--topic", "t", "--urn", "u")
+    assert result.code == 5 and "authentication failed" in result.err and "wrong-secret" not in result.err
+    result = wfbus("emit", "-b", "down", "--topic", "t", "--urn", "u")
+    assert result.code == 5 and "cannot reach RabbitMQ" in result.err
+    assert time.monotonic() - started < 30
+
+
+def test_declare_true_creates_the_exchange_and_declare_false_never_does(wfbus, tmp_path):
+    write_config(tmp_path / "wfbus.yaml", {
+        "strict": {"type": "rabbitmq", "url": RABBITMQ_URL, "exchange": "wfbus-declared-x"},
+        "lenient": {"type": "rabbitmq", "url": RABBITMQ_URL, "exchange": "wfbus-declared-x", "declare": True},
+    })
+    connection, channel = rabbit_channel()
+    channel.exchange_delete("wfbus-declared-x")
+    connection.close()
+    assert wfbus("emit", "-b", "strict", "--topic", "t", "--urn", "u").code == 5
+    assert wfbus("emit", "-b", "lenient", "--topic", "t", "--urn", "u").code == 1  # created; nothing bound: unroutable
+    assert wfbus("emit", "-b", "strict", "--topic", "t", "--urn", "u").code == 1
