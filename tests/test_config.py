@@ -97,3 +97,14 @@ def test_relative_local_path_is_relative_to_the_config_file(wfbus, tmp_path):
     write_config(tmp_path / "conf" / "w.yaml", {"l": {"type": "local", "path": "data/l.db"}})
     assert wfbus("--config", "conf/w.yaml", "emit", "--topic", "t", "--urn", "u").code == 0
     assert os.path.exists(tmp_path / "conf" / "data" / "l.db")
+
+
+def test_the_example_config_documents_valid_settings_for_every_type(wfbus, monkeypatch):
+    from conftest import REPO
+
+    monkeypatch.setenv("ORDER_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/orders")
+    monkeypatch.setenv("RABBIT_PASSWORD", "s3cret-pass")
+    result = wfbus("--config", str(REPO / "config.example.yaml"), "brokers", "-o", "json")
+    assert result.code == 0, result.err
+    assert {b["type"] for b in result.json()["brokers"]} == {"local", "sqs", "kafka", "rabbitmq"}
+    assert "s3cret-pass" not in result.out

@@ -230,7 +230,7 @@ def _read_lines(handle: IO[bytes], label: str) -> Iterator[Located]:
         if not raw.strip():
             continue
         try:
-            text = raw.decode("utf-8")
+            text = raw.rstrip(b"\r\n").decode("utf-8")
         except UnicodeDecodeError as exc:
             yield Located(place, None, (f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8",))
             continue

@@ -59,7 +59,7 @@ def _render(out, report) -> None:
     out.line(f"{verb} {count} of {report.examined} dead-lettered message(s) from {report.source} "
              f"to {report.destination}")
     if report.by_topic:
-        out.table(["topic", "messages"], sorted(report.by_topic.items()), title="in the dead-letter queue")
+        out.table(["topic", "examined"], sorted(report.by_topic.items()), title="dead-lettered messages by topic")
     if report.dry_run and report.samples:
         out.line("sample of the selected events:")
         for sample in report.samples:
