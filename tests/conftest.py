@@ -34,6 +34,8 @@ def wfbus(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("WFBUS_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("WFBUS_STATE_DIR", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
 
     def call(*args: str, stdin: bytes | None = None) -> Result:

@@ -9,10 +9,12 @@ destination can do it atomically (the local broker into the same file), the read
 from __future__ import annotations
 
 import fnmatch
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from . import strictjson
 from .brokers.base import (
@@ -27,7 +29,8 @@ from .brokers.base import (
     ReceivedMessage,
 )
 from .errors import ExitStatus, WfbusError
-from .event import EventInvalid, WorkflowEvent, parse_event
+from .event import EventInvalid, WireFormat, WorkflowEvent, parse_event
+from .journal import Journal
 from .redact import redact
 
 ProgressCallback = Callable[[int, int | None], None]
@@ -39,12 +42,44 @@ class Selection:
 
     topics: tuple[str, ...] = ()  # glob patterns
     urns: tuple[str, ...] = ()
+    matches: tuple[tuple[str, str], ...] = ()  # (dotted path, expected value as text or JSON)
+    min_attempt: int | None = None
+    max_attempt: int | None = None
     limit: int | None = None
 
-    def matches(self, topic: str, urn: str) -> bool:
-        if self.topics and not any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.topics):
+    def accepts(self, parsed: _Parsed) -> bool:
+        if self.topics and not any(fnmatch.fnmatchcase(parsed.topic, pattern) for pattern in self.topics):
             return False
-        return not self.urns or urn in self.urns
+        if self.urns and parsed.urn not in self.urns:
+            return False
+        if self.min_attempt is not None and (parsed.attempt is None or parsed.attempt < self.min_attempt):
+            return False
+        if self.max_attempt is not None and (parsed.attempt is None or parsed.attempt > self.max_attempt):
+            return False
+        return all(_path_equals(parsed, path, expected) for path, expected in self.matches)
+
+
+def _path_equals(parsed: _Parsed, path: str, expected: str) -> bool:
+    """`payload.region=eu`: the value at the dotted path, compared as text (or as JSON when it parses)."""
+    if parsed.event is None:
+        return False
+    value: Any = parsed.event.to_dict()
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return False
+    if isinstance(value, str):
+        return value == expected
+    try:
+        return value == strictjson.loads(expected)
+    except strictjson.StrictJSONError:
+        return False
+
+
+AttemptPolicy = Literal["keep", "increment", "reset"]
 
 
 @dataclass
@@ -71,6 +106,7 @@ class ReplayReport:
     passed_over: bool = False  # Kafka: unselected messages are skipped, not kept in the queue
     aborted: str | None = None
     interrupted: bool = False
+    resumed: int = 0  # confirmed by a killed earlier run; this run only removed them from the source
 
     @property
     def left(self) -> int:
@@ -116,11 +152,23 @@ def _parse(message: ReceivedMessage) -> _Parsed:
     )
 
 
-def outgoing_for(parsed: _Parsed, source_label: str) -> OutgoingMessage:
-    """The message to publish: same body and user headers, plus where it was replayed from."""
+def outgoing_for(parsed: _Parsed, source_label: str, policy: AttemptPolicy = "keep",
+                 wire: WireFormat = "topic") -> OutgoingMessage:
+    """The message to publish: same body and headers, plus where it was replayed from.
+
+    With an attempt policy other than `keep`, the body is re-encoded with the new attempt (and so
+    gets a new event id); a body that is not a workflow event is always forwarded as it is.
+    """
     message = parsed.message
     headers = dict(message.headers)  # the user's headers; brokers already left out their own bookkeeping
-    event_id = headers.get(HEADER_EVENT_ID) or (parsed.event.event_id if parsed.event else message.message_id)
+    body = message.body
+    event = parsed.event
+    if event is not None and policy != "keep":
+        event = event.with_attempt(event.attempt + 1 if policy == "increment" else 0)
+        body = event.encode(wire)
+        headers[HEADER_ATTEMPT] = str(event.attempt)
+        headers[HEADER_EVENT_ID] = event.event_id
+    event_id = headers.get(HEADER_EVENT_ID) or (event.event_id if event else message.message_id)
     headers.setdefault(HEADER_TOPIC, parsed.topic)
     headers.setdefault(HEADER_URN, parsed.urn)
     if parsed.attempt is not None:
@@ -128,7 +176,7 @@ def outgoing_for(parsed: _Parsed, source_label: str) -> OutgoingMessage:
     headers[HEADER_EVENT_ID] = event_id
     headers[HEADER_REPLAYED_FROM] = source_label
     return OutgoingMessage(
-        body=message.body,
+        body=body,
         topic=parsed.topic,
         key=parsed.urn,
         event_id=event_id,
@@ -140,23 +188,35 @@ def outgoing_for(parsed: _Parsed, source_label: str) -> OutgoingMessage:
     )
 
 
+@dataclass
+class ReplayOptions:
+    selection: Selection = field(default_factory=Selection)
+    dry_run: bool = False
+    attempt: AttemptPolicy = "keep"
+    batch_size: int = 100
+    rate: float | None = None  # events per second, smooth
+    sample_size: int = 5
+
 
 def replay(
     source: Broker,
     destination: Broker,
-    selection: Selection,
+    options: ReplayOptions,
     *,
-    dry_run: bool = False,
-    batch_size: int = 100,
-    sample_size: int = 5,
+    journal: Journal | None = None,
     progress: ProgressCallback | None = None,
 ) -> ReplayReport:
+    selection = options.selection
     report = ReplayReport(
         source=f"{source.name} (dead-letter)",
         destination=f"{destination.name}: {destination.describe_destination()}",
-        dry_run=dry_run,
+        dry_run=options.dry_run,
         passed_over=source.replays_by_passing_over,
     )
+    batch_size = options.batch_size
+    pacer = _Pacer(options.rate) if options.rate else None
+    if pacer:
+        batch_size = max(1, min(batch_size, int(options.rate / 5)))  # small steps: a smooth rate, not bursts
     reader = source.dead_letter_reader()
     try:
         while selection.limit is None or report.selected < selection.limit:
@@ -176,21 +236,23 @@ def replay(
                 report.by_attempt[parsed.attempt] += 1
                 if message.dead_letter_reason:
                     report.by_reason[message.dead_letter_reason] += 1
-                if selection.matches(parsed.topic, parsed.urn):
+                if selection.accepts(parsed):
                     report.selected += 1
                     chosen.append(parsed)
-                    if len(report.samples) < sample_size:
+                    if len(report.samples) < options.sample_size:
                         report.samples.append(_sample(parsed))
                 else:
                     skipped.append(message)
-            if dry_run:
+            if options.dry_run:
                 continue  # touch nothing: closing the reader hands everything back unchanged
             if skipped:
                 reader.skip(skipped)
             if beyond_limit:
                 reader.release(beyond_limit)
             if chosen:
-                _move(reader, chosen, destination, report)
+                if pacer:
+                    pacer.wait(len(chosen))
+                _move(reader, chosen, destination, report, options.attempt, journal)
             if progress:
                 progress(report.replayed, selection.limit)
     except KeyboardInterrupt:
@@ -202,8 +264,22 @@ def replay(
     return report
 
 
-def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: ReplayReport) -> None:
-    outgoing = [outgoing_for(p, reader.source_label) for p in chosen]
+def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: ReplayReport,
+          policy: AttemptPolicy, journal: Journal | None) -> None:
+    if journal is not None:
+        # a previous run was killed after the destination confirmed these: only finish removing them
+        candidates = [p.message.message_id for p in chosen if p.message.redelivered is not False]
+        done = journal.already_published(candidates)
+        if done:
+            finished = [p.message for p in chosen if p.message.message_id in done]
+            reader.ack(finished)
+            journal.forget(done)
+            report.replayed += len(finished)
+            report.resumed += len(finished)
+            chosen = [p for p in chosen if p.message.message_id not in done]
+            if not chosen:
+                return
+    outgoing = [outgoing_for(p, reader.source_label, policy, destination.wire) for p in chosen]
     messages = [p.message for p in chosen]
     transfer = getattr(reader, "transfer", None)
     deliveries: list[Delivery] | None = transfer(messages, outgoing, destination) if transfer else None
@@ -211,7 +287,11 @@ def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: Replay
         deliveries = destination.publish(outgoing)
         confirmed = [m for m, d in zip(messages, deliveries) if d.ok]
         if confirmed:
+            if journal is not None:
+                journal.mark_published(m.message_id for m in confirmed)
             reader.ack(confirmed)
+            if journal is not None:
+                journal.forget(m.message_id for m in confirmed)
         rejected = [m for m, d in zip(messages, deliveries) if not d.ok]
         if rejected:
             reader.release(rejected)
@@ -224,6 +304,20 @@ def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: Replay
                     parsed.message.message_id, delivery.message.event_id, parsed.topic, redact(delivery.error or "")
                 )
             )
+
+
+class _Pacer:
+    """Spaces publishes evenly at `rate` events per second."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.next = time.monotonic()
+
+    def wait(self, count: int) -> None:
+        now = time.monotonic()
+        if self.next > now:
+            time.sleep(self.next - now)
+        self.next = max(self.next, now) + count * self.interval
 
 
 def _sample(parsed: _Parsed) -> dict:

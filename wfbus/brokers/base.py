@@ -95,6 +95,7 @@ class ReceivedMessage:
     routing_key: str = ""  # RabbitMQ: the routing key it was first published with (from x-death)
     dead_letter_reason: str = ""
     receive_count: int | None = None
+    redelivered: bool | None = None  # False: certainly never handed to a consumer before (RabbitMQ)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -339,7 +339,7 @@ def _received(method, properties, body: bytes) -> ReceivedMessage:
         headers["death-reason"] = reason
     return ReceivedMessage(
         body=body, headers=headers, handle=method.delivery_tag, message_id=properties.message_id or "",
-        routing_key=routing_key, dead_letter_reason=reason,
+        routing_key=routing_key, dead_letter_reason=reason, redelivered=bool(method.redelivered),
     )
 
 

@@ -17,6 +17,9 @@ def depth_command(
     max_ready: Optional[int] = typer.Option(None, "--max-ready", min=0, help="Alarm when a main queue holds more."),
     max_dead: Optional[int] = typer.Option(None, "--max-dead", min=0, help="Alarm when a dead-letter queue holds more."),
     max_lag: Optional[int] = typer.Option(None, "--max-lag", min=0, help="Alarm when consumer lag is higher."),
+    watch: Optional[float] = typer.Option(None, "--watch", "-w", min=0.5, metavar="SECONDS",
+                                          help="Refresh every SECONDS with the change since the last refresh, "
+                                               "until Ctrl-C."),
 ) -> int:
     from ..depth import Thresholds, measure
     from ..errors import ExitStatus
@@ -25,7 +28,10 @@ def depth_command(
     config = state.config
     for name in brokers or []:
         config.resolve_name(name)  # unknown names are usage errors before anything is contacted
-    report = measure(config, list(brokers or []), Thresholds(max_ready, max_dead, max_lag))
+    thresholds = Thresholds(max_ready, max_dead, max_lag)
+    if watch:
+        return _watch(state.out, config, list(brokers or []), thresholds, watch)
+    report = measure(config, list(brokers or []), thresholds)
     out = state.out
     if out.mode != "text":
         out.json({
@@ -51,6 +57,57 @@ def depth_command(
     if report.breaches:
         return ExitStatus.THRESHOLD_EXCEEDED
     return ExitStatus.OK
+
+
+def _watch(out, config, names, thresholds, seconds: float) -> int:
+    """Refresh in place on a terminal (rich Live); print a table per refresh in a pipe. Ctrl-C ends it (exit 0)."""
+    import time
+    from datetime import datetime
+
+    from rich import box
+    from rich.live import Live
+    from rich.table import Table
+
+    from ..depth import measure
+
+    previous: dict = {}
+
+    def render(report):
+        table = Table(title=f"wfbus depth  {datetime.now():%H:%M:%S}  (every {seconds:g} s, Ctrl-C to stop)",
+                      box=box.SIMPLE_HEAD if out.console.is_terminal else None)
+        for column in ("broker", "queue", "role", "ready", "Δ", "in flight", "delayed", "consumers", "lag", "Δ lag"):
+            table.add_column(column)
+        for r in report.rows:
+            key = (r.broker, r.queue, r.role)
+            before = previous.get(key)
+            table.add_row(r.broker, r.queue, r.role, _n(r.ready, r.approximate), _delta(r.ready, before and before.ready),
+                          _n(r.in_flight, r.approximate), _n(r.delayed, r.approximate), _n(r.consumers, False),
+                          _n(r.lag, False), _delta(r.lag, before and before.lag))
+            previous[key] = r
+        for name, exc in report.errors.items():
+            table.add_row(name, "-", "error", str(exc.message)[:60], "", "", "", "", "", "")
+        for breach in report.breaches:
+            table.add_row("", "", "ALARM", breach, "", "", "", "", "", "")
+        return table
+
+    try:
+        if out.console.is_terminal:
+            with Live(render(measure(config, names, thresholds)), console=out.console, auto_refresh=False) as live:
+                while True:
+                    time.sleep(seconds)
+                    live.update(render(measure(config, names, thresholds)), refresh=True)
+        while True:
+            out.console.print(render(measure(config, names, thresholds)))
+            time.sleep(seconds)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _delta(now, before) -> str:
+    if now is None or before is None:
+        return ""
+    change = now - before
+    return f"{change:+d}" if change else "0"
 
 
 def _n(value, approximate: bool) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import List, Optional
 
 import typer
+
+from ..errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -19,26 +23,61 @@ def replay_command(
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Replay at most N messages."),
     topics: Optional[List[str]] = typer.Option(None, "--topic", help="Only topics matching this glob (repeatable)."),
     urns: Optional[List[str]] = typer.Option(None, "--urn", help="Only this urn (repeatable)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would move; change nothing."),
+    matches: Optional[List[str]] = typer.Option(
+        None, "--match", metavar="PATH=VALUE", help="Only events whose dotted path equals VALUE, e.g. "
+        "payload.region=eu (repeatable; all must match)."),
+    min_attempt: Optional[int] = typer.Option(None, "--min-attempt", min=0, help="Only events with attempt ≥ N."),
+    max_attempt: Optional[int] = typer.Option(None, "--max-attempt", min=0, help="Only events with attempt ≤ N."),
+    attempt: str = typer.Option("keep", "--attempt", help="keep | increment | reset the attempt of replayed events."),
+    rate: Optional[float] = typer.Option(None, "--rate", min=0.01, help="At most N events per second, evenly spaced."),
     batch: int = typer.Option(100, "--batch", min=1, max=10000, help="Messages per receive/publish round."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (what would move where); change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation on a terminal."),
 ) -> int:
-    from ..replay import Selection, replay
+    from ..journal import Journal
+    from ..replay import ReplayOptions, Selection, replay
 
+    if attempt not in ("keep", "increment", "reset"):
+        raise UsageError(f"--attempt {attempt!r}: use keep, increment or reset")
     state = ctx.obj
+    out = state.out
     config = state.config
     source_name = config.resolve_name(broker)
     destination_name = config.resolve_name(to) if to else source_name
-    selection = Selection(tuple(topics or ()), tuple(urns or ()), limit)
+    selection = Selection(tuple(topics or ()), tuple(urns or ()), tuple(_pair(m) for m in matches or ()),
+                          min_attempt, max_attempt, limit)
+    options = ReplayOptions(selection=selection, dry_run=dry_run, attempt=attempt, batch_size=batch, rate=rate)
+    interactive = not yes and not dry_run and out.mode == "text" and sys.stdin.isatty() and sys.stderr.isatty()
     with config.open(source_name) as source:
         destination = source if destination_name == source_name else config.open(destination_name)
         try:
-            with state.out.progress("replaying", limit) as progress:
-                report = replay(source, destination, selection, dry_run=dry_run, batch_size=batch, progress=progress)
+            if interactive:
+                plan = replay(source, destination, ReplayOptions(selection=selection, dry_run=True))
+                _render(out, plan)
+                if plan.selected == 0:
+                    return plan.exit_status
+                if not typer.confirm(f"replay {plan.selected} message(s) to {plan.destination}?", err=True):
+                    out.note("nothing replayed")
+                    return 0
+            journal = None if dry_run else Journal(f"{source.name}:{source.describe_destination(dead_letter=True)}")
+            try:
+                with out.progress("replaying", limit) as progress:
+                    report = replay(source, destination, options, journal=journal, progress=progress)
+            finally:
+                if journal is not None:
+                    journal.close()
         finally:
             if destination is not source:
                 destination.close()
-    _render(state.out, report)
+    _render(out, report)
     return report.exit_status
+
+
+def _pair(text: str) -> tuple[str, str]:
+    path, sep, value = text.partition("=")
+    if not sep or not path:
+        raise UsageError(f"--match {text!r}: expected PATH=VALUE, e.g. payload.region=eu")
+    return path, value
 
 
 def _render(out, report) -> None:
@@ -46,7 +85,7 @@ def _render(out, report) -> None:
         out.json({
             "source": report.source, "destination": report.destination, "dry_run": report.dry_run,
             "examined": report.examined, "selected": report.selected, "replayed": report.replayed,
-            "left": report.left,
+            "left": report.left, "resumed": report.resumed,
             "failed": [vars(f) for f in report.failed],
             "by_topic": dict(report.by_topic), "by_attempt": {str(k): v for k, v in report.by_attempt.items()},
             "by_reason": dict(report.by_reason), "samples": report.samples,
@@ -54,18 +93,23 @@ def _render(out, report) -> None:
             "aborted": report.aborted, "interrupted": report.interrupted, "exit_code": int(report.exit_status),
         })
         return
-    verb = "would replay" if report.dry_run else "replayed"
-    count = report.selected if report.dry_run else report.replayed
-    out.line(f"{verb} {count} of {report.examined} dead-lettered message(s) from {report.source} "
-             f"to {report.destination}")
-    if report.by_topic:
-        out.table(["topic", "examined"], sorted(report.by_topic.items()), title="dead-lettered messages by topic")
-    if report.dry_run and report.samples:
-        out.line("sample of the selected events:")
-        for sample in report.samples:
-            import json
-
-            out.line("  " + json.dumps(sample, ensure_ascii=False, separators=(",", ":")))
+    if report.dry_run:
+        out.line(f"plan: {report.examined} dead-lettered message(s) in {report.source}; {report.selected} selected "
+                 f"would go to {report.destination}")
+        out.table(["topic", "messages"], sorted(report.by_topic.items()), title="by topic")
+        out.table(["attempt", "messages"], sorted(report.by_attempt.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)),
+                  title="by attempt")
+        if report.by_reason:
+            out.table(["dead-letter reason", "messages"], sorted(report.by_reason.items()), title="by reason")
+        if report.samples:
+            out.line("sample of the selected events:")
+            for sample in report.samples:
+                out.line("  " + json.dumps(sample, ensure_ascii=False, separators=(",", ":")))
+    else:
+        out.line(f"replayed {report.replayed} of {report.selected} selected ({report.examined} examined) from "
+                 f"{report.source} to {report.destination}")
+        if report.resumed:
+            out.line(f"{report.resumed} of them had been published by an interrupted replay: only removed now")
     if report.left:
         where = "passed over (a Kafka topic cannot keep them)" if report.passed_over else "left in the dead-letter queue"
         out.line(f"{report.left} message(s) not selected: {where}")

@@ -1,0 +1,77 @@
+"""The replay journal: which dead-lettered messages were already published (confirmed).
+
+A replay killed between "the destination confirmed" and "the source removed it" would publish the
+message again when rerun.  The journal closes that gap: the confirmed message's source id is
+written (and synced) before the source is asked to remove it, so a rerun that receives it again
+only finishes the removal.  It lives in the user's state directory
+(``$XDG_STATE_HOME/wfbus/journal.db``, or ``$WFBUS_STATE_DIR``), in SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+RETENTION_SECONDS = 14 * 24 * 3600  # SQS keeps a message at most 14 days
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS published (
+    source     TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    at         REAL NOT NULL,
+    PRIMARY KEY (source, message_id)
+);
+"""
+
+
+def default_path() -> Path:
+    explicit = os.environ.get("WFBUS_STATE_DIR")
+    if explicit:
+        return Path(explicit) / "journal.db"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "wfbus" / "journal.db"
+
+
+class Journal:
+    def __init__(self, source: str, path: Path | None = None) -> None:
+        self.source = source
+        self.path = path or default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        self.db.execute("DELETE FROM published WHERE at < ?", (time.time() - RETENTION_SECONDS,))
+
+    def already_published(self, message_ids: Iterable[str]) -> set[str]:
+        ids = [m for m in message_ids if m]
+        if not ids:
+            return set()
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self.db.execute(
+                f"SELECT message_id FROM published WHERE source = ? AND message_id IN ({','.join('?' * len(chunk))})",
+                (self.source, *chunk),
+            ).fetchall()
+            found.update(row[0] for row in rows)
+        return found
+
+    def mark_published(self, message_ids: Iterable[str]) -> None:
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany("INSERT OR REPLACE INTO published VALUES (?, ?, ?)",
+                            [(self.source, m, now) for m in message_ids if m])
+        self.db.execute("COMMIT")
+
+    def forget(self, message_ids: Iterable[str]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany("DELETE FROM published WHERE source = ? AND message_id = ?",
+                            [(self.source, m) for m in message_ids if m])
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
