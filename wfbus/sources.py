@@ -161,8 +161,6 @@ class EventSources:
                 size = len(item.event.encode(wire))
                 if size > size_limit:
                     report.add(item.place, [f"event is {size:,} bytes, over the broker's {size_limit:,}-byte limit"])
-        if report.count == 0:
-            report.add("input", ["no events found"])
         return report
 
     def events(self) -> Iterator[tuple[str, WorkflowEvent]]:
@@ -176,10 +174,12 @@ class EventSources:
         if self._inline is not None:
             yield _located("--topic/--urn", self._inline.document())
         for spec in self._files:
-            if spec == STDIN:
-                yield from self._read_stdin()
-            else:
-                yield from read_file(Path(spec), spec)
+            found = 0
+            for item in self._read_stdin() if spec == STDIN else read_file(Path(spec), spec):
+                found += 1
+                yield item
+            if not found:
+                yield Located("<stdin>" if spec == STDIN else spec, None, ("no events: the input is empty",))
 
     def _read_stdin(self) -> Iterator[Located]:
         if self._spool is None:
@@ -230,12 +230,7 @@ def _read_lines(handle: IO[bytes], label: str) -> Iterator[Located]:
         if not raw.strip():
             continue
         try:
-            text = raw.rstrip(b"\r\n").decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield Located(place, None, (f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8",))
-            continue
-        try:
-            doc = strictjson.loads(text)
+            doc = strictjson.loads(raw.rstrip(b"\r\n"))
         except strictjson.StrictJSONError as exc:
             column = f" (column {exc.column})" if exc.column else ""
             yield Located(place, None, (exc.message + column,))
@@ -257,8 +252,7 @@ def _read_document(data: bytes, label: str) -> Iterator[Located]:
         yield Located(f"{label}:{line}", None, ("not valid UTF-8; save the file as UTF-8",))
         return
     if not text.strip():
-        yield Located(label, None, ("file is empty; expected an event object or an array of events",))
-        return
+        return  # the caller reports an input without events
     try:
         doc = strictjson.loads(text)
     except strictjson.StrictJSONError as exc:
