@@ -8,7 +8,6 @@ test checks that both accept and reject the same documents.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -138,6 +137,8 @@ def parse_event(doc: Any) -> WorkflowEvent:
 
 
 def _suggest(key: str) -> str:
+    import difflib  # only on the error path: it costs start-up time
+
     close = difflib.get_close_matches(key, ALLOWED_KEYS, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else f" (allowed: {', '.join(ALLOWED_KEYS)})"
 

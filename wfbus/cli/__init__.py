@@ -12,9 +12,9 @@ from typing import IO, Optional
 
 import typer
 
-from ..errors import ExitStatus, InputError, WfbusError
+from ..errors import ExitStatus, InputError, UsageError, WfbusError
 from . import brokers_cmd, depth, emit, peek, replay, schema, validate
-from .render import OutputMode
+from .render import OUTPUT_MODES
 from .state import State
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: rich's help renderer alone costs ~180 ms of imports
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -43,11 +44,14 @@ def _global_options(
         None, "--config", "-c", metavar="PATH",
         help="Config file (default: $WFBUS_CONFIG, ./wfbus.yaml, $XDG_CONFIG_HOME/wfbus/config.yaml).",
     ),
-    output: OutputMode = typer.Option("text", "--output", "-o", help="text for people; json / jsonl for scripts."),
+    output: str = typer.Option("text", "--output", "-o", metavar="text|json|jsonl",
+                               help="text for people; json / jsonl for scripts."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and driver details on errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     state: State = ctx.obj
+    if output not in OUTPUT_MODES:
+        raise UsageError(f"--output {output!r}: use one of {', '.join(OUTPUT_MODES)}")
     state.config_path = config
     state.output_mode = output
     state.verbose = verbose
@@ -67,10 +71,7 @@ def run(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) ->
         return int(result or 0)
     except typer.Exit as exc:
         return exc.exit_code
-    except click_errors.NoArgsIsHelpError as exc:
-        exc.show()
-        return ExitStatus.USAGE
-    except click_errors.ClickException as exc:
+    except click_errors.ClickException as exc:  # usage errors, including "no command given"
         exc.show()
         return ExitStatus.USAGE
     except (KeyboardInterrupt, typer.Abort):

@@ -16,6 +16,7 @@ from typing import IO, Any, Callable, Literal
 from ..redact import redact
 
 OutputMode = Literal["text", "json", "jsonl"]
+OUTPUT_MODES = ("text", "json", "jsonl")
 
 
 class Output:
