@@ -28,6 +28,7 @@ class Config:
     default_broker: str | None
     source: Path | None  # None: the built-in default
     base_dir: Path = field(default_factory=Path.cwd)
+    warnings: list[str] = field(default_factory=list)
 
     def resolve_name(self, name: str | None) -> str:
         """The broker a command uses: the one named, else default_broker, else the only one."""
@@ -90,7 +91,25 @@ def load(explicit: str | None = None) -> Config:
     raw = parse_yaml(text, str(path))
     if raw is None:
         raise ConfigError(f"{path}: config file is empty", hint="define `brokers:` (see config.example.yaml)")
-    return _build(raw, path, path.resolve().parent)
+    config = _build(raw, path, path.resolve().parent)
+    config.warnings.extend(_clear_secret_warnings(config, path, text))
+    return config
+
+
+def _clear_secret_warnings(config: Config, path: Path, text: str) -> list[str]:
+    """A secret written in clear in a file others can read deserves a word (ssh does the same)."""
+    try:
+        readable_by_others = path.stat().st_mode & 0o044
+    except OSError:
+        return []
+    if not readable_by_others:
+        return []
+    clear = [name for name, settings in config.brokers.items()
+             if any(secret in text for secret in settings.secret_values())]
+    if not clear:
+        return []
+    return [f"{path} holds secrets in clear (brokers: {', '.join(clear)}) and is readable by other users: "
+            f"`chmod 600 {path}`, or write them as ${{VAR}} and keep them in the environment"]
 
 
 def parse_yaml(text: str, label: str) -> Any:
@@ -123,6 +142,7 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
     from .brokers import broker_class
 
     brokers: dict[str, Any] = {}
+    warnings: list[str] = []
     for name, body in brokers_raw.items():
         path = f"brokers.{name}"
         if not isinstance(name, str) or not name:
@@ -137,6 +157,7 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
         brokers[name] = _validate(cls.settings_model, body, path, label)
         for secret in brokers[name].secret_values():
             redact.register(secret)
+        warnings.extend(f"brokers.{name}: {w}" for w in brokers[name].warnings())
     default = raw.get("default_broker")
     if default is not None:
         default = interpolate(default, "default_broker", label)
@@ -145,7 +166,7 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
                 f"{label}: default_broker: {default!r} is not a configured broker",
                 hint=f"use one of: {', '.join(brokers)}",
             )
-    return Config(brokers=brokers, default_broker=default, source=source, base_dir=base_dir)
+    return Config(brokers=brokers, default_broker=default, source=source, base_dir=base_dir, warnings=warnings)
 
 
 def _validate(model: Any, body: Mapping[str, Any], path: str, label: str) -> Any:

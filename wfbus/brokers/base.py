@@ -39,6 +39,10 @@ class BrokerSettings(BaseModel):
         """Where this broker sends, for `wfbus brokers`; secrets redacted."""
         return ""
 
+    def warnings(self) -> list[str]:
+        """Settings that work but are risky (TLS verification off), said on every use."""
+        return []
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:

@@ -72,6 +72,14 @@ class KafkaSettings(BrokerSettings):
     def target(self) -> str:
         return f"{','.join(self.bootstrap_servers)} topic {self.topic or self.topic_template}"
 
+    def warnings(self) -> list[str]:
+        out = []
+        if self.security_protocol in ("SSL", "SASL_SSL") and not self.ssl_check_hostname:
+            out.append("ssl_check_hostname: false: the broker's certificate is not matched to its host name")
+        if self.security_protocol == "SASL_PLAINTEXT" and self.sasl_mechanism in (None, "PLAIN"):
+            out.append("SASL PLAIN over PLAINTEXT sends the password unencrypted; use SASL_SSL")
+        return out
+
 
 class KafkaBroker(Broker):
     settings_model = KafkaSettings

@@ -55,6 +55,12 @@ class RabbitMqSettings(BrokerSettings):
     def target(self) -> str:
         return f"{url_without_password(self.url)} exchange {self.exchange}"
 
+    def warnings(self) -> list[str]:
+        if self.url.startswith("amqps://") and not self.verify:
+            return ["verify: false turns off TLS certificate verification: anyone on the path can read and "
+                    "change the traffic"]
+        return []
+
 
 class RabbitMqBroker(Broker):
     settings_model = RabbitMqSettings

@@ -82,9 +82,11 @@ def run(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) ->
         return exc.exit_status
     except BrokenPipeError:
         return ExitStatus.OK
-    except Exception as exc:  # a bug: say so plainly, traceback only on request
+    except Exception as exc:  # a bug: say so plainly, traceback only on request (redacted like everything else)
         if state.verbose:
-            raise
+            import traceback
+
+            state.out.note("".join(traceback.format_exception(exc)).rstrip())
         state.out.error(f"internal error: {type(exc).__name__}: {exc} (run again with --verbose for the traceback "
                         "and report it)")
         return 70

@@ -26,6 +26,8 @@ class State:
             from ..config import load
 
             self._config = load(self.config_path)
+            for warning in self._config.warnings:
+                self.out.warn(warning)
         return self._config
 
     @property
