@@ -355,7 +355,12 @@ def _native_move(topo: Topology) -> float:
         if tasks and tasks[0].get("Status") in ("COMPLETED", "FAILED", "CANCELLED"):
             break
         time.sleep(0.05)
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    left = int(client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+               ["Attributes"]["ApproximateNumberOfMessages"])
+    if tasks[0].get("Status") != "COMPLETED" or left:
+        raise RuntimeError(f"native move task did not move everything: {tasks[0]}, {left} left")
+    return elapsed
 
 
 SCENARIOS: dict[str, Callable[[Bench], None]] = {

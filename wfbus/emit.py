@@ -15,6 +15,7 @@ from typing import IO
 from .brokers.base import Broker, Delivery, OutgoingMessage
 from .errors import ExitStatus, WfbusError
 from .event import WorkflowEvent
+from .interrupts import deferred
 from .redact import redact
 from .sources import EventSources
 from .strictjson import dumps_compact
@@ -76,21 +77,27 @@ def emit(
 
     failed_file = _FailedOut(failed_out, broker)
     events = sources.events()
+    batch: list[OutgoingMessage] = []  # the batch on the wire, unaccounted until the broker answers
     try:
         for batch in _batches(events, broker.publish_batch_size, broker.wire):
-            try:
-                deliveries = broker.publish(batch, dead_letter=dead_letter)
-            except WfbusError as exc:
-                report.aborted = redact(exc.message)
-                deliveries = [Delivery(m, f"not confirmed: {report.aborted}") for m in batch]
+            with deferred():
+                try:
+                    deliveries = broker.publish(batch, dead_letter=dead_letter)
+                except WfbusError as exc:
+                    report.aborted = redact(exc.message)
+                    deliveries = [Delivery(m, f"not confirmed: {report.aborted}") for m in batch]
                 _account(report, deliveries, failed_file)
+                batch = []
+            if report.aborted:
                 report.not_attempted = failed_file.write_rest(events)
                 break
-            _account(report, deliveries, failed_file)
             if progress:
                 progress(report.published + len(report.failed), report.total)
     except KeyboardInterrupt:
+        # Ctrl-C: the batch on the wire is unconfirmed (it may or may not have arrived), the rest unsent;
+        # both go to --failed-out, so a rerun of that file can duplicate but never lose an event.
         report.interrupted = True
+        _account(report, [Delivery(m, "not confirmed: interrupted") for m in batch], failed_file)
         report.not_attempted = failed_file.write_rest(events)
     finally:
         failed_file.close()

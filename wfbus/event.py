@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .strictjson import dumps_canonical, dumps_compact
+from .strictjson import dumps_canonical, dumps_compact, dumps_compact_bytes
 
 WireFormat = Literal["topic", "event", "both"]
 
@@ -89,7 +89,7 @@ class WorkflowEvent:
         return doc
 
     def encode(self, wire: WireFormat = "topic") -> bytes:
-        return dumps_compact(self.to_dict(wire)).encode("utf-8")
+        return dumps_compact_bytes(self.to_dict(wire))
 
     def with_attempt(self, attempt: int) -> WorkflowEvent:
         return WorkflowEvent(self.topic, self.urn, attempt, self.payload)

@@ -30,6 +30,7 @@ from .brokers.base import (
 )
 from .errors import ExitStatus, WfbusError
 from .event import EventInvalid, WireFormat, WorkflowEvent, parse_event
+from .interrupts import deferred
 from .journal import Journal
 from .redact import redact
 
@@ -252,7 +253,8 @@ def replay(
             if chosen:
                 if pacer:
                     pacer.wait(len(chosen))
-                _move(reader, chosen, destination, report, options.attempt, journal)
+                with deferred():
+                    _move(reader, chosen, destination, report, options.attempt, journal)
             if progress:
                 progress(report.replayed, selection.limit)
     except KeyboardInterrupt:
@@ -296,7 +298,10 @@ def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: Replay
         if rejected:
             reader.release(rejected)
     for parsed, delivery in zip(chosen, deliveries):
-        if delivery.ok:
+        if delivery.taken_elsewhere:
+            report.selected -= 1
+            report.examined -= 1
+        elif delivery.ok:
             report.replayed += 1
         else:
             report.failed.append(

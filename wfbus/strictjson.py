@@ -133,6 +133,16 @@ def dumps_compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def dumps_compact_bytes(value: Any) -> bytes:
+    """dumps_compact as UTF-8 bytes, by orjson where it can (integers beyond 64 bits it cannot)."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value)
+        except (TypeError, _orjson.JSONEncodeError):
+            pass
+    return dumps_compact(value).encode("utf-8")
+
+
 def dumps_canonical(value: Any) -> str:
     """Sorted keys, compact: the same value always gives the same text (for hashing)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

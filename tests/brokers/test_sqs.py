@@ -124,3 +124,20 @@ def test_unknown_queue_and_unreachable_endpoint_exit_5_promptly(wfbus, tmp_path)
     result = wfbus("emit", "-b", "down", "--topic", "t", "--urn", "u")
     assert result.code == 5 and "cannot reach SQS" in result.err
     assert time.monotonic() - started < 30
+
+
+def test_native_replay_uses_the_servers_move_task(wfbus, sqs, tmp_path):
+    sqs()
+    write_jsonl(tmp_path / "e.jsonl", [{"topic": "t", "urn": f"n{i}"} for i in range(25)])
+    assert wfbus("emit", "--dead-letter", "e.jsonl").code == 0
+    result = wfbus("-o", "json", "replay", "--native")
+    assert result.code == 0, result.err
+    assert result.json()["status"] == "COMPLETED"
+    assert {q["role"]: q["ready"] for q in wfbus("depth", "-b", "q", "-o", "json").json()["queues"]} == {
+        "main": 25, "dead-letter": 0}
+
+
+def test_native_replay_refuses_filters(wfbus, sqs):
+    sqs()
+    result = wfbus("replay", "--native", "--topic", "x")
+    assert result.code == 2 and "--native moves the whole dead-letter queue" in result.err

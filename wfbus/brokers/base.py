@@ -82,6 +82,7 @@ class Delivery:
 
     message: OutgoingMessage
     error: str | None = None
+    taken_elsewhere: bool = False  # a concurrent replay moved this message first: neither ours nor failed
 
     @property
     def ok(self) -> bool:

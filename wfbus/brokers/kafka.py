@@ -9,6 +9,7 @@ partition, so the next replay starts again at it.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -298,8 +299,8 @@ class KafkaBroker(Broker):
         finally:
             reader.close()
 
-    def dead_letter_reader(self) -> KafkaTopicReader:
-        return KafkaTopicReader(self, self._dead_letter_topic(), self.settings.replay_group, commit=True)
+    def dead_letter_reader(self) -> KafkaGroupReader:
+        return KafkaGroupReader(self, self._dead_letter_topic(), self.settings.replay_group)
 
     def close(self) -> None:
         if self._producer is not None:
@@ -351,15 +352,18 @@ class KafkaTopicReader(DeadLetterReader):
                         raise BrokerUnavailable(f"{self.broker.name}: no data from {self.topic} before the timeout")
                 continue
             tp, record = self._buffer.popleft()
-            self._pending[tp].append(record.offset)
-            self._state[(tp, record.offset)] = "held"
-            headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (record.headers or [])}
-            out.append(ReceivedMessage(
-                body=record.value or b"", headers=headers, handle=(tp, record.offset),
-                message_id=f"{tp.topic}/{tp.partition}/{record.offset}",
-                extra={"key": (record.key or b"").decode("utf-8", "replace"), "topic": tp.topic},
-            ))
+            out.append(self._hold(tp, record))
         return out
+
+    def _hold(self, tp, record) -> ReceivedMessage:
+        self._pending[tp].append(record.offset)
+        self._state[(tp, record.offset)] = "held"
+        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (record.headers or [])}
+        return ReceivedMessage(
+            body=record.value or b"", headers=headers, handle=(tp, record.offset),
+            message_id=f"{tp.topic}/{tp.partition}/{record.offset}",
+            extra={"key": (record.key or b"").decode("utf-8", "replace"), "topic": tp.topic},
+        )
 
     def _settle(self, messages: Sequence[ReceivedMessage], state: str) -> None:
         for message in messages:
@@ -378,11 +382,13 @@ class KafkaTopicReader(DeadLetterReader):
         """Failed: block the commit at this offset so the next replay reads it again."""
         self._settle(messages, "blocked")
 
-    def _commit(self) -> None:
+    def _commit(self, only: Any = None) -> None:
         from kafka.structs import OffsetAndMetadata
 
         offsets = {}
         for tp, queue in self._pending.items():
+            if only is not None and tp not in only:
+                continue
             last = None
             while queue and self._state.get((tp, queue[0])) == "done":
                 last = queue.popleft()
@@ -395,3 +401,78 @@ class KafkaTopicReader(DeadLetterReader):
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
+
+
+class KafkaGroupReader(KafkaTopicReader):
+    """The replay reader: a member of the replay group, so several `wfbus replay` processes share
+    the dead-letter topic's partitions (the broker is the distributed engine).
+
+    Each member reads its assigned partitions up to the end offsets taken when it started and
+    commits only settled offsets; a partition taken away in a rebalance first gets its settled
+    offsets committed, and its unsettled messages are read again by the new owner (at worst a
+    duplicate, which the replay journal recognises on the same machine).
+    """
+
+    IDLE_SECONDS = 6.0  # no partition assigned for this long: the other members hold them all
+
+    def __init__(self, broker: KafkaBroker, topic: str, group: str) -> None:
+        from kafka import ConsumerRebalanceListener
+
+        self.broker = broker
+        self.topic = topic
+        self.commit_enabled = True
+        self.source_label = f"{broker.name}:{topic}"
+        self.consumer = broker.consumer(group)
+        partitions = broker._partitions(self.consumer, topic)
+        _, self.end = broker._offsets(self.consumer, partitions)
+        self._buffer: deque = deque()
+        self._pending: dict[Any, deque] = {tp: deque() for tp in partitions}
+        self._state: dict[tuple, str] = {}
+        reader = self
+
+        class _OnRebalance(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):  # noqa: D401 - kafka-python callback
+                reader._revoked(set(revoked))
+
+            def on_partitions_assigned(self, assigned):
+                pass
+
+        with broker._kafka("join the replay group"):
+            self.consumer.subscribe([topic], listener=_OnRebalance())
+
+    def _revoked(self, revoked: set) -> None:
+        try:
+            self._commit(only=revoked)
+        except BrokerUnavailable:
+            pass  # the new owner reads them again: a duplicate at worst, never a loss
+        for tp in revoked:
+            for offset in self._pending.get(tp, ()):
+                self._state.pop((tp, offset), None)
+            self._pending[tp] = deque()
+        self._buffer = deque(item for item in self._buffer if item[0] not in revoked)
+
+    def _unfinished(self) -> set:
+        assigned = self.consumer.assignment()
+        return {tp for tp in assigned if self.consumer.position(tp) < self.end.get(tp, 0)}
+
+    def receive(self, max_messages: int) -> list[ReceivedMessage]:
+        out: list[ReceivedMessage] = []
+        idle_since = time.monotonic()
+        while len(out) < max_messages:
+            if self._buffer:
+                tp, record = self._buffer.popleft()
+                out.append(self._hold(tp, record))
+                continue
+            with self.broker._kafka(f"read {self.topic}"):
+                polled = self.consumer.poll(timeout_ms=300, max_records=max(max_messages, 500))
+                for tp, records in polled.items():
+                    self._buffer.extend((tp, r) for r in records if r.offset < self.end.get(tp, 0))
+                if self._buffer:
+                    idle_since = time.monotonic()
+                    continue
+                assigned = self.consumer.assignment()
+                if assigned and not self._unfinished():
+                    break  # every partition of ours is read up to where the DLQ ended at the start
+            if not assigned and time.monotonic() - idle_since > self.IDLE_SECONDS:
+                break
+        return out

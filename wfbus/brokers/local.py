@@ -147,10 +147,17 @@ class LocalDeadLetterReader(DeadLetterReader):
         if not isinstance(destination, LocalBroker) or destination.path != self.broker.path:
             return None
         db = self.broker.db
+        deliveries = []
         with transaction(db):
-            insert(db, destination.queue, outgoing)
-            db.executemany("DELETE FROM messages WHERE id = ?", [(m.handle,) for m in messages])
-        return [Delivery(m) for m in outgoing]
+            moved = []
+            for message, out in zip(messages, outgoing):
+                # another replay on the same file may have moved it first: then it is not ours to move
+                taken = db.execute("DELETE FROM messages WHERE id = ?", (message.handle,)).rowcount == 1
+                if taken:
+                    moved.append(out)
+                deliveries.append(Delivery(out, taken_elsewhere=not taken))
+            insert(db, destination.queue, moved)
+        return deliveries
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -72,6 +72,7 @@ class RabbitMqBroker(Broker):
         self._connection = None
         self._publish_channel = None
         self._exchange_checked = False
+        self._lost: BrokerUnavailable | None = None
 
     # -- connection --------------------------------------------------------------------------
     def _parameters(self):
@@ -176,15 +177,32 @@ class RabbitMqBroker(Broker):
         else:
             exchange = self.settings.exchange
             routes = [m.routing_key or self.settings.routing_key.format(topic=m.topic, urn=m.key) for m in messages]
-        published = []
-        with self._amqp(f"publish to {exchange or 'queue'}"):
-            for message, route in zip(messages, routes):
-                properties = pika.BasicProperties(
-                    delivery_mode=2, content_type="application/json", message_id=message.event_id,
-                    headers=dict(message.headers),
-                )
-                published.append(channel.publish(exchange, route, message.body, properties))
-            outcome = channel.wait(published, timeout=self.settings.timeout_seconds * 3)
+        if self._lost is not None:
+            raise self._lost
+        published: list[int] = []
+        try:
+            with self._amqp(f"publish to {exchange or 'queue'}"):
+                for message, route in zip(messages, routes):
+                    properties = pika.BasicProperties(
+                        delivery_mode=2, content_type="application/json", message_id=message.event_id,
+                        headers=dict(message.headers),
+                    )
+                    published.append(channel.publish(exchange, route, message.body, properties))
+                outcome = channel.wait(published, timeout=self.settings.timeout_seconds * 3)
+        except BrokerUnavailable as exc:
+            # The connection died mid-batch: what was confirmed stays confirmed, the rest failed;
+            # the next batch is refused at once instead of waiting for timeouts.
+            self._lost = exc
+            settled = channel.settled
+            if not any(tag in settled for tag in published):
+                raise  # nothing of this batch was confirmed: the broker is gone or refuses us (exit 5)
+            reason = f"not confirmed: {exc.message}"
+            deliveries = []
+            for index, message in enumerate(messages):
+                tag = published[index] if index < len(published) else None
+                confirmed = tag is not None and tag in settled
+                deliveries.append(Delivery(message, settled.pop(tag) if confirmed else reason))
+            return deliveries
         return [Delivery(m, outcome.get(tag)) for m, tag in zip(messages, published)]
 
     # -- depth and peek ----------------------------------------------------------------------
@@ -241,8 +259,10 @@ class _ConfirmingChannel:
         self.pending: dict[int, str | None] = {}  # published, unconfirmed -> failure seen in a basic.return
         self.settled: dict[int, str | None] = {}  # confirmed -> None (ok) or why it failed
         self.tags_by_id: dict[str, deque] = {}  # message_id -> its unconfirmed tags, to match returns
+        self.closed_reason: Exception | None = None
         self.impl.confirm_delivery(self._on_confirm)
         self.impl.add_on_return_callback(self._on_return)
+        self.impl.add_on_close_callback(self._on_close)
         self.connection.process_data_events(time_limit=0)
 
     @property
@@ -280,10 +300,16 @@ class _ConfirmingChannel:
             self.settled[tag] = failure or self.pending.pop(tag)
             self.pending.pop(tag, None)
 
+    def _on_close(self, _channel, reason: Exception) -> None:
+        """The broker closed the channel (403 no write permission, 404 exchange deleted...)."""
+        self.closed_reason = reason
+
     def wait(self, tags: list[int], timeout: float) -> dict[int, str | None]:
         deadline = time.monotonic() + timeout
         while any(tag in self.pending for tag in tags) and time.monotonic() < deadline:
             self.connection.process_data_events(time_limit=min(max(deadline - time.monotonic(), 0), 0.2))
+            if self.closed_reason is not None:
+                raise self.closed_reason  # no confirm will come on a closed channel: say why, now
         result = {tag: self.settled.pop(tag) if tag in self.settled else "no confirm from RabbitMQ before the timeout"
                   for tag in tags}
         for ids in self.tags_by_id.values():

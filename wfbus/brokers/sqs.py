@@ -325,6 +325,33 @@ class SqsBroker(Broker):
     def dead_letter_reader(self) -> SqsDeadLetterReader:
         return SqsDeadLetterReader(self)
 
+    def native_move(self, progress=None, poll_seconds: float = 0.5) -> dict[str, Any]:
+        """Redrive with the server's own StartMessageMoveTask (DLQ -> this queue), waiting for the end."""
+        dlq = self._require_dlq()
+        arns = {}
+        for url in (dlq, self.queue_url):
+            with self._aws(url):
+                arns[url] = self.client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+                    "Attributes"]["QueueArn"]
+        try:
+            with self._aws("StartMessageMoveTask"):
+                self.client.start_message_move_task(SourceArn=arns[dlq], DestinationArn=arns[self.queue_url])
+        except BrokerUnavailable as exc:
+            raise BrokerUnavailable(f"{exc.message} (the server may not implement message move tasks)",
+                                    hint="replay without --native: wfbus then moves the messages itself") from None
+        while True:
+            with self._aws("ListMessageMoveTasks"):
+                tasks = self.client.list_message_move_tasks(SourceArn=arns[dlq], MaxResults=1).get("Results", [])
+            task = tasks[0] if tasks else {}
+            moved = int(task.get("ApproximateNumberOfMessagesMoved", 0))
+            total = task.get("ApproximateNumberOfMessagesToMove")
+            if progress:
+                progress(moved, int(total) if total is not None else None)
+            if task.get("Status") in ("COMPLETED", "FAILED", "CANCELLED"):
+                return {"status": task["Status"], "moved": moved, "to_move": total,
+                        "failure_reason": task.get("FailureReason")}
+            time.sleep(poll_seconds)
+
 
 class SqsDeadLetterReader(DeadLetterReader):
     """Receives the DLQ up to the count it held at the start, keeping what it holds invisible.

@@ -33,6 +33,8 @@ def replay_command(
     batch: int = typer.Option(100, "--batch", min=1, max=10000, help="Messages per receive/publish round."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (what would move where); change nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation on a terminal."),
+    native: bool = typer.Option(False, "--native", help="SQS: let the server move everything "
+                                "(StartMessageMoveTask); no filters, no --to."),
 ) -> int:
     from ..journal import Journal
     from ..replay import ReplayOptions, Selection, replay
@@ -47,6 +49,12 @@ def replay_command(
     selection = Selection(tuple(topics or ()), tuple(urns or ()), tuple(_pair(m) for m in matches or ()),
                           min_attempt, max_attempt, limit)
     options = ReplayOptions(selection=selection, dry_run=dry_run, attempt=attempt, batch_size=batch, rate=rate)
+    if native:
+        if to or topics or urns or matches or min_attempt is not None or max_attempt is not None or limit \
+                or attempt != "keep" or dry_run or rate:
+            raise UsageError("--native moves the whole dead-letter queue as it is",
+                             hint="drop the filters, --to, --attempt, --rate and --dry-run, or replay without --native")
+        return _native(state, source_name)
     interactive = not yes and not dry_run and out.mode == "text" and sys.stdin.isatty() and sys.stderr.isatty()
     with config.open(source_name) as source:
         destination = source if destination_name == source_name else config.open(destination_name)
@@ -71,6 +79,26 @@ def replay_command(
                 destination.close()
     _render(out, report)
     return report.exit_status
+
+
+def _native(state, source_name: str) -> int:
+    from ..errors import DeliveryFailed
+
+    with state.config.open(source_name) as source:
+        move = getattr(source, "native_move", None)
+        if move is None:
+            raise UsageError(f"--native: broker {source_name!r} ({source.settings.type}) has no native redrive",
+                             hint="it exists for SQS (StartMessageMoveTask); replay without --native")
+        with state.out.progress("moving (server-side)", None) as progress:
+            result = move(progress=progress)
+    if state.out.mode != "text":
+        state.out.json({"native": True, **result})
+    else:
+        state.out.line(f"server-side move task {result['status'].lower()}: {result['moved']} message(s) moved")
+    if result["status"] != "COMPLETED":
+        raise DeliveryFailed(f"the move task ended {result['status']}: {result.get('failure_reason') or 'no reason given'}",
+                             hint="messages not moved are still in the dead-letter queue; see `wfbus depth`")
+    return 0
 
 
 def _pair(text: str) -> tuple[str, str]:
