@@ -7,6 +7,7 @@ confirmed, or listed as failed (and written to --failed-out so a rerun resumes e
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,28 +78,44 @@ def emit(
 
     failed_file = _FailedOut(failed_out, broker)
     events = sources.events()
-    batch: list[OutgoingMessage] = []  # the batch on the wire, unaccounted until the broker answers
+    batch: list[OutgoingMessage] = []  # read but not yet accounted: being built, or on the wire
+
+    def send() -> None:
+        nonlocal batch
+        with deferred():
+            try:
+                deliveries = broker.publish(batch, dead_letter=dead_letter)
+            except WfbusError as exc:
+                report.aborted = redact(exc.message)
+                deliveries = [Delivery(m, f"not confirmed: {report.aborted}") for m in batch]
+            _account(report, deliveries, failed_file)
+            batch = []
+        if progress:
+            progress(report.published + len(report.failed), report.total)
+
+    consumed = 0  # events taken from the sources; on an interrupt the rest is read again from there
+
+    def rest():
+        # a KeyboardInterrupt raised inside the reading generator ends it: read the sources anew
+        return itertools.islice(sources.events(), consumed, None)
+
     try:
-        for batch in _batches(events, broker.publish_batch_size, broker.wire):
-            with deferred():
-                try:
-                    deliveries = broker.publish(batch, dead_letter=dead_letter)
-                except WfbusError as exc:
-                    report.aborted = redact(exc.message)
-                    deliveries = [Delivery(m, f"not confirmed: {report.aborted}") for m in batch]
-                _account(report, deliveries, failed_file)
-                batch = []
-            if report.aborted:
-                report.not_attempted = failed_file.write_rest(events)
-                break
-            if progress:
-                progress(report.published + len(report.failed), report.total)
+        for place, event in events:
+            batch.append(OutgoingMessage.from_event(event, broker.wire, place))
+            consumed += 1  # after the append: an interrupt in between can duplicate an event in --failed-out, not lose it
+            if len(batch) >= broker.publish_batch_size:
+                send()
+                if report.aborted:
+                    report.not_attempted = failed_file.write_rest(rest())
+                    break
+        if batch and not report.aborted:
+            send()
     except KeyboardInterrupt:
-        # Ctrl-C: the batch on the wire is unconfirmed (it may or may not have arrived), the rest unsent;
-        # both go to --failed-out, so a rerun of that file can duplicate but never lose an event.
+        # Ctrl-C: the batch being built or on the wire is unconfirmed (it may or may not have arrived),
+        # the rest unsent; both go to --failed-out: a rerun of that file can duplicate, never lose.
         report.interrupted = True
         _account(report, [Delivery(m, "not confirmed: interrupted") for m in batch], failed_file)
-        report.not_attempted = failed_file.write_rest(events)
+        report.not_attempted = failed_file.write_rest(rest())
     finally:
         failed_file.close()
     return report
@@ -114,17 +131,6 @@ def _account(report: EmitReport, deliveries: list[Delivery], failed_file: _Faile
                 FailedEvent(message.place, message.event_id, message.topic, message.key, redact(delivery.error or ""))
             )
             failed_file.write_body(message.body)
-
-
-def _batches(events: Iterator[tuple[str, WorkflowEvent]], size: int, wire) -> Iterator[list[OutgoingMessage]]:
-    batch: list[OutgoingMessage] = []
-    for place, event in events:
-        batch.append(OutgoingMessage.from_event(event, wire, place))
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _first(iterator: Iterator, count: int) -> Iterator:

@@ -332,6 +332,7 @@ class KafkaTopicReader(DeadLetterReader):
         self._buffer: deque = deque()
         self._pending: dict[Any, deque] = {tp: deque() for tp in partitions}  # offsets in order, with state
         self._state: dict[tuple, str] = {}
+        self._next: dict[Any, int] = {}  # per partition: the offset after the last record handed out
 
     def receive(self, max_messages: int) -> list[ReceivedMessage]:
         out: list[ReceivedMessage] = []
@@ -356,6 +357,7 @@ class KafkaTopicReader(DeadLetterReader):
         return out
 
     def _hold(self, tp, record) -> ReceivedMessage:
+        self._next[tp] = record.offset + 1
         self._pending[tp].append(record.offset)
         self._state[(tp, record.offset)] = "held"
         headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (record.headers or [])}
@@ -428,6 +430,7 @@ class KafkaGroupReader(KafkaTopicReader):
         self._buffer: deque = deque()
         self._pending: dict[Any, deque] = {tp: deque() for tp in partitions}
         self._state: dict[tuple, str] = {}
+        self._next: dict[Any, int] = {}
         reader = self
 
         class _OnRebalance(ConsumerRebalanceListener):
@@ -441,14 +444,14 @@ class KafkaGroupReader(KafkaTopicReader):
             self.consumer.subscribe([topic], listener=_OnRebalance())
 
     def _revoked(self, revoked: set) -> None:
+        """Commit what is settled; keep the rest of our bookkeeping, because the partitions often come
+        straight back (a single member rejoining after a metadata change). Records handed out already
+        are never handed out twice (see `_next`); unsettled ones of a partition that went to another
+        member are read again there: a duplicate at worst, never a loss."""
         try:
             self._commit(only=revoked)
         except BrokerUnavailable:
-            pass  # the new owner reads them again: a duplicate at worst, never a loss
-        for tp in revoked:
-            for offset in self._pending.get(tp, ()):
-                self._state.pop((tp, offset), None)
-            self._pending[tp] = deque()
+            pass
         self._buffer = deque(item for item in self._buffer if item[0] not in revoked)
 
     def _unfinished(self) -> set:
@@ -466,7 +469,9 @@ class KafkaGroupReader(KafkaTopicReader):
             with self.broker._kafka(f"read {self.topic}"):
                 polled = self.consumer.poll(timeout_ms=300, max_records=max(max_messages, 500))
                 for tp, records in polled.items():
-                    self._buffer.extend((tp, r) for r in records if r.offset < self.end.get(tp, 0))
+                    handed_out = self._next.get(tp, -1)
+                    self._buffer.extend((tp, r) for r in records
+                                        if handed_out <= r.offset < self.end.get(tp, 0))
                 if self._buffer:
                     idle_since = time.monotonic()
                     continue
