@@ -141,3 +141,13 @@ def test_global_options_are_accepted_after_the_command_too(wfbus):
 def test_unknown_option_is_a_usage_error_without_traceback(wfbus):
     result = wfbus("emit", "--bogus")
     assert result.code == 2 and "Traceback" not in result.err
+
+
+def test_depth_thresholds_exit_6_naming_each_breached_queue(wfbus):
+    assert wfbus("emit", "--topic", "t", "--urn", "a").code == 0
+    assert wfbus("emit", "--dead-letter", "--topic", "t", "--urn", "b").code == 0
+    assert wfbus("depth", "--max-ready", "1", "--max-dead", "1").code == 0
+    result = wfbus("depth", "--max-ready", "0", "--max-dead", "0")
+    assert result.code == 6
+    assert "local/local: ready 1 > 0" in result.err and "local/local.dlq: dead-lettered 1 > 0" in result.err
+    assert wfbus("-o", "json", "depth", "--max-dead", "0").json()["breaches"] == ["local/local.dlq: dead-lettered 1 > 0"]

@@ -23,6 +23,11 @@ def register(value: str | None) -> None:
         _secrets.add(value)
 
 
+def reset() -> None:
+    """Forget every secret: each CLI run (in tests, several share a process) learns its own."""
+    _secrets.clear()
+
+
 def register_environment() -> None:
     for name in _ENV_SECRETS:
         register(os.environ.get(name))

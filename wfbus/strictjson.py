@@ -103,19 +103,9 @@ def _reference_loads(text: str | bytes) -> Any:
 def _count_keys(value: Any) -> int:
     """Keys in all objects of `value`; -1 if a float might be an integer orjson could not hold."""
     kind = type(value)
-    if kind is dict:
-        total = len(value)
-        for item in value.values():
-            kind = type(item)
-            if kind is dict or kind is list or kind is float:
-                sub = _count_keys(item)
-                if sub < 0:
-                    return -1
-                total += sub
-        return total
-    if kind is list:
-        total = 0
-        for item in value:
+    if kind is dict or kind is list:
+        total = len(value) if kind is dict else 0
+        for item in value.values() if kind is dict else value:
             kind = type(item)
             if kind is dict or kind is list or kind is float:
                 sub = _count_keys(item)

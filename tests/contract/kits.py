@@ -65,7 +65,7 @@ class SqsKit(Kit):
         })["QueueUrl"]
         self.queue_urls = [main, dlq]
         return {"type": "sqs", "queue_url": main, "endpoint_url": SQS_ENDPOINT, "region": "us-east-1",
-                "aws_access_key_id": "test", "aws_secret_access_key": "test", "visibility_timeout": 10}
+                "aws_access_key_id": "test", "aws_secret_access_key": "test", "visibility_timeout": 4}
 
     def cleanup(self) -> None:
         client = sqs_client()

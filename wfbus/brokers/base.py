@@ -139,6 +139,16 @@ class DeadLetterReader:
     def release(self, messages: Sequence[ReceivedMessage]) -> None:
         raise NotImplementedError
 
+    def take(self, limit: int | None, step: int = 100) -> list[ReceivedMessage]:
+        """Receive until `limit` messages (None: all there are) or the bound is reached; for peek."""
+        out: list[ReceivedMessage] = []
+        while limit is None or len(out) < limit:
+            batch = self.receive(step if limit is None else min(step, limit - len(out)))
+            if not batch:
+                break
+            out.extend(batch)
+        return out
+
     def skip(self, messages: Sequence[ReceivedMessage]) -> None:
         """Not selected by the filters: left in place where the broker can (Kafka passes them over)."""
         self.release(messages)

@@ -287,17 +287,8 @@ class KafkaBroker(Broker):
         """Read from the group's position (replay group for the DLQ) without committing."""
         topic = self._dead_letter_topic() if dead_letter else self.describe_destination()
         group = self.settings.replay_group if dead_letter else self.settings.consumer_group
-        reader = KafkaTopicReader(self, topic, group, commit=False)
-        try:
-            out: list[ReceivedMessage] = []
-            while limit is None or len(out) < limit:
-                batch = reader.receive(500 if limit is None else min(500, limit - len(out)))
-                if not batch:
-                    break
-                out.extend(batch)
-            return out
-        finally:
-            reader.close()
+        with KafkaTopicReader(self, topic, group, commit=False) as reader:
+            return reader.take(limit, step=500)
 
     def dead_letter_reader(self) -> KafkaGroupReader:
         return KafkaGroupReader(self, self._dead_letter_topic(), self.settings.replay_group)
@@ -315,13 +306,7 @@ class KafkaTopicReader(DeadLetterReader):
     taken at open; commits (when asked) only offsets whose messages are all settled."""
 
     def __init__(self, broker: KafkaBroker, topic: str, group: str | None, *, commit: bool) -> None:
-        self.broker = broker
-        self.topic = topic
-        self.commit_enabled = commit
-        self.source_label = f"{broker.name}:{topic}"
-        self.consumer = broker.consumer(group)
-        partitions = broker._partitions(self.consumer, topic)
-        begin, self.end = broker._offsets(self.consumer, partitions)
+        partitions, begin = self._open(broker, topic, group, commit)
         committed = broker._committed(self.consumer, partitions) if group else {}
         with broker._kafka("assign"):
             self.consumer.assign(partitions)
@@ -329,10 +314,21 @@ class KafkaTopicReader(DeadLetterReader):
                 start = committed.get(tp)
                 self.consumer.seek(tp, begin[tp] if start is None else max(start, begin[tp]))
         self.remaining = {tp for tp in partitions if self.consumer.position(tp) < self.end[tp]}
+
+    def _open(self, broker: KafkaBroker, topic: str, group: str | None, commit: bool) -> tuple[list, dict]:
+        """What every reader starts with: a consumer, the partitions, and the end offsets as of now."""
+        self.broker = broker
+        self.topic = topic
+        self.commit_enabled = commit
+        self.source_label = f"{broker.name}:{topic}"
+        self.consumer = broker.consumer(group)
+        partitions = broker._partitions(self.consumer, topic)
+        begin, self.end = broker._offsets(self.consumer, partitions)
         self._buffer: deque = deque()
         self._pending: dict[Any, deque] = {tp: deque() for tp in partitions}  # offsets in order, with state
         self._state: dict[tuple, str] = {}
         self._next: dict[Any, int] = {}  # per partition: the offset after the last record handed out
+        return partitions, begin
 
     def receive(self, max_messages: int) -> list[ReceivedMessage]:
         out: list[ReceivedMessage] = []
@@ -420,17 +416,7 @@ class KafkaGroupReader(KafkaTopicReader):
     def __init__(self, broker: KafkaBroker, topic: str, group: str) -> None:
         from kafka import ConsumerRebalanceListener
 
-        self.broker = broker
-        self.topic = topic
-        self.commit_enabled = True
-        self.source_label = f"{broker.name}:{topic}"
-        self.consumer = broker.consumer(group)
-        partitions = broker._partitions(self.consumer, topic)
-        _, self.end = broker._offsets(self.consumer, partitions)
-        self._buffer: deque = deque()
-        self._pending: dict[Any, deque] = {tp: deque() for tp in partitions}
-        self._state: dict[tuple, str] = {}
-        self._next: dict[Any, int] = {}
+        self._open(broker, topic, group, commit=True)
         reader = self
 
         class _OnRebalance(ConsumerRebalanceListener):

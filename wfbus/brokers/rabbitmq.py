@@ -228,17 +228,8 @@ class RabbitMqBroker(Broker):
 
     def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
         queue = self._require_dlq() if dead_letter else self._require_queue()
-        reader = RabbitQueueReader(self, queue)
-        try:
-            out: list[ReceivedMessage] = []
-            while limit is None or len(out) < limit:
-                batch = reader.receive(100 if limit is None else min(100, limit - len(out)))
-                if not batch:
-                    break
-                out.extend(batch)
-            return out
-        finally:
-            reader.close()  # nothing acked: every message goes back in its place
+        with RabbitQueueReader(self, queue) as reader:  # nothing acked: closing puts every message back in place
+            return reader.take(limit)
 
     def dead_letter_reader(self) -> RabbitQueueReader:
         return RabbitQueueReader(self, self._require_dlq())

@@ -63,6 +63,9 @@ for module in (emit, validate, replay, depth, peek, brokers_cmd, schema):
 
 def run(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) -> int:
     """Run wfbus and return its exit code; every exception is mapped here and nowhere else."""
+    from .. import redact
+
+    redact.reset()
     click_errors = _click_exceptions()
     state = State(stdin=stdin)
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
