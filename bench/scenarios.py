@@ -223,7 +223,7 @@ def bulk_kafka(bench: Bench) -> None:
             ["java", "-cp", f"{KAFKA_JARS}/*", "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server",
              KAFKA, "--topic", f"{kafka['topic']}.console", "--producer-property", "acks=all", "--property",
              "parse.key=true", "--property", "key.separator=\t"], stdin=keyed.read_bytes())))
-    bench.compare(f"bulk emit: Kafka, 3 partitions", contenders, repeat=max(1, bench.repeat - 1))
+    bench.compare("bulk emit: Kafka, 3 partitions", contenders, repeat=max(1, bench.repeat - 1))
     rss = bench.peak_rss_kb([sys.executable, "-m", "wfbus", "emit", "-b", "kafka", str(path)])
     bench.rows[-len(contenders)].peak_rss_kb = rss
 

@@ -6,11 +6,10 @@ import os
 import time
 import uuid
 
-import pika
 import pytest
 
 from conftest import write_config
-from contract.kits import KAFKA_BOOTSTRAP, RABBITMQ_URL, kafka_create_topics, rabbit_channel
+from contract.kits import RABBITMQ_URL, kafka_create_topics, rabbit_channel
 
 KAFKA_SASL = os.environ.get("WFBUS_TEST_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:19094")
 

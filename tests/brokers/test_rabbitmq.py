@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import pika
 import pytest
 
 from conftest import write_config, write_jsonl

@@ -33,9 +33,11 @@ def test_replay_killed_at_a_random_moment_loses_nothing(wfbus, target, tmp_path,
     assert wfbus("emit", "-b", "target", "--dead-letter", "dlq.jsonl").code == 0
 
     rng = random.Random(trial * 7919 + hash(target.kind) % 1000)
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "replay", "-b", "target", "--batch", "10"],
+    # --rate spreads the replay over ~2 s after start-up, so the kill lands mid-way, not before or after
+    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "replay", "-b", "target", "--batch", "10",
+                             "--rate", "250"],
                             cwd=tmp_path, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(rng.uniform(0.5, 3.0))
+    time.sleep(rng.uniform(0.9, 2.9))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     moved_before_rerun = sum(_ids(wfbus).values())

@@ -180,6 +180,10 @@ class Broker:
         self.settings = settings
         self.base_dir = base_dir
 
+    def resolve_path(self, value: str | None) -> str | None:
+        """A file named in the config (TLS files), relative to the config file's folder."""
+        return str((self.base_dir / value).resolve()) if value else None
+
     @property
     def wire(self) -> WireFormat:
         return self.settings.wire

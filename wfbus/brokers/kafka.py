@@ -104,15 +104,12 @@ class KafkaBroker(Broker):
             "reconnect_backoff_max_ms": 1000,
         }
         if s.security_protocol in ("SSL", "SASL_SSL"):
-            config.update(ssl_cafile=self._path(s.ssl_cafile), ssl_certfile=self._path(s.ssl_certfile),
-                          ssl_keyfile=self._path(s.ssl_keyfile), ssl_check_hostname=s.ssl_check_hostname)
+            config.update(ssl_cafile=self.resolve_path(s.ssl_cafile), ssl_certfile=self.resolve_path(s.ssl_certfile),
+                          ssl_keyfile=self.resolve_path(s.ssl_keyfile), ssl_check_hostname=s.ssl_check_hostname)
         if s.security_protocol.startswith("SASL"):
             config.update(sasl_mechanism=s.sasl_mechanism or "PLAIN", sasl_plain_username=s.sasl_username,
                           sasl_plain_password=s.sasl_password)
         return config
-
-    def _path(self, value: str | None) -> str | None:
-        return str((self.base_dir / value).resolve()) if value else None
 
     @contextmanager
     def _kafka(self, what: str) -> Iterator[None]:

@@ -86,17 +86,14 @@ class RabbitMqBroker(Broker):
         params.stack_timeout = s.timeout_seconds
         params.connection_attempts = 1
         if s.url.startswith("amqps://"):
-            context = ssl.create_default_context(cafile=self._path(s.ca_file))
+            context = ssl.create_default_context(cafile=self.resolve_path(s.ca_file))
             if s.cert_file:
-                context.load_cert_chain(self._path(s.cert_file), self._path(s.key_file))
+                context.load_cert_chain(self.resolve_path(s.cert_file), self.resolve_path(s.key_file))
             if not s.verify:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             params.ssl_options = pika.SSLOptions(context, params.host)
         return params
-
-    def _path(self, value: str | None) -> str | None:
-        return str((self.base_dir / value).resolve()) if value else None
 
     @property
     def connection(self):

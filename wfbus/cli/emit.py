@@ -33,7 +33,7 @@ def emit_command(
     ),
 ) -> int:
     from ..emit import emit
-    from ..sources import EventSources, InlineEvent
+    from ..sources import EventSources
 
     state = ctx.obj
     inline = _inline(topic, urn, payload, attempt, ctx)
