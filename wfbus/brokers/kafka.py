@@ -242,6 +242,9 @@ class KafkaBroker(Broker):
             return KafkaConsumer(
                 **self._common(), group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
                 consumer_timeout_ms=int(self.settings.timeout_seconds * 1000),
+                # a killed replay holds its partitions until its session times out: keep that short
+                # (6 s is the brokers' default group.min.session.timeout.ms)
+                session_timeout_ms=6000, heartbeat_interval_ms=2000,
             )
 
     def _offsets(self, consumer, partitions: list) -> tuple[dict, dict]:

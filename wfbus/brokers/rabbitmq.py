@@ -295,7 +295,9 @@ class _ConfirmingChannel:
     def wait(self, tags: list[int], timeout: float) -> dict[int, str | None]:
         deadline = time.monotonic() + timeout
         while any(tag in self.pending for tag in tags) and time.monotonic() < deadline:
-            self.connection.process_data_events(time_limit=min(max(deadline - time.monotonic(), 0), 0.2))
+            # pika's process_data_events blocks for its whole time_limit even when the confirms are in:
+            # a short limit in a loop returns within a millisecond of the last confirm
+            self.connection.process_data_events(time_limit=0.001)
             if self.closed_reason is not None:
                 raise self.closed_reason  # no confirm will come on a closed channel: say why, now
         result = {tag: self.settled.pop(tag) if tag in self.settled else "no confirm from RabbitMQ before the timeout"
@@ -335,6 +337,9 @@ class RabbitQueueReader(DeadLetterReader):
         with self.broker._amqp(f"ack on {self.queue!r}"):
             for message in messages:
                 self.channel.basic_ack(message.handle)
+            # basic.ack is only buffered by pika: push it onto the socket now, before the journal forgets
+            # the message, or a crash right after would requeue (and replay again) what was done
+            self.broker.connection.process_data_events(time_limit=0)
 
     def release(self, messages: Sequence[ReceivedMessage]) -> None:
         """Held unacked until close: closing the channel requeues them in their original place."""
