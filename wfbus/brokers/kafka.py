@@ -218,20 +218,36 @@ class KafkaBroker(Broker):
                     topic, key=message.key.encode("utf-8"), value=message.body,
                     headers=[(k, v.encode("utf-8")) for k, v in message.headers.items()],
                 ))
+            except kx.KafkaTimeoutError as exc:
+                # no metadata or no buffer space within max_block_ms: every further send would wait
+                # as long again, so the rest of the batch is not sent at all
+                futures.extend([exc] * (len(messages) - len(futures)))
+                break
             except kx.KafkaError as exc:
                 futures.append(exc)
         with self._kafka("flush"):
             producer.flush(timeout=self.settings.timeout_seconds * 3 + 10)
         deliveries = []
+        broker_trouble = False  # a connection or timeout failure, as opposed to one event's own fault
         for message, future in zip(messages, futures):
-            if isinstance(future, Exception):
-                deliveries.append(Delivery(message, f"{type(future).__name__}: {future}"))
-            elif not future.is_done:
+            error = future if isinstance(future, Exception) else None
+            if error is None and not future.is_done:
+                broker_trouble = True
                 deliveries.append(Delivery(message, "no acknowledgement from Kafka before the timeout"))
-            elif future.failed():
-                deliveries.append(Delivery(message, f"{type(future.exception).__name__}: {future.exception}"))
-            else:
+                continue
+            if error is None and future.failed():
+                error = future.exception
+            if error is None:
                 deliveries.append(Delivery(message))
+            else:
+                broker_trouble = broker_trouble or bool(getattr(error, "retriable", False))
+                deliveries.append(Delivery(message, f"{type(error).__name__}: {error}"))
+        if broker_trouble and not any(d.ok for d in deliveries):
+            # nothing of this batch got through and the broker is the cause: stop here (exit 5, or 1
+            # after a partial success) instead of waiting out the same timeouts batch after batch
+            raise BrokerUnavailable(f"{self.name}: publish: {deliveries[0].error}",
+                                    hint="check that the Kafka broker is up and reachable; rerun with "
+                                         "--failed-out to resend what was not confirmed")
         return deliveries
 
     # -- reading -----------------------------------------------------------------------------
@@ -295,10 +311,18 @@ class KafkaBroker(Broker):
 
     def close(self) -> None:
         if self._producer is not None:
+            import kafka.errors as kx
+
+            producer, self._producer = self._producer, None
             try:
-                self._producer.close(timeout=self.settings.timeout_seconds)
-            finally:
-                self._producer = None
+                producer.close(timeout=self.settings.timeout_seconds)
+            except kx.KafkaError:
+                # kafka-python's close() raises when its flush times out (the broker is gone) and leaves
+                # the sender running; what is still buffered was reported as not confirmed: drop it
+                sender = getattr(producer, "_sender", None)
+                if sender is not None:
+                    sender.force_close()
+                producer._closed = True  # its __del__ would otherwise try (and fail) to close again
 
 
 class KafkaTopicReader(DeadLetterReader):
