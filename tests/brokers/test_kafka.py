@@ -115,3 +115,25 @@ def test_unknown_topic_and_unreachable_broker_exit_5_promptly(wfbus, tmp_path):
     result = wfbus("emit", "-b", "down", "--topic", "t", "--urn", "u")
     assert result.code == 5 and "no Kafka broker reachable" in result.err
     assert time.monotonic() - started < 30
+
+
+def test_an_event_the_broker_refuses_fails_alone_with_exit_1_and_the_rest_are_confirmed(wfbus, tmp_path):
+    """The topic takes records of at most 1 KiB (max.message.bytes): the broker refuses the big one."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    name = f"wfbus-small-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=KAFKA_BOOTSTRAP)
+    admin.create_topics([NewTopic(name, 1, 1, topic_configs={"max.message.bytes": "1024"})])
+    admin.close()
+    write_config(tmp_path / "wfbus.yaml", {"k": {"type": "kafka", "bootstrap_servers": [KAFKA_BOOTSTRAP],
+                                                 "topic": name, "timeout_seconds": 5}}, "k")
+    assert wfbus("emit", "--topic", "t", "--urn", "before").code == 0
+    write_jsonl(tmp_path / "big.jsonl", [{"topic": "t", "urn": "big", "payload": {"blob": "x" * 4000}}])
+    result = wfbus("-o", "json", "emit", "big.jsonl", "--failed-out", "failed.jsonl")
+    assert result.code == 1, result.err
+    doc = result.json()
+    assert doc["published"] == 0 and [f["place"] for f in doc["failed"]] == ["big.jsonl:1"]
+    assert "TooLarge" in doc["failed"][0]["error"]
+    assert json.loads((tmp_path / "failed.jsonl").read_text())["urn"] == "big"
+    assert wfbus("emit", "--topic", "t", "--urn", "after").code == 0  # the producer carries on
+    assert [r.key for r in _consume_all(name)] == [b"before", b"after"]

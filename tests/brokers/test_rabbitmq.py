@@ -127,3 +127,26 @@ def test_declare_true_creates_the_exchange_and_declare_false_never_does(wfbus, t
     assert wfbus("emit", "-b", "strict", "--topic", "t", "--urn", "u").code == 5
     assert wfbus("emit", "-b", "lenient", "--topic", "t", "--urn", "u").code == 1  # created; nothing bound: unroutable
     assert wfbus("emit", "-b", "strict", "--topic", "t", "--urn", "u").code == 1
+
+
+def test_messages_the_broker_nacks_fail_one_by_one_with_exit_1(wfbus, rabbit, tmp_path):
+    """A queue capped at 3 messages that rejects publishes when full (x-overflow reject-publish):
+    RabbitMQ confirms the first 3 and nacks the others."""
+    connection, channel = rabbit_channel()
+    capped = f"{rabbit['exchange']}.capped"
+    channel.queue_declare(capped, durable=True, arguments={"x-max-length": 3, "x-overflow": "reject-publish"})
+    channel.queue_bind(capped, rabbit["exchange"], "capped.#")
+    connection.close()
+    write_jsonl(tmp_path / "e.jsonl", [{"topic": "capped.event", "urn": f"u{i}"} for i in range(5)])
+    try:
+        result = wfbus("-o", "json", "emit", "e.jsonl", "--failed-out", "failed.jsonl")
+        assert result.code == 1, result.err
+        doc = result.json()
+        assert doc["published"] == 3
+        assert [f["place"] for f in doc["failed"]] == ["e.jsonl:4", "e.jsonl:5"]
+        assert all("nacked" in f["error"] for f in doc["failed"])
+        assert [json.loads(line)["urn"] for line in (tmp_path / "failed.jsonl").read_text().splitlines()] == ["u3", "u4"]
+    finally:
+        connection, channel = rabbit_channel()
+        channel.queue_delete(capped)
+        connection.close()

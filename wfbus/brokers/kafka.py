@@ -241,7 +241,7 @@ class KafkaBroker(Broker):
                 deliveries.append(Delivery(message))
             else:
                 broker_trouble = broker_trouble or bool(getattr(error, "retriable", False))
-                deliveries.append(Delivery(message, f"{type(error).__name__}: {error}"))
+                deliveries.append(Delivery(message, _refusal(error)))
         if broker_trouble and not any(d.ok for d in deliveries):
             # nothing of this batch got through and the broker is the cause: stop here (exit 5, or 1
             # after a partial success) instead of waiting out the same timeouts batch after batch
@@ -323,6 +323,25 @@ class KafkaBroker(Broker):
                 if sender is not None:
                     sender.force_close()
                 producer._closed = True  # its __del__ would otherwise try (and fail) to close again
+
+
+_REFUSALS = {  # what the user can act on, for the refusals a producer meets most
+    "MessageSizeTooLargeError": "the record is larger than the topic's max.message.bytes",
+    "RecordTooLargeError": "the record is larger than the topic's max.message.bytes",
+    "InvalidRecordError": "the broker refused the record as invalid (e.g. no key on a compacted topic)",
+    "TopicAuthorizationFailedError": "not allowed to write to this topic",
+}
+
+
+def _refusal(error: Exception) -> str:
+    """kafka-python's str() of an error the broker answered is only `[Error 10] MessageSizeTooLargeError`."""
+    name = type(error).__name__
+    if name in _REFUSALS:
+        return f"{name}: {_REFUSALS[name]}"
+    text = str(error)
+    if text.endswith(name) or text.endswith("None"):
+        text = (getattr(error, "description", "") or "").split(". ")[0]
+    return f"{name}: {text.removeprefix(name + ': ')}".rstrip(": ")
 
 
 class KafkaTopicReader(DeadLetterReader):
