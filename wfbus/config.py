@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,9 @@ class Config:
     default_broker: str | None
     source: Path | None  # None: the built-in default
     base_dir: Path = field(default_factory=Path.cwd)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about the file as a whole
+    broker_warnings: dict[str, list[str]] = field(default_factory=dict)  # said when that broker is opened
+    on_warning: Callable[[str], None] | None = None
 
     def resolve_name(self, name: str | None) -> str:
         """The broker a command uses: the one named, else default_broker, else the only one."""
@@ -56,6 +58,9 @@ class Config:
 
         resolved = self.resolve_name(name)
         settings = self.brokers[resolved]
+        if self.on_warning is not None:
+            for warning in self.broker_warnings.pop(resolved, ()):  # once per run, only for brokers in use
+                self.on_warning(f"brokers.{resolved}: {warning}")
         return broker_class(settings.type)(resolved, settings, self.base_dir)
 
 
@@ -142,7 +147,7 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
     from .brokers import broker_class
 
     brokers: dict[str, Any] = {}
-    warnings: list[str] = []
+    broker_warnings: dict[str, list[str]] = {}
     for name, body in brokers_raw.items():
         path = f"brokers.{name}"
         if not isinstance(name, str) or not name:
@@ -157,7 +162,7 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
         brokers[name] = _validate(cls.settings_model, body, path, label)
         for secret in brokers[name].secret_values():
             redact.register(secret)
-        warnings.extend(f"brokers.{name}: {w}" for w in brokers[name].warnings())
+        broker_warnings[name] = brokers[name].warnings()
     default = raw.get("default_broker")
     if default is not None:
         default = interpolate(default, "default_broker", label)
@@ -166,7 +171,8 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
                 f"{label}: default_broker: {default!r} is not a configured broker",
                 hint=f"use one of: {', '.join(brokers)}",
             )
-    return Config(brokers=brokers, default_broker=default, source=source, base_dir=base_dir, warnings=warnings)
+    return Config(brokers=brokers, default_broker=default, source=source, base_dir=base_dir,
+                  broker_warnings=broker_warnings)
 
 
 def _validate(model: Any, body: Mapping[str, Any], path: str, label: str) -> Any:

@@ -43,6 +43,7 @@ class EmitReport:
     failed: list[FailedEvent] = field(default_factory=list)
     not_attempted: int = 0
     aborted: str | None = None  # the broker became unavailable part-way
+    abort_hint: str | None = None  # what to do about it
     interrupted: bool = False
     samples: list[dict] = field(default_factory=list)
 
@@ -87,6 +88,7 @@ def emit(
                 deliveries = broker.publish(batch, dead_letter=dead_letter)
             except WfbusError as exc:
                 report.aborted = redact(exc.message)
+                report.abort_hint = exc.hint
                 deliveries = [Delivery(m, f"not confirmed: {report.aborted}") for m in batch]
             _account(report, deliveries, failed_file)
             batch = []

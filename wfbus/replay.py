@@ -106,6 +106,7 @@ class ReplayReport:
     samples: list[dict] = field(default_factory=list)
     passed_over: bool = False  # Kafka: unselected messages are skipped, not kept in the queue
     aborted: str | None = None
+    abort_hint: str | None = None
     interrupted: bool = False
     resumed: int = 0  # confirmed by a killed earlier run; this run only removed them from the source
 
@@ -261,6 +262,7 @@ def replay(
         report.interrupted = True
     except WfbusError as exc:
         report.aborted = redact(exc.message)
+        report.abort_hint = exc.hint
     finally:
         reader.close()
     return report

@@ -122,6 +122,12 @@ class RabbitMqBroker(Broker):
                 exc.reply_code, "see the broker's log")
             raise BrokerUnavailable(f"{self.name}: {what}: {exc.reply_code} {exc.reply_text}", hint=hint) from None
         except (px.AMQPConnectionError, px.AMQPChannelError, px.StreamLostError, OSError) as exc:
+            untrusted = _certificate_error(exc)
+            if untrusted:
+                raise BrokerUnavailable(f"{self.name}: {what}: the TLS certificate of {where} is not trusted: "
+                                        f"{untrusted}",
+                                        hint="set ca_file to the CA that signed the broker's certificate "
+                                             "(verify: false turns the check off, and is unsafe)") from None
             raise BrokerUnavailable(f"{self.name}: {what}: cannot reach RabbitMQ at {where}: "
                                     f"{type(exc).__name__} {exc}".rstrip(),
                                     hint="check the url (host, port, amqp/amqps) and that the broker is up") from None
@@ -348,6 +354,18 @@ class RabbitQueueReader(DeadLetterReader):
         if self.channel.is_open:
             with self.broker._amqp(f"close channel on {self.queue!r}"):
                 self.channel.close()
+
+
+def _certificate_error(exc: BaseException) -> str | None:
+    """pika wraps the ssl error a few levels deep (AMQPConnectionError -> args -> SSLCertVerificationError)."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current.verify_message or str(current)
+        seen.extend(a for a in getattr(current, "args", ()) if isinstance(a, BaseException))
+        seen.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None
 
 
 def _received(method, properties, body: bytes) -> ReceivedMessage:

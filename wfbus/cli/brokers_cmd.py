@@ -12,6 +12,9 @@ def register(app: typer.Typer) -> None:
 def brokers_command(ctx: typer.Context) -> int:
     state = ctx.obj
     config = state.config
+    for name, warnings in config.broker_warnings.items():  # the overview warns about every broker
+        for warning in warnings:
+            state.out.warn(f"brokers.{name}: {warning}")
     rows = [
         {"name": name, "type": settings.type, "target": settings.target(), "default": name == config.default_broker}
         for name, settings in config.brokers.items()

@@ -78,6 +78,7 @@ def _render(out, report, failed_out: Path | None) -> None:
             ],
             "not_attempted": report.not_attempted,
             "aborted": report.aborted,
+            "hint": report.abort_hint,
             "interrupted": report.interrupted,
             "failed_out": str(failed_out) if failed_out else None,
             "samples": report.samples if report.dry_run else [],
@@ -102,6 +103,8 @@ def _render(out, report, failed_out: Path | None) -> None:
             out.line(f"... and {len(report.failed) - 50} more")
     if report.aborted:
         out.error(f"stopped: {report.aborted}")
+        if report.abort_hint:
+            out.note(f"  hint: {report.abort_hint}")
     if report.interrupted:
         out.error("interrupted: the events above were confirmed; the rest were not sent")
     undelivered = len(report.failed) + report.not_attempted

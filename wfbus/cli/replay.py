@@ -118,7 +118,7 @@ def _render(out, report) -> None:
             "by_topic": dict(report.by_topic), "by_attempt": {str(k): v for k, v in report.by_attempt.items()},
             "by_reason": dict(report.by_reason), "samples": report.samples,
             "unselected_passed_over": report.passed_over,
-            "aborted": report.aborted, "interrupted": report.interrupted, "exit_code": int(report.exit_status),
+            "aborted": report.aborted, "hint": report.abort_hint, "interrupted": report.interrupted, "exit_code": int(report.exit_status),
         })
         return
     if report.dry_run:
@@ -147,5 +147,7 @@ def _render(out, report) -> None:
                   title=f"{len(report.failed)} message(s) failed and stay in the dead-letter queue")
     if report.aborted:
         out.error(f"stopped: {report.aborted}; messages not confirmed stay in the dead-letter queue")
+        if report.abort_hint:
+            out.note(f"  hint: {report.abort_hint}")
     if report.interrupted:
         out.error("interrupted: the messages counted above were replayed; the rest stay in the dead-letter queue")

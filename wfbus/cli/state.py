@@ -28,6 +28,7 @@ class State:
             self._config = load(self.config_path)
             for warning in self._config.warnings:
                 self.out.warn(warning)
+            self._config.on_warning = self.out.warn
         return self._config
 
     @property
