@@ -17,6 +17,9 @@ class Kit:
     # "total"; "per-key": only one urn's events keep their order (SQS FIFO groups, Kafka partitions);
     # "none": best-effort order (SQS standard queues)
     order = "total"
+    # after kill -9 during a replay and a rerun: 0 where publish and removal are one transaction (local)
+    # or the destination drops a resend (SQS FIFO dedup id); else at most the batch on the wire (--batch 10)
+    kill_duplicates_bound = 10
 
     def settings(self, tmp_path: Path) -> dict:
         raise NotImplementedError
@@ -27,6 +30,7 @@ class Kit:
 
 class LocalKit(Kit):
     kind = "local"
+    kill_duplicates_bound = 0
 
     def settings(self, tmp_path: Path) -> dict:
         return {"type": "local", "path": str(tmp_path / "local.db"), "queue": f"q-{uuid.uuid4().hex[:8]}"}
@@ -79,6 +83,7 @@ class SqsKit(Kit):
 class SqsFifoKit(SqsKit):
     kind = "sqs-fifo"
     fifo = True
+    kill_duplicates_bound = 0
     order = "per-key"
 
 

@@ -129,6 +129,9 @@ class DeadLetterReader:
     """
 
     source_label: str = ""
+    # True where a message id names one arrival in the queue (SQS MessageId, a Kafka offset), so the
+    # same id received again is the same message, never the same event dead-lettered anew
+    unique_message_ids: bool = False
 
     def receive(self, max_messages: int) -> list[ReceivedMessage]:
         raise NotImplementedError

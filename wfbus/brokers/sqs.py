@@ -361,6 +361,8 @@ class SqsDeadLetterReader(DeadLetterReader):
     at once, so each message is examined once and the replay ends.
     """
 
+    unique_message_ids = True  # a MessageId is one send; SQS keeps it when it dead-letters the message
+
     def __init__(self, broker: SqsBroker) -> None:
         self.broker = broker
         self.url = broker._require_dlq()
