@@ -283,16 +283,18 @@ def replay(
 def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: ReplayReport,
           policy: AttemptPolicy, journal: Journal | None) -> None:
     if journal is not None:
-        # a previous run was killed after the destination confirmed these: only finish removing them
-        candidates = [p.message.message_id for p in chosen if p.message.redelivered is not False]
+        # a previous run was killed after the destination confirmed these (or the broker lost their
+        # removal in a crash): only finish removing them
+        candidates = [p.message.journal_key for p in chosen
+                      if p.message.arrival_id or p.message.redelivered is not False]
         done = journal.already_published(candidates)
         if done:
-            finished = [p.message for p in chosen if p.message.message_id in done]
+            finished = [p.message for p in chosen if p.message.journal_key in done]
             reader.ack(finished)
-            journal.forget(done)
+            journal.forget(m.journal_key for m in finished if not m.arrival_id)
             report.replayed += len(finished)
             report.resumed += len(finished)
-            chosen = [p for p in chosen if p.message.message_id not in done]
+            chosen = [p for p in chosen if p.message.journal_key not in done]
             if not chosen:
                 return
     unique_ids = reader.unique_message_ids
@@ -305,10 +307,10 @@ def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: Replay
         confirmed = [m for m, d in zip(messages, deliveries) if d.ok]
         if confirmed:
             if journal is not None:
-                journal.mark_published(m.message_id for m in confirmed)
+                journal.mark_published(m.journal_key for m in confirmed)
             reader.ack(confirmed)
             if journal is not None:
-                journal.forget(m.message_id for m in confirmed)
+                journal.forget(m.journal_key for m in confirmed if not m.arrival_id)
         rejected = [m for m, d in zip(messages, deliveries) if not d.ok]
         if rejected:
             reader.release(rejected)

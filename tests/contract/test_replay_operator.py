@@ -79,7 +79,7 @@ def test_a_publish_confirmed_before_a_crash_is_not_published_again(wfbus, target
         source = f"{broker.name}:{broker.describe_destination(dead_letter=True)}"
     first = next(m for m in dead if json.loads(m.body)["urn"] == "o-1")
     journal = Journal(source)
-    journal.mark_published([first.message_id])  # what a run killed between confirm and removal leaves
+    journal.mark_published([first.journal_key])  # what a run killed between confirm and removal leaves
     journal.close()
 
     result = wfbus("replay", "-b", "target", "-o", "json")

@@ -101,7 +101,15 @@ class ReceivedMessage:
     dead_letter_reason: str = ""
     receive_count: int | None = None
     redelivered: bool | None = None  # False: certainly never handed to a consumer before (RabbitMQ)
+    # names this one arrival in the queue and survives a broker restart (RabbitMQ: the publish id wfbus
+    # gave the message, and its death count); the journal remembers such messages after removing them,
+    # so one that comes back (an ack lost in a broker crash) is removed again, not replayed again
+    arrival_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def journal_key(self) -> str:
+        return self.arrival_id or self.message_id
 
 
 @dataclass(frozen=True, slots=True)

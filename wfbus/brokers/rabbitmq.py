@@ -8,6 +8,7 @@ channel, which RabbitMQ requeues in their original positions.
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from collections import deque
@@ -29,6 +30,7 @@ from .base import (
     ReceivedMessage,
 )
 
+PUBLISH_ID = "wfbus-publish-id"  # unique per publish: with the death count, names one arrival in a queue
 DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason")
 
@@ -73,6 +75,8 @@ class RabbitMqBroker(Broker):
         self._publish_channel = None
         self._exchange_checked = False
         self._lost: BrokerUnavailable | None = None
+        self._run_id = os.urandom(8).hex()
+        self._published = 0
 
     # -- connection --------------------------------------------------------------------------
     def _parameters(self):
@@ -186,9 +190,10 @@ class RabbitMqBroker(Broker):
         try:
             with self._amqp(f"publish to {exchange or 'queue'}"):
                 for message, route in zip(messages, routes):
+                    self._published += 1
                     properties = pika.BasicProperties(
                         delivery_mode=2, content_type="application/json", message_id=message.event_id,
-                        headers=dict(message.headers),
+                        headers={**message.headers, PUBLISH_ID: f"{self._run_id}-{self._published}"},
                     )
                     published.append(channel.publish(exchange, route, message.body, properties))
                 outcome = channel.wait(published, timeout=self.settings.timeout_seconds * 3)
@@ -371,18 +376,23 @@ def _certificate_error(exc: BaseException) -> str | None:
 def _received(method, properties, body: bytes) -> ReceivedMessage:
     raw = dict(properties.headers or {})
     deaths = raw.get("x-death") or []
+    publish_id = _text(raw.pop(PUBLISH_ID, "")) or None
     headers = {k: _text(v) for k, v in raw.items() if k not in DEATH_HEADERS}
     reason = routing_key = ""
+    death_count = 0
     if deaths:
         first = deaths[0]
         reason = _text(first.get("reason", ""))
         keys = first.get("routing-keys") or []
         routing_key = _text(keys[0]) if keys else ""
-        headers["death-count"] = str(sum(int(d.get("count", 1)) for d in deaths))
+        death_count = sum(int(d.get("count", 1)) for d in deaths)
+        headers["death-count"] = str(death_count)
         headers["death-reason"] = reason
     return ReceivedMessage(
         body=body, headers=headers, handle=method.delivery_tag, message_id=properties.message_id or "",
         routing_key=routing_key, dead_letter_reason=reason, redelivered=bool(method.redelivered),
+        # a message shovelled back by hand keeps its publish id but dies once more: the count tells them apart
+        arrival_id=f"{publish_id}/{death_count}" if publish_id else None,
     )
 
 
