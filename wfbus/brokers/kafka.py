@@ -129,8 +129,12 @@ class KafkaBroker(Broker):
                 raise self._unreachable(what) from None
             raise BrokerUnavailable(f"{self.name}: {what}: timed out: {exc}",
                                     hint="is the broker up, and does the topic exist?") from None
+        except kx.CommitFailedError as exc:
+            raise BrokerUnavailable(f"{self.name}: {what}: {_refusal(exc)}",
+                                    hint="the replay group lost this member (a broker restart or a long pause); "
+                                         "run the replay again: what was not committed is read again") from None
         except kx.KafkaError as exc:
-            raise BrokerUnavailable(f"{self.name}: {what}: {type(exc).__name__}: {exc}") from None
+            raise BrokerUnavailable(f"{self.name}: {what}: {_refusal(exc)}") from None
 
     def _unreachable(self, what: str) -> BrokerUnavailable:
         return BrokerUnavailable(f"{self.name}: {what}: no Kafka broker reachable at "
