@@ -118,7 +118,8 @@ def _render(out, report) -> None:
             "by_topic": dict(report.by_topic), "by_attempt": {str(k): v for k, v in report.by_attempt.items()},
             "by_reason": dict(report.by_reason), "samples": report.samples,
             "unselected_passed_over": report.passed_over,
-            "aborted": report.aborted, "hint": report.abort_hint, "interrupted": report.interrupted, "exit_code": int(report.exit_status),
+            "aborted": report.aborted, "hint": report.abort_hint, "interrupted": report.interrupted,
+            "exit_code": int(report.exit_status),
         })
         return
     if report.dry_run:
