@@ -13,6 +13,8 @@ from conftest import write_config
 from contract.kits import RABBITMQ_URL, kafka_create_topics, rabbit_channel
 
 KAFKA_SASL = os.environ.get("WFBUS_TEST_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:19094")
+KAFKA_SSL = os.environ.get("WFBUS_TEST_KAFKA_SSL_BOOTSTRAP", "127.0.0.1:19095")
+KAFKA_CA = os.environ.get("WFBUS_TEST_KAFKA_CA", "")
 RABBITMQ_TLS_URL = os.environ.get("WFBUS_TEST_RABBITMQ_TLS_URL", "amqps://guest:guest@127.0.0.1:5674/%2F")
 RABBITMQ_CA = os.environ.get("WFBUS_TEST_RABBITMQ_CA", "")
 
@@ -41,6 +43,23 @@ def test_kafka_sasl_with_a_wrong_password_is_exit_5_promptly(wfbus, sasl_topic):
     result = wfbus("emit", "-b", "bad", "--topic", "t", "--urn", "u")
     assert result.code == 5, result.err
     assert "not-the-password" not in result.err
+    assert time.monotonic() - started < 30
+
+
+def test_kafka_over_ssl_verifies_the_broker_against_the_configured_ca(wfbus, tmp_path):
+    topic = f"wfbus-ssl-{uuid.uuid4().hex[:8]}"
+    kafka_create_topics(topic)
+    base = {"type": "kafka", "bootstrap_servers": [KAFKA_SSL], "topic": topic, "security_protocol": "SSL",
+            "timeout_seconds": 5}
+    write_config(tmp_path / "wfbus.yaml", {"trusted": {**base, "ssl_cafile": KAFKA_CA}, "untrusted": base})
+    result = wfbus("emit", "-b", "trusted", "--topic", "t", "--urn", "over-ssl")
+    assert result.code == 0, result.err
+    assert wfbus("peek", "-b", "trusted", "-o", "json").json() == [{"topic": "t", "urn": "over-ssl", "attempt": 0}]
+
+    started = time.monotonic()
+    result = wfbus("emit", "-b", "untrusted", "--topic", "t", "--urn", "refused")  # the system CAs do not know ours
+    assert result.code == 5, result.err
+    assert "ssl_cafile" in result.err and "Traceback" not in result.err
     assert time.monotonic() - started < 30
 
 

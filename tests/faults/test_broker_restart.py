@@ -48,9 +48,12 @@ def test_broker_restart_during_replay_loses_nothing_and_says_why_it_stopped(tmp_
         if proc.poll() is None:
             proc.kill()
     report = json.loads(out)
-    assert proc.returncode in (1, 5), err.decode()[-2000:]
-    assert report["aborted"] and report["hint"], report  # the report says why it stopped, what to do...
-    assert report["replayed"] < N  # ...and how far it got
+    if proc.returncode == 0:  # its clients rode out the restart (Kafka's reconnect within the timeouts)
+        assert not report["aborted"] and report["replayed"] == N - len(report["failed"]), report
+    else:  # it stopped: the report says why, what to do, and how far it got
+        assert proc.returncode in (1, 5), err.decode()[-2000:]
+        assert report["aborted"] and report["hint"], report
+        assert report["replayed"] < N
     assert took < 120
 
     deadline = time.monotonic() + 120
@@ -68,7 +71,7 @@ def test_broker_restart_during_replay_loses_nothing_and_says_why_it_stopped(tmp_
     moved = _moved(wfbus)
     assert set(moved) == {e["urn"] for e in events}, "events lost"
     duplicates = sum(count - 1 for count in moved.values())
-    print(f"{service} restarted during replay: first run replayed {report['replayed']} and stopped "
-          f"{took:.1f} s after the crash ({report['aborted'][:80]}); {reruns} rerun(s); lost 0, "
-          f"duplicates {duplicates}")
+    print(f"{service} restarted during replay: first run exit {proc.returncode}, replayed {report['replayed']}, "
+          f"ended {took:.1f} s after the crash ({(report['aborted'] or 'rode it out')[:80]}); {reruns} rerun(s); "
+          f"lost 0, duplicates {duplicates}")
     kit.cleanup()

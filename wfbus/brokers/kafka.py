@@ -92,6 +92,7 @@ class KafkaBroker(Broker):
         super().__init__(name, settings, base_dir)
         self._producer = None
         self._known_topics: set[str] = set()
+        self._lost: BrokerUnavailable | None = None  # publishing stopped for the broker's sake
 
     def _common(self) -> dict[str, Any]:
         s = self.settings
@@ -137,9 +138,12 @@ class KafkaBroker(Broker):
             raise BrokerUnavailable(f"{self.name}: {what}: {_refusal(exc)}") from None
 
     def _unreachable(self, what: str) -> BrokerUnavailable:
+        hint = "check bootstrap_servers, the network and security_protocol"
+        if self.settings.security_protocol in ("SSL", "SASL_SSL"):
+            hint += ("; with TLS, that the broker's certificate is signed by ssl_cafile (or a system CA) "
+                     "and names the host")
         return BrokerUnavailable(f"{self.name}: {what}: no Kafka broker reachable at "
-                                 f"{','.join(self.settings.bootstrap_servers)}",
-                                 hint="check bootstrap_servers, the network and security_protocol")
+                                 f"{','.join(self.settings.bootstrap_servers)}", hint=hint)
 
     # -- topics ------------------------------------------------------------------------------
     def topic_for(self, topic: str, dead_letter: bool) -> str:
@@ -186,10 +190,14 @@ class KafkaBroker(Broker):
                     batch_size=256 * 1024,
                     max_request_size=s.max_request_size,
                     max_block_ms=int(s.timeout_seconds * 1000),
-                    delivery_timeout_ms=int(s.timeout_seconds * 3000) + 5000,
+                    delivery_timeout_ms=int(self._delivery_timeout() * 1000),
                     retries=5,
                 )
         return self._producer
+
+    def _delivery_timeout(self) -> float:
+        """Seconds a record may take, retries included, before it counts as not delivered."""
+        return self.settings.timeout_seconds * 3 + 5
 
     def _check_topic(self, topic: str) -> None:
         if topic in self._known_topics:
@@ -212,6 +220,8 @@ class KafkaBroker(Broker):
     def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
         import kafka.errors as kx
 
+        if self._lost is not None:
+            raise self._lost
         producer = self.producer
         futures: list[Any] = []
         for message in messages:
@@ -229,8 +239,11 @@ class KafkaBroker(Broker):
                 break
             except kx.KafkaError as exc:
                 futures.append(exc)
-        with self._kafka("flush"):
-            producer.flush(timeout=self.settings.timeout_seconds * 3 + 10)
+        try:
+            with self._kafka("flush"):
+                producer.flush(timeout=self._delivery_timeout() + self.settings.timeout_seconds)
+        except BrokerUnavailable:
+            pass  # flush gave up waiting: the futures still say which records were acknowledged
         deliveries = []
         broker_trouble = False  # a connection or timeout failure, as opposed to one event's own fault
         for message, future in zip(messages, futures):
@@ -246,12 +259,16 @@ class KafkaBroker(Broker):
             else:
                 broker_trouble = broker_trouble or bool(getattr(error, "retriable", False))
                 deliveries.append(Delivery(message, _refusal(error)))
-        if broker_trouble and not any(d.ok for d in deliveries):
-            # nothing of this batch got through and the broker is the cause: stop here (exit 5, or 1
-            # after a partial success) instead of waiting out the same timeouts batch after batch
-            raise BrokerUnavailable(f"{self.name}: publish: {deliveries[0].error}",
-                                    hint="check that the Kafka broker is up and reachable; rerun with "
-                                         "--failed-out to resend what was not confirmed")
+        if broker_trouble:
+            # the producer retried for the whole delivery timeout and the broker still did not take
+            # these records: stop (exit 5, or 1 after a partial success) instead of waiting out the
+            # same timeout batch after batch
+            trouble = next(d.error for d in deliveries if not d.ok)
+            self._lost = BrokerUnavailable(f"{self.name}: publish: {trouble}",
+                                           hint="check that the Kafka broker is up and reachable; rerun with "
+                                                "--failed-out to resend what was not confirmed")
+            if not any(d.ok for d in deliveries):
+                raise self._lost
         return deliveries
 
     # -- reading -----------------------------------------------------------------------------
