@@ -156,7 +156,7 @@ def _parse(message: ReceivedMessage) -> _Parsed:
 
 
 def outgoing_for(parsed: _Parsed, source_label: str, policy: AttemptPolicy = "keep",
-                 wire: WireFormat = "topic", unique_ids: bool = False) -> OutgoingMessage:
+                 wire: WireFormat = "topic") -> OutgoingMessage:
     """The message to publish: same body and headers, plus where it was replayed from.
 
     With an attempt policy other than `keep`, the body is re-encoded with the new attempt (and so
@@ -185,21 +185,21 @@ def outgoing_for(parsed: _Parsed, source_label: str, policy: AttemptPolicy = "ke
         event_id=event_id,
         headers=headers,
         place=message.message_id,
-        dedup_id=_dedup_id(source_label, message.message_id) if unique_ids else uuid.uuid4().hex,
+        dedup_id=_dedup_id(source_label, message.arrival_id) if message.arrival_id else uuid.uuid4().hex,
         group_id=message.extra.get("group_id"),
         routing_key=message.routing_key or None,
     )
 
 
-def _dedup_id(source_label: str, message_id: str) -> str:
+def _dedup_id(source_label: str, arrival_id: str) -> str:
     """The SQS FIFO deduplication id of a replayed message.
 
     SQS FIFO drops a message whose dedup id it saw in the last 5 minutes. Not the event id (the
     original publish used it: a replay soon after would be dropped), but the dead-lettered message's
-    own id: a replay killed after SQS took the message and rerun sends the same id again, and SQS
-    drops that duplicate. Only where that id names one arrival; elsewhere a fresh id every time.
+    arrival id: a replay killed after SQS took the message and rerun sends the same id again, and SQS
+    drops that duplicate. Without an arrival id, a fresh id every time.
     """
-    return hashlib.sha256(f"{source_label}\0{message_id}".encode()).hexdigest()
+    return hashlib.sha256(f"{source_label}\0{arrival_id}".encode()).hexdigest()
 
 
 @dataclass
@@ -297,8 +297,7 @@ def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: Replay
             chosen = [p for p in chosen if p.message.journal_key not in done]
             if not chosen:
                 return
-    unique_ids = reader.unique_message_ids
-    outgoing = [outgoing_for(p, reader.source_label, policy, destination.wire, unique_ids) for p in chosen]
+    outgoing = [outgoing_for(p, reader.source_label, policy, destination.wire) for p in chosen]
     messages = [p.message for p in chosen]
     transfer = getattr(reader, "transfer", None)
     deliveries: list[Delivery] | None = transfer(messages, outgoing, destination) if transfer else None

@@ -61,7 +61,7 @@ def test_broker_restart_during_replay_loses_nothing_and_says_why_it_stopped(tmp_
     while True:  # rerun until the dead-letter queue is drained
         result = wfbus("-o", "json", "replay")
         reruns += 1
-        assert result.code == 0, result.err
+        assert result.code in (0, 5), result.err  # 5: the restarted broker is not serving yet: run it again
         dead = [q for q in wfbus("depth", "-o", "json").json()["queues"] if q["role"] == "dead-letter"][0]
         if not (dead.get("ready") or dead.get("lag") or 0):
             break

@@ -101,9 +101,11 @@ class ReceivedMessage:
     dead_letter_reason: str = ""
     receive_count: int | None = None
     redelivered: bool | None = None  # False: certainly never handed to a consumer before (RabbitMQ)
-    # names this one arrival in the queue and survives a broker restart (RabbitMQ: the publish id wfbus
-    # gave the message, and its death count); the journal remembers such messages after removing them,
-    # so one that comes back (an ack lost in a broker crash) is removed again, not replayed again
+    # names this one arrival in the queue, and never a later one (SQS: the MessageId; RabbitMQ: the
+    # publish id wfbus gave the message and its death count). Not Kafka offsets: an operator may rewind
+    # the replay group to replay them again on purpose. The journal remembers such messages after
+    # removing them, so one that comes back (an ack lost in a broker crash) is removed again, not
+    # replayed again; a replay into SQS FIFO derives the dedup id from it.
     arrival_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -137,9 +139,6 @@ class DeadLetterReader:
     """
 
     source_label: str = ""
-    # True where a message id names one arrival in the queue (SQS MessageId, a Kafka offset), so the
-    # same id received again is the same message, never the same event dead-lettered anew
-    unique_message_ids: bool = False
 
     def receive(self, max_messages: int) -> list[ReceivedMessage]:
         raise NotImplementedError

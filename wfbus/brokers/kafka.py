@@ -369,8 +369,6 @@ class KafkaTopicReader(DeadLetterReader):
     """Reads every partition of a topic from the group's committed offsets to the end offsets
     taken at open; commits (when asked) only offsets whose messages are all settled."""
 
-    unique_message_ids = True  # topic/partition/offset
-
     def __init__(self, broker: KafkaBroker, topic: str, group: str | None, *, commit: bool) -> None:
         partitions, begin = self._open(broker, topic, group, commit)
         committed = broker._committed(self.consumer, partitions) if group else {}

@@ -361,8 +361,6 @@ class SqsDeadLetterReader(DeadLetterReader):
     at once, so each message is examined once and the replay ends.
     """
 
-    unique_message_ids = True  # a MessageId is one send; SQS keeps it when it dead-letters the message
-
     def __init__(self, broker: SqsBroker) -> None:
         self.broker = broker
         self.url = broker._require_dlq()
@@ -445,6 +443,7 @@ def _received(message: dict[str, Any]) -> ReceivedMessage:
         headers={k: v.get("StringValue", "") for k, v in message.get("MessageAttributes", {}).items()},
         handle=message["ReceiptHandle"],
         message_id=message["MessageId"],
+        arrival_id=message["MessageId"],  # one send: a deleted message never comes back under this id
         receive_count=int(attributes.get("ApproximateReceiveCount", 0)) or None,
         extra={"group_id": attributes.get("MessageGroupId")},
     )
