@@ -3,7 +3,10 @@
 A replay killed between "the destination confirmed" and "the source removed it" would publish the
 message again when rerun.  The journal closes that gap: the confirmed message's source id is
 written (and synced) before the source is asked to remove it, so a rerun that receives it again
-only finishes the removal.  It lives in the user's state directory
+only finishes the removal.  Entries keyed by an arrival id (a message that can never arrive again
+under that id: SQS MessageId, RabbitMQ publish id + death count) are kept after the removal until
+RETENTION_SECONDS, so a message a crashed broker hands out again is recognised too; others are
+forgotten once removed.  It lives in the user's state directory
 (``$XDG_STATE_HOME/wfbus/journal.db``, or ``$WFBUS_STATE_DIR``), in SQLite.
 """
 
