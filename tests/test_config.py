@@ -8,7 +8,10 @@ from conftest import write_config
 def test_without_any_config_the_builtin_local_broker_is_used(wfbus):
     doc = wfbus("brokers", "-o", "json").json()
     assert doc["config"] is None
-    assert doc["brokers"] == [{"name": "local", "type": "local", "target": ".wfbus/local.db (<name>)", "default": True}]
+    (local,) = doc["brokers"]
+    assert {k: local[k] for k in ("name", "type", "target", "default")} == {
+        "name": "local", "type": "local", "target": ".wfbus/local.db (<name>)", "default": True}
+    assert local["capabilities"]["ordering"] == "per-queue" and local["capabilities"]["atomic_transfer"] is True
 
 
 def test_unknown_key_is_a_config_error_naming_its_path(wfbus, tmp_path):

@@ -39,7 +39,7 @@ def default_path() -> Path:
 
 
 class Journal:
-    def __init__(self, source: str, path: Path | None = None) -> None:
+    def __init__(self, source: str = "", path: Path | None = None) -> None:
         self.source = source
         self.path = path or default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,6 +50,10 @@ class Journal:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         self.db.execute("DELETE FROM published WHERE at < ?", (time.time() - RETENTION_SECONDS,))
+
+    def bind(self, source: str) -> None:
+        """Key entries by the source's real identity, known once its reader is open."""
+        self.source = source
 
     def already_published(self, message_ids: Iterable[str]) -> set[str]:
         ids = [m for m in message_ids if m]

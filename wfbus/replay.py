@@ -148,7 +148,7 @@ def _parse(message: ReceivedMessage) -> _Parsed:
     attempt = headers.get(HEADER_ATTEMPT)
     return _Parsed(
         message,
-        headers.get(HEADER_TOPIC) or message.routing_key or message.extra.get("routing_key", ""),
+        headers.get(HEADER_TOPIC) or message.route,
         headers.get(HEADER_URN, ""),
         int(attempt) if attempt and attempt.isdigit() else None,
         None,
@@ -186,8 +186,9 @@ def outgoing_for(parsed: _Parsed, source_label: str, policy: AttemptPolicy = "ke
         headers=headers,
         place=message.message_id,
         dedup_id=_dedup_id(source_label, message.arrival_id) if message.arrival_id else uuid.uuid4().hex,
-        group_id=message.extra.get("group_id"),
-        routing_key=message.routing_key or None,
+        ordering_key=message.ordering_key,
+        route=message.route or None,
+        origin=message.origin,
     )
 
 
@@ -225,13 +226,15 @@ def replay(
         source=f"{source.name} (dead-letter)",
         destination=f"{destination.name}: {destination.describe_destination()}",
         dry_run=options.dry_run,
-        passed_over=source.replays_by_passing_over,
+        passed_over=not source.capabilities.keeps_unselected,
     )
     batch_size = options.batch_size
     pacer = _Pacer(options.rate) if options.rate else None
     if pacer:
         batch_size = max(1, min(batch_size, int(options.rate / 5)))  # small steps: a smooth rate, not bursts
     reader = source.dead_letter_reader()
+    if journal is not None:
+        journal.bind(reader.identity or f"{source.name}:{reader.source_label}")
     try:
         while selection.limit is None or report.selected < selection.limit:
             received = reader.receive(batch_size)
@@ -286,7 +289,7 @@ def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: Replay
         # a previous run was killed after the destination confirmed these (or the broker lost their
         # removal in a crash): only finish removing them
         candidates = [p.message.journal_key for p in chosen
-                      if p.message.arrival_id or p.message.redelivered is not False]
+                      if p.message.journal_key and (p.message.arrival_id or p.message.redelivered is not False)]
         done = journal.already_published(candidates)
         if done:
             finished = [p.message for p in chosen if p.message.journal_key in done]
@@ -299,8 +302,7 @@ def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: Replay
                 return
     outgoing = [outgoing_for(p, reader.source_label, policy, destination.wire) for p in chosen]
     messages = [p.message for p in chosen]
-    transfer = getattr(reader, "transfer", None)
-    deliveries: list[Delivery] | None = transfer(messages, outgoing, destination) if transfer else None
+    deliveries: list[Delivery] | None = reader.transfer(messages, outgoing, destination)
     if deliveries is None:
         deliveries = destination.publish(outgoing)
         confirmed = [m for m, d in zip(messages, deliveries) if d.ok]

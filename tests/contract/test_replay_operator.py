@@ -76,7 +76,8 @@ def test_a_publish_confirmed_before_a_crash_is_not_published_again(wfbus, target
     _seed(wfbus, tmp_path)
     with load(None).open("target") as broker:
         dead = broker.peek(dead_letter=True, limit=None, force=True)
-        source = f"{broker.name}:{broker.describe_destination(dead_letter=True)}"
+        with broker.dead_letter_reader() as reader:  # the journal is keyed by the source's identity
+            source = reader.identity or f"{broker.name}:{reader.source_label}"
     first = next(m for m in dead if json.loads(m.body)["urn"] == "o-1")
     journal = Journal(source)
     journal.mark_published([first.journal_key])  # what a run killed between confirm and removal leaves

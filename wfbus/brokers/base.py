@@ -44,6 +44,45 @@ class BrokerSettings(BaseModel):
         return []
 
 
+Ordering = Literal["none", "per-key", "per-group", "per-queue", "total"]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a broker type guarantees (kombu's `Transport.implements`), declared, never probed.
+
+    Core code, `wfbus brokers`, the README table and the contract suite all read this value, so a
+    plugin broker is held to exactly what it claims.
+    """
+
+    ordering: Ordering = "none"  # whose order a publish keeps: per key (Kafka partition), per group (SQS FIFO) ...
+    dedup_on_resend: bool = False  # a resend after a kill is recognised and dropped by the destination
+    atomic_transfer: bool = False  # publish + removal at the source in one transaction (no duplicate ever)
+    keeps_unselected: bool = True  # messages a selective replay did not pick stay for a later replay
+    native_move: bool = False  # a server-side redrive exists (`replay --native`)
+    exact_depth: bool = True  # depth figures are exact (False: approximate, e.g. SQS)
+    keeps_properties: bool = True  # a same-type replay republishes headers/properties type for type
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A received message as its broker gave it, so the same broker type can republish it losslessly.
+
+    `headers` keeps the driver's own types and repeated keys (Kafka: (str, bytes) pairs; RabbitMQ: the
+    header table's values); `properties` the broker's message properties (AMQP basic properties,
+    SQS message attributes with their DataType); `key` the original record key (None: none).
+    """
+
+    broker_type: str
+    key: bytes | None = None
+    headers: tuple[tuple[str, Any], ...] = ()
+    properties: dict[str, Any] = field(default_factory=dict)
+    null_value: bool = False  # Kafka tombstone: the value was null, not empty
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """What a broker sends: the body plus the routing facts every broker maps its own way."""
@@ -54,9 +93,10 @@ class OutgoingMessage:
     event_id: str
     headers: dict[str, str]
     place: str = ""
-    dedup_id: str | None = None  # SQS FIFO: a replay passes a fresh one
-    group_id: str | None = None  # SQS FIFO: a replay keeps the original message group
-    routing_key: str | None = None  # RabbitMQ: a replay keeps the original routing key (x-death)
+    dedup_id: str | None = None  # a replay passes its own (SQS FIFO drops a repeat within 5 minutes)
+    ordering_key: str | None = None  # a replay keeps the original ordering key (SQS FIFO message group)
+    route: str | None = None  # a replay keeps the original route (RabbitMQ routing key from x-death)
+    origin: Origin | None = None  # a replay: the message as the source broker gave it
 
     @classmethod
     def from_event(cls, event: WorkflowEvent, wire: WireFormat, place: str = "") -> OutgoingMessage:
@@ -96,8 +136,8 @@ class ReceivedMessage:
     body: bytes
     headers: dict[str, str]
     handle: Any
-    message_id: str = ""  # stable across redeliveries where the broker has one (journal key)
-    routing_key: str = ""  # RabbitMQ: the routing key it was first published with (from x-death)
+    message_id: str = ""  # for display: the broker's or application's id (never trusted as a journal key)
+    route: str = ""  # where it was first published to (RabbitMQ: the routing key from x-death)
     dead_letter_reason: str = ""
     receive_count: int | None = None
     redelivered: bool | None = None  # False: certainly never handed to a consumer before (RabbitMQ)
@@ -107,11 +147,16 @@ class ReceivedMessage:
     # removing them, so one that comes back (an ack lost in a broker crash) is removed again, not
     # replayed again; a replay into SQS FIFO derives the dedup id from it.
     arrival_id: str | None = None
+    # unique at the source but may be replayed again on purpose (Kafka topic/partition/offset, local row)
+    position_id: str | None = None
+    ordering_key: str | None = None  # SQS FIFO message group, Kafka key as text
+    origin: Origin | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def journal_key(self) -> str:
-        return self.arrival_id or self.message_id
+    def journal_key(self) -> str | None:
+        """Only ids wfbus minted or the broker guarantees unique; never an application's message_id."""
+        return self.arrival_id or self.position_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +184,9 @@ class DeadLetterReader:
     """
 
     source_label: str = ""
+    # the source's real identity (queue ARN/URL, cluster id + topic, vhost + queue): keys the journal,
+    # so two clusters under one broker name, or a recreated topic, never share entries
+    identity: str = ""
 
     def receive(self, max_messages: int) -> list[ReceivedMessage]:
         raise NotImplementedError
@@ -158,6 +206,11 @@ class DeadLetterReader:
                 break
             out.extend(batch)
         return out
+
+    def transfer(self, messages: Sequence[ReceivedMessage], outgoing: Sequence[OutgoingMessage],
+                 destination: Broker) -> list[Delivery] | None:
+        """Publish and remove in one transaction where `capabilities.atomic_transfer` says so; else None."""
+        return None
 
     def skip(self, messages: Sequence[ReceivedMessage]) -> None:
         """Not selected by the filters: left in place where the broker can (Kafka passes them over)."""
@@ -183,7 +236,7 @@ class Broker:
 
     settings_model: ClassVar[type[BrokerSettings]] = BrokerSettings
     publish_batch_size: ClassVar[int] = 500
-    replays_by_passing_over: ClassVar[bool] = False  # Kafka: unselected messages are skipped, not kept
+    implements: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, name: str, settings: BrokerSettings, base_dir: Path) -> None:
         self.name = name
@@ -193,6 +246,15 @@ class Broker:
     def resolve_path(self, value: str | None) -> str | None:
         """A file named in the config (TLS files), relative to the config file's folder."""
         return str((self.base_dir / value).resolve()) if value else None
+
+    @classmethod
+    def capabilities_for(cls, settings: BrokerSettings) -> Capabilities:
+        """The guarantees of this type with these settings (SQS FIFO differs from standard); no I/O."""
+        return cls.implements
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.capabilities_for(self.settings)
 
     @property
     def wire(self) -> WireFormat:
@@ -218,6 +280,10 @@ class Broker:
         raise NotImplementedError
 
     def dead_letter_reader(self) -> DeadLetterReader:
+        raise NotImplementedError
+
+    def native_move(self, progress: Any = None) -> dict[str, Any]:
+        """The server's own redrive, where `capabilities.native_move` says there is one."""
         raise NotImplementedError
 
     def close(self) -> None:

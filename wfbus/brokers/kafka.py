@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import BrokerUnavailable, ConfigError
 from .base import (
+    Capabilities,
     Broker,
     BrokerSettings,
     DeadLetterReader,
@@ -85,7 +86,7 @@ class KafkaSettings(BrokerSettings):
 class KafkaBroker(Broker):
     settings_model = KafkaSettings
     publish_batch_size = 5000
-    replays_by_passing_over = True
+    implements = Capabilities(ordering="per-key", keeps_unselected=False)
     settings: KafkaSettings
 
     def __init__(self, name, settings, base_dir) -> None:
@@ -424,6 +425,7 @@ class KafkaTopicReader(DeadLetterReader):
         return ReceivedMessage(
             body=record.value or b"", headers=headers, handle=(tp, record.offset),
             message_id=f"{tp.topic}/{tp.partition}/{record.offset}",
+            position_id=f"{tp.topic}/{tp.partition}/{record.offset}",
             extra={"key": (record.key or b"").decode("utf-8", "replace"), "topic": tp.topic},
         )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import BrokerUnavailable
 from .base import (
+    Capabilities,
     Broker,
     BrokerSettings,
     DeadLetterReader,
@@ -53,6 +54,7 @@ class LocalSettings(BrokerSettings):
 class LocalBroker(Broker):
     settings_model = LocalSettings
     publish_batch_size = 1000
+    implements = Capabilities(ordering="per-queue", atomic_transfer=True)
     settings: LocalSettings
 
     def __init__(self, name: str, settings: LocalSettings, base_dir: Path) -> None:
@@ -118,6 +120,7 @@ class LocalDeadLetterReader(DeadLetterReader):
     def __init__(self, broker: LocalBroker) -> None:
         self.broker = broker
         self.source_label = f"{broker.name}:{broker.dead_letter_queue}"
+        self.identity = f"local:{Path(broker.path).resolve()}#{broker.dead_letter_queue}"
         db = broker.db
         row = db.execute("SELECT MAX(id) FROM messages WHERE queue = ?", (broker.dead_letter_queue,)).fetchone()
         self._last_id = row[0] or 0
@@ -200,5 +203,5 @@ def _received(row: tuple) -> ReceivedMessage:
     row_id, body, headers, routing_key, message_id = row
     return ReceivedMessage(
         body=bytes(body), headers=json.loads(headers), handle=row_id, message_id=message_id,
-        extra={"routing_key": routing_key},
+        route=routing_key, arrival_id=f"row/{row_id}",  # AUTOINCREMENT: a row id is never reused
     )

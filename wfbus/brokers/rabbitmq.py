@@ -21,6 +21,7 @@ from pydantic import Field
 from ..errors import BrokerUnavailable, ConfigError
 from ..redact import url_password, url_without_password
 from .base import (
+    Capabilities,
     Broker,
     BrokerSettings,
     DeadLetterReader,
@@ -67,6 +68,7 @@ class RabbitMqSettings(BrokerSettings):
 class RabbitMqBroker(Broker):
     settings_model = RabbitMqSettings
     publish_batch_size = 2000
+    implements = Capabilities(ordering="per-queue")
     settings: RabbitMqSettings
 
     def __init__(self, name, settings, base_dir) -> None:
@@ -183,7 +185,7 @@ class RabbitMqBroker(Broker):
             routes = [queue] * len(messages)
         else:
             exchange = self.settings.exchange
-            routes = [m.routing_key or self.settings.routing_key.format(topic=m.topic, urn=m.key) for m in messages]
+            routes = [m.route or self.settings.routing_key.format(topic=m.topic, urn=m.key) for m in messages]
         if self._lost is not None:
             raise self._lost
         published: list[int] = []
@@ -390,7 +392,7 @@ def _received(method, properties, body: bytes) -> ReceivedMessage:
         headers["death-reason"] = reason
     return ReceivedMessage(
         body=body, headers=headers, handle=method.delivery_tag, message_id=properties.message_id or "",
-        routing_key=routing_key, dead_letter_reason=reason, redelivered=bool(method.redelivered),
+        route=routing_key, dead_letter_reason=reason, redelivered=bool(method.redelivered),
         # a message shovelled back by hand keeps its publish id but dies once more: the count tells them apart
         arrival_id=f"{publish_id}/{death_count}" if publish_id else None,
     )

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 from ..errors import BrokerUnavailable, ConfigError, UsageError
 from .base import (
+    Capabilities,
     HEADER_ATTEMPT,
     Broker,
     BrokerSettings,
@@ -68,6 +69,7 @@ class SqsSettings(BrokerSettings):
 class SqsBroker(Broker):
     settings_model = SqsSettings
     publish_batch_size = 500
+    implements = Capabilities(ordering="none", native_move=True, exact_depth=False)
     settings: SqsSettings
 
     def __init__(self, name, settings, base_dir) -> None:
@@ -78,6 +80,13 @@ class SqsBroker(Broker):
         self._dlq_resolved = bool(settings.dead_letter_queue_url)
         self._attributes: dict[str, str] | None = None
         self._pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def capabilities_for(cls, settings: SqsSettings) -> Capabilities:
+        """A FIFO queue keeps order per message group and drops a resend carrying a seen dedup id."""
+        if (settings.queue_url or settings.queue_name or "").endswith(".fifo"):
+            return Capabilities(ordering="per-group", dedup_on_resend=True, native_move=True, exact_depth=False)
+        return cls.implements
 
     # -- connection --------------------------------------------------------------------------
     @property
@@ -237,7 +246,7 @@ class SqsBroker(Broker):
             },
         }
         if fifo:
-            entry["MessageGroupId"] = message.group_id or self.settings.message_group_id.format(
+            entry["MessageGroupId"] = message.ordering_key or self.settings.message_group_id.format(
                 urn=message.key, topic=message.topic)
             mode = self.settings.deduplication
             if mode == "event-id":
@@ -445,7 +454,7 @@ def _received(message: dict[str, Any]) -> ReceivedMessage:
         message_id=message["MessageId"],
         arrival_id=message["MessageId"],  # one send: a deleted message never comes back under this id
         receive_count=int(attributes.get("ApproximateReceiveCount", 0)) or None,
-        extra={"group_id": attributes.get("MessageGroupId")},
+        ordering_key=attributes.get("MessageGroupId"),
     )
 
 

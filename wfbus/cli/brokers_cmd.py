@@ -6,7 +6,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    app.command("brokers", help="List configured brokers (secrets redacted).")(brokers_command)
+    app.command("brokers", help="List configured brokers, what each guarantees (order, resend, unselected); secrets redacted.")(brokers_command)
 
 
 def brokers_command(ctx: typer.Context) -> int:
@@ -15,16 +15,25 @@ def brokers_command(ctx: typer.Context) -> int:
     for name, warnings in config.broker_warnings.items():  # the overview warns about every broker
         for warning in warnings:
             state.out.warn(f"brokers.{name}: {warning}")
+    from ..brokers import broker_class
+
     rows = [
-        {"name": name, "type": settings.type, "target": settings.target(), "default": name == config.default_broker}
+        {"name": name, "type": settings.type, "target": settings.target(), "default": name == config.default_broker,
+         "capabilities": broker_class(settings.type).capabilities_for(settings).to_dict()}
         for name, settings in config.brokers.items()
     ]
     if state.out.mode != "text":
         state.out.json({"config": str(config.source) if config.source else None, "brokers": rows})
         return 0
     state.out.table(
-        ["name", "type", "target", "default"],
-        [(r["name"], r["type"], r["target"], "*" if r["default"] else "") for r in rows],
+        ["name", "type", "target", "default", "order kept", "resend dropped", "keeps unselected"],
+        [(r["name"], r["type"], r["target"], "*" if r["default"] else "", r["capabilities"]["ordering"],
+          _yes(r["capabilities"]["dedup_on_resend"] or r["capabilities"]["atomic_transfer"]),
+          _yes(r["capabilities"]["keeps_unselected"])) for r in rows],
     )
     state.out.note(f"config: {config.source or 'built-in default (no config file found)'}")
     return 0
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"

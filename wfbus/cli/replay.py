@@ -67,7 +67,7 @@ def replay_command(
                 if not typer.confirm(f"replay {plan.selected} message(s) to {plan.destination}?", err=True):
                     out.note("nothing replayed")
                     return 0
-            journal = None if dry_run else Journal(f"{source.name}:{source.describe_destination(dead_letter=True)}")
+            journal = None if dry_run else Journal()
             try:
                 with out.progress("replaying", limit) as progress:
                     report = replay(source, destination, options, journal=journal, progress=progress)
@@ -85,12 +85,11 @@ def _native(state, source_name: str) -> int:
     from ..errors import DeliveryFailed
 
     with state.config.open(source_name) as source:
-        move = getattr(source, "native_move", None)
-        if move is None:
+        if not source.capabilities.native_move:
             raise UsageError(f"--native: broker {source_name!r} ({source.settings.type}) has no native redrive",
                              hint="it exists for SQS (StartMessageMoveTask); replay without --native")
         with state.out.progress("moving (server-side)", None) as progress:
-            result = move(progress=progress)
+            result = source.native_move(progress=progress)
     if state.out.mode != "text":
         state.out.json({"native": True, **result})
     else:
