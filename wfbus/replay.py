@@ -8,16 +8,14 @@ destination can do it atomically (the local broker into the same file), the read
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from . import strictjson
 from .brokers.base import (
     HEADER_ATTEMPT,
     HEADER_EVENT_ID,
@@ -30,55 +28,13 @@ from .brokers.base import (
     ReceivedMessage,
 )
 from .errors import ExitStatus, WfbusError
-from .event import EventInvalid, WireFormat, WorkflowEvent, parse_event
+from .event import WireFormat
 from .interrupts import deferred
 from .journal import Journal
+from .selection import Parsed, Selection, parse_message
 from .redact import redact
 
 ProgressCallback = Callable[[int, int | None], None]
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which dead-lettered messages to replay; an empty selection takes everything."""
-
-    topics: tuple[str, ...] = ()  # glob patterns
-    urns: tuple[str, ...] = ()
-    matches: tuple[tuple[str, str], ...] = ()  # (dotted path, expected value as text or JSON)
-    min_attempt: int | None = None
-    max_attempt: int | None = None
-    limit: int | None = None
-
-    def accepts(self, parsed: _Parsed) -> bool:
-        if self.topics and not any(fnmatch.fnmatchcase(parsed.topic, pattern) for pattern in self.topics):
-            return False
-        if self.urns and parsed.urn not in self.urns:
-            return False
-        if self.min_attempt is not None and (parsed.attempt is None or parsed.attempt < self.min_attempt):
-            return False
-        if self.max_attempt is not None and (parsed.attempt is None or parsed.attempt > self.max_attempt):
-            return False
-        return all(_path_equals(parsed, path, expected) for path, expected in self.matches)
-
-
-def _path_equals(parsed: _Parsed, path: str, expected: str) -> bool:
-    """`payload.region=eu`: the value at the dotted path, compared as text (or as JSON when it parses)."""
-    if parsed.event is None:
-        return False
-    value: Any = parsed.event.to_dict()
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return False
-    if isinstance(value, str):
-        return value == expected
-    try:
-        return value == strictjson.loads(expected)
-    except strictjson.StrictJSONError:
-        return False
 
 
 AttemptPolicy = Literal["keep", "increment", "reset"]
@@ -126,36 +82,7 @@ class ReplayReport:
         return ExitStatus.OK
 
 
-@dataclass
-class _Parsed:
-    message: ReceivedMessage
-    topic: str
-    urn: str
-    attempt: int | None
-    event: WorkflowEvent | None
-
-
-def _parse(message: ReceivedMessage) -> _Parsed:
-    """Read the event from the body; fall back to headers for a body that is not one."""
-    event: WorkflowEvent | None
-    try:
-        event = parse_event(strictjson.loads(message.body.decode("utf-8")))
-    except (strictjson.StrictJSONError, EventInvalid, UnicodeDecodeError):
-        event = None
-    if event is not None:
-        return _Parsed(message, event.topic, event.key, event.attempt, event)
-    headers = message.headers
-    attempt = headers.get(HEADER_ATTEMPT)
-    return _Parsed(
-        message,
-        headers.get(HEADER_TOPIC) or message.route,
-        headers.get(HEADER_URN, ""),
-        int(attempt) if attempt and attempt.isdigit() else None,
-        None,
-    )
-
-
-def outgoing_for(parsed: _Parsed, source_label: str, policy: AttemptPolicy = "keep",
+def outgoing_for(parsed: Parsed, source_label: str, policy: AttemptPolicy = "keep",
                  wire: WireFormat = "topic") -> OutgoingMessage:
     """The message to publish: same body and headers, plus where it was replayed from.
 
@@ -240,14 +167,14 @@ def replay(
             received = reader.receive(batch_size)
             if not received:
                 break
-            chosen: list[_Parsed] = []
+            chosen: list[Parsed] = []
             skipped: list[ReceivedMessage] = []  # examined, not selected by the filters
             beyond_limit: list[ReceivedMessage] = []  # not examined: left for the next replay
             for message in received:
                 if selection.limit is not None and report.selected >= selection.limit:
                     beyond_limit.append(message)
                     continue
-                parsed = _parse(message)
+                parsed = parse_message(message)
                 report.examined += 1
                 report.by_topic[parsed.topic] += 1
                 report.by_attempt[parsed.attempt] += 1
@@ -283,7 +210,7 @@ def replay(
     return report
 
 
-def _move(reader, chosen: Sequence[_Parsed], destination: Broker, report: ReplayReport,
+def _move(reader, chosen: Sequence[Parsed], destination: Broker, report: ReplayReport,
           policy: AttemptPolicy, journal: Journal | None) -> None:
     if journal is not None:
         # a previous run was killed after the destination confirmed these (or the broker lost their
@@ -343,7 +270,7 @@ class _Pacer:
         self.next = max(self.next, now) + count * self.interval
 
 
-def _sample(parsed: _Parsed) -> dict:
+def _sample(parsed: Parsed) -> dict:
     if parsed.event is not None:
         return parsed.event.to_dict()
     return {"body": parsed.message.body.decode("utf-8", "replace")[:200], "headers": parsed.message.headers}

@@ -216,6 +216,11 @@ class DeadLetterReader:
         """Not selected by the filters: left in place where the broker can (Kafka passes them over)."""
         self.release(messages)
 
+    def held_elsewhere(self) -> tuple[int, float | None] | None:
+        """Messages at the source that this reader could not see because another consumer (or a killed
+        run) holds them, and in how many seconds they return; None where the broker cannot tell."""
+        return None
+
     def close(self) -> None:
         pass
 

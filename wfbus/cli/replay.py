@@ -37,7 +37,8 @@ def replay_command(
                                 "(StartMessageMoveTask); no filters, no --to."),
 ) -> int:
     from ..journal import Journal
-    from ..replay import ReplayOptions, Selection, replay
+    from ..replay import ReplayOptions, replay
+    from ..selection import Selection
 
     if attempt not in ("keep", "increment", "reset"):
         raise UsageError(f"--attempt {attempt!r}: use keep, increment or reset")
