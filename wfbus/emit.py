@@ -71,7 +71,7 @@ def emit(
     size_limit = None if dry_run else broker.message_size_limit()
     scan = sources.scan(wire=broker.wire, size_limit=size_limit)
     scan.raise_if_invalid()
-    report = EmitReport(broker.name, broker.describe_destination(dead_letter=dead_letter), scan.count, dry_run)
+    report = EmitReport(broker.name, redact(broker.describe_destination(dead_letter=dead_letter)), scan.count, dry_run)
     if dry_run:
         for _, event in _first(sources.events(), sample_size):
             report.samples.append(event.to_dict(broker.wire))

@@ -1,8 +1,11 @@
-"""Keeps secrets out of every line wfbus prints.
+"""Keeps secrets out of every diagnostic wfbus prints.
 
 Config loading registers each secret value it sees (passwords in URLs, SASL passwords, AWS keys
-taken from the environment); every message on its way to the terminal passes through `redact`,
-so even a driver's exception text that echoes a URL cannot leak one.
+taken from the environment); every diagnostic (error, hint, warning, traceback, a broker's target)
+passes through `redact`, so even a driver's exception text that echoes a URL cannot leak one.
+
+Event data is never redacted: a payload holding the word "guest" is data, and a peek backup or a
+`--failed-out` file that changed it would publish an altered event when emitted again.
 """
 
 from __future__ import annotations
@@ -34,14 +37,19 @@ def register_environment() -> None:
 
 
 def redact(text: str) -> str:
+    """Linear in the text: safe on a multi-megabyte driver message."""
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, MASK)
+    if "://" not in text:
+        return text
     return _URL_PASSWORD.sub(r"\1" + MASK + "@", text)
 
 
-# user:password@ in any URL-looking text, even one whose password we were never told about
-_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+# user:password@ right after any "scheme://", even a password we were never told about. Anchored on
+# the literal "://" and with bounded user/password lengths, so each match attempt costs a constant:
+# an unbounded `[scheme]*://` pattern retried at every position made an 80 KB token take 10 s.
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]{0,256}:)[^@\s]{1,256}@")
 
 
 def url_without_password(url: str) -> str:

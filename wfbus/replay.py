@@ -151,7 +151,7 @@ def replay(
     selection = options.selection
     report = ReplayReport(
         source=f"{source.name} (dead-letter)",
-        destination=f"{destination.name}: {destination.describe_destination()}",
+        destination=redact(f"{destination.name}: {destination.describe_destination()}"),
         dry_run=options.dry_run,
         passed_over=not source.capabilities.keeps_unselected,
     )

@@ -156,7 +156,7 @@ def _report(state: State, exc: WfbusError) -> None:
         if isinstance(exc, InputError):
             document["error"]["problems"] = exc.problems
             document["error"]["more_problems"] = exc.more
-        out.json(document)
+        out.json(document, diagnostic=True)
 
 
 def main() -> None:

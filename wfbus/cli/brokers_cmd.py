@@ -16,9 +16,10 @@ def brokers_command(ctx: typer.Context) -> int:
         for warning in warnings:
             state.out.warn(f"brokers.{name}: {warning}")
     from ..brokers import broker_class
+    from ..redact import redact
 
     rows = [
-        {"name": name, "type": settings.type, "target": settings.target(), "default": name == config.default_broker,
+        {"name": name, "type": settings.type, "target": redact(settings.target()), "default": name == config.default_broker,
          "capabilities": broker_class(settings.type).capabilities_for(settings).to_dict()}
         for name, settings in config.brokers.items()
     ]

@@ -23,6 +23,7 @@ def depth_command(
 ) -> int:
     from ..depth import Thresholds, measure
     from ..errors import ExitStatus
+    from ..redact import redact
 
     state = ctx.obj
     config = state.config
@@ -36,7 +37,7 @@ def depth_command(
     if out.mode != "text":
         out.json({
             "queues": [_row_document(row) for row in report.rows],
-            "errors": {name: {"message": exc.message, "exit_code": int(exc.exit_status)}
+            "errors": {name: {"message": redact(exc.message), "exit_code": int(exc.exit_status)}
                        for name, exc in report.errors.items()},
             "breaches": report.breaches,
         })
@@ -69,6 +70,7 @@ def _watch(out, config, names, thresholds, seconds: float) -> int:
     from rich.table import Table
 
     from ..depth import measure
+    from ..redact import redact
 
     previous: dict = {}
 
@@ -85,7 +87,7 @@ def _watch(out, config, names, thresholds, seconds: float) -> int:
                           _n(r.lag, False), _delta(r.lag, before and before.lag))
             previous[key] = r
         for name, exc in report.errors.items():
-            table.add_row(name, "-", "error", str(exc.message)[:60], "", "", "", "", "", "")
+            table.add_row(name, "-", "error", redact(exc.message)[:60], "", "", "", "", "", "")
         for breach in report.breaches:
             table.add_row("", "", "ALARM", breach, "", "", "", "", "", "")
         return table

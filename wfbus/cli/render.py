@@ -2,6 +2,11 @@
 
 Results go to stdout; errors, warnings and progress go to stderr.  NO_COLOR and non-TTY streams
 get no colour and no box drawing, so output is stable to grep and diff.
+
+Diagnostics (error, warn, note, and documents marked `diagnostic`) are redacted here; results are
+printed as they are, because they carry event data (peek output, samples) that must never be altered.
+Diagnostic text placed inside a result (an error column, a broker's target) is redacted where the
+core builds it.
 """
 
 from __future__ import annotations
@@ -48,18 +53,21 @@ class Output:
         return self._err_console
 
     # -- data for scripts -------------------------------------------------------------------
-    def json(self, document: Any) -> None:
-        self.stdout.write(redact(json.dumps(document, indent=2, ensure_ascii=False, default=str)) + "\n")
+    def json(self, document: Any, *, diagnostic: bool = False) -> None:
+        """One document; `diagnostic` (an error document) is redacted, results never are."""
+        text = json.dumps(document, indent=2, ensure_ascii=False, default=str)
+        self.stdout.write((redact(text) if diagnostic else text) + "\n")
         self.stdout.flush()
 
     def jsonl(self, documents: Iterable[Any]) -> None:
+        """One event per line, exactly as read: `wfbus emit` takes the lines back unchanged."""
         for document in documents:
-            self.stdout.write(redact(json.dumps(document, ensure_ascii=False, separators=(",", ":"))) + "\n")
+            self.stdout.write(json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n")
         self.stdout.flush()
 
     # -- text for people --------------------------------------------------------------------
     def line(self, text: str = "", style: str | None = None) -> None:
-        self.console.print(redact(text), style=style, markup=False, highlight=False)
+        self.console.print(text, style=style, markup=False, highlight=False)
 
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
         from rich import box
@@ -76,7 +84,7 @@ class Output:
         for column in columns:
             table.add_column(column, overflow="fold")
         for row in rows:
-            table.add_row(*(redact("" if cell is None else str(cell)) for cell in row))
+            table.add_row(*("" if cell is None else str(cell) for cell in row))
         if title and not fancy:
             self.line(title)
         self.console.print(table)
