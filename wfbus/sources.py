@@ -8,6 +8,7 @@ temporary file on the first pass so it can be read again.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -44,6 +45,8 @@ class ScanReport:
     count: int = 0
     problems: list[str] = field(default_factory=list)
     more_problems: int = 0
+    # the events' ids in order: names "these events" for `emit --resume`, whatever paths they came by
+    digest: Any = field(default_factory=lambda: hashlib.sha256())
 
     def add(self, place: str, reasons: Sequence[str]) -> None:
         for reason in reasons:
@@ -155,6 +158,8 @@ class EventSources:
         report = ScanReport()
         for item in self:
             report.count += 1
+            if item.event is not None:
+                report.digest.update(item.event.event_id.encode())
             if item.problems:
                 report.add(item.place, item.problems)
             elif size_limit is not None and item.event is not None:
