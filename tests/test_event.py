@@ -108,3 +108,72 @@ def test_json_schema_agrees_with_the_validator(doc, valid):
 
 def _schema_accepts(doc) -> bool:
     return jsonschema.Draft202012Validator(EVENT_JSON_SCHEMA).is_valid(doc)
+
+
+# --- integers a JavaScript consumer reads as another number (issue 12.13) -----------------------------
+# JSON.parse reads every number as an IEEE double: 9007199254740993 (2**53 + 1) becomes 9007199254740992,
+# another entity. Such integers are input errors wherever they appear, named by place, and nothing is sent.
+
+SAFE = 2**53 - 1
+
+
+def _depth_ready(wfbus) -> list[int]:
+    return [q["ready"] for q in wfbus("depth", "-o", "json").json()["queues"]]
+
+
+def _write(tmp_path, name: str, lines: list[str]):
+    (tmp_path / name).write_text("".join(line + "\n" for line in lines))
+    return name
+
+
+def test_integers_at_the_edge_of_the_safe_range_are_sent_as_written(wfbus, tmp_path):
+    lines = [f'{{"topic":"t","urn":{value},"payload":{{"n":{value}}},"attempt":{SAFE}}}' for value in (SAFE, -SAFE)]
+    name = _write(tmp_path, "edge.jsonl", lines)
+    assert wfbus("validate", name).code == 0
+    assert wfbus("emit", name).code == 0
+    bodies = [json.dumps(e, separators=(",", ":")) for e in json.loads(wfbus("peek", "-n", "5", "-o", "json").out)]
+    assert bodies == lines
+
+
+@pytest.mark.parametrize("value", [2**53, 2**53 + 1, -(2**53), -(2**53) - 1, 2**64 + 1, 10**30])
+def test_an_unsafe_integer_urn_is_an_input_error_with_a_hint_to_send_a_string(wfbus, tmp_path, value):
+    name = _write(tmp_path, "u.jsonl", ['{"topic":"t","urn":"ok"}', f'{{"topic":"t","urn":{value}}}'])
+    for command in ("validate", "emit"):
+        result = wfbus(command, name)
+        assert result.code == 3, (command, result.err)
+        assert f"u.jsonl:2: urn: {value} is outside" in result.err, result.err
+        assert f'send the urn as a string: "{value}"' in result.err, result.err
+    assert _depth_ready(wfbus) == [0, 0]  # all or nothing: the valid first line was not sent either
+
+
+@pytest.mark.parametrize("value", [2**53, 2**63, 10**30])
+def test_an_unsafe_integer_attempt_is_an_input_error(wfbus, tmp_path, value):
+    name = _write(tmp_path, "a.jsonl", [f'{{"topic":"t","urn":"u","attempt":{value}}}'])
+    for command in ("validate", "emit"):
+        result = wfbus(command, name)
+        assert result.code == 3, (command, result.err)
+        assert f"a.jsonl:1: attempt: {value} is outside" in result.err, result.err
+    assert _depth_ready(wfbus) == [0, 0]
+
+
+def test_unsafe_integers_inside_the_payload_are_named_by_their_path(wfbus, tmp_path):
+    big = 2**53 + 1
+    doc = (f'{{"topic":"t","urn":"u","payload":{{"a":{{"b":{big}}},"ids":[1,{-big}],"ok":1e300,'
+           f'"s":"{big}","f":9007199254740993.5,"odd.key":{big}}}}}')
+    name = _write(tmp_path, "p.jsonl", [doc])
+    for command in ("validate", "emit"):
+        result = wfbus(command, name)
+        assert result.code == 3, (command, result.err)
+        for place in ("payload.a.b", "payload.ids.1", 'payload["odd.key"]'):
+            assert f"p.jsonl:1: {place}: " in result.err, (place, result.err)
+        # floats, exponents and strings are read alike by JavaScript and are not refused
+        assert "payload.ok" not in result.err and "payload.s" not in result.err and "payload.f" not in result.err
+    assert _depth_ready(wfbus) == [0, 0]
+
+
+def test_an_unsafe_integer_given_inline_is_refused(wfbus):
+    result = wfbus("emit", "--topic", "t", "--urn", "u", "--payload", f'{{"n":{2**60}}}')
+    assert result.code == 3 and "payload.n:" in result.err, result.err
+    result = wfbus("emit", "--topic", "t", "--urn", "u", "--attempt", str(2**60))
+    assert result.code == 3 and "attempt:" in result.err, result.err
+    assert _depth_ready(wfbus) == [0, 0]

@@ -3,7 +3,9 @@
 Validation is hand-written rather than a pydantic model because it runs once per event on
 million-line files and must say exactly which rule broke, in the user's words, per field.
 The JSON Schema printed by `wfbus schema` is written out below next to the rules it mirrors, and a
-test checks that both accept and reject the same documents.
+property test (tests/test_schema_property.py) checks that both accept and reject the same generated
+documents, except where JSON Schema cannot see a rule (its description names those: a urn/attempt
+written as a float, `topic` != `event`, a payload float past 2^53).
 """
 
 from __future__ import annotations
@@ -17,6 +19,18 @@ from .strictjson import dumps_canonical, dumps_compact, dumps_compact_bytes
 WireFormat = Literal["topic", "event", "both"]
 
 ALLOWED_KEYS = ("topic", "event", "urn", "payload", "attempt")
+
+MAX_SAFE_INTEGER = 2**53 - 1
+"""JavaScript's Number.MAX_SAFE_INTEGER (and I-JSON's interoperable range, RFC 7493 2.2).
+
+`JSON.parse` reads every number as an IEEE double, so beyond ±(2**53 - 1) two integers can read
+as one: 9007199254740993 arrives as 9007199254740992, another entity. An integer written without a
+fraction or exponent outside this range is refused wherever it appears (urn, attempt, payload).
+A number written as a float (`1e300`, `9007199254740993.5`) is not: Python already holds it as the
+same double a JavaScript consumer will read, so what wfbus sends is what the consumer sees.
+"""
+
+MAX_LISTED_PAYLOAD_PROBLEMS = 5
 
 
 class _Absent:
@@ -99,6 +113,14 @@ def _is_int(value: Any) -> bool:
     return type(value) is int  # bool is a subclass of int and must not pass
 
 
+def _is_safe(value: int) -> bool:
+    return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+
+
+def _unsafe(value: int) -> str:
+    return f"{value} is outside ±(2^53−1), so a JavaScript consumer (JSON.parse) reads another number"
+
+
 def parse_event(doc: Any) -> WorkflowEvent:
     """Check one decoded JSON value against the event rules; raise EventInvalid listing all breaks."""
     if type(doc) is not dict:
@@ -126,14 +148,67 @@ def parse_event(doc: Any) -> WorkflowEvent:
         problems.append("urn: required (a non-empty string or an integer)")
     elif not ((type(urn) is str and urn) or _is_int(urn)):
         problems.append(f"urn: must be a non-empty string or an integer, got {_show(urn)}")
+    elif _is_int(urn) and not _is_safe(urn):
+        problems.append(f'urn: {_unsafe(urn)}; send the urn as a string: "{urn}"')
 
     attempt = doc.get("attempt", 0)
     if not _is_int(attempt) or attempt < 0:
         problems.append(f"attempt: must be an integer ≥ 0, got {_show(attempt)}")
+    elif attempt > MAX_SAFE_INTEGER:
+        problems.append(f"attempt: {_unsafe(attempt)}")
+
+    payload = doc.get("payload", ABSENT)
+    if payload is not ABSENT and type(payload) in (dict, list, int) and not _all_safe(payload):
+        problems.extend(_unsafe_in_payload(payload))
 
     if problems:
         raise EventInvalid(problems)
-    return WorkflowEvent(topic, urn, attempt, doc.get("payload", ABSENT))
+    return WorkflowEvent(topic, urn, attempt, payload)
+
+
+def _all_safe(value: Any) -> bool:
+    """True when no integer anywhere in `value` is outside the safe range (the fast common case)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is int:
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                return False
+        elif kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+    return True
+
+
+def _unsafe_in_payload(payload: Any) -> list[str]:
+    """`payload.a.b: ...` for each unsafe integer, in document order, the first few then a count."""
+    found: list[str] = []
+    more = 0
+    stack: list[tuple[str, Any]] = [("payload", payload)]
+    while stack:
+        place, item = stack.pop()
+        kind = type(item)
+        if kind is int and not _is_safe(item):
+            more += 1
+            if len(found) < MAX_LISTED_PAYLOAD_PROBLEMS:
+                found.append(f"{place}: {_unsafe(item)}; send it as a string")
+        elif kind is dict:
+            stack.extend((_child(place, key), child) for key, child in reversed(item.items()))
+        elif kind is list:
+            stack.extend((f"{place}.{index}", child) for index, child in reversed(list(enumerate(item))))
+    more -= len(found)
+    if more:
+        found.append(f"payload: ... and {more} more unsafe integers")
+    return found
+
+
+def _child(place: str, key: str) -> str:
+    """A dotted path as `--match` reads it; a key a dot path cannot spell is written `["key"]`."""
+    if key and "." not in key and not key.isdigit() and '"' not in key and "[" not in key:
+        return f"{place}.{key}"
+    return f"{place}[{dumps_compact(key)}]"
 
 
 def _suggest(key: str) -> str:
@@ -160,24 +235,44 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_SAFE_INTEGER = {"minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER}
+
 EVENT_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://wfbus.dev/schema/workflow-event.json",
     "title": "WorkflowEvent",
     "description": "A workflow event as wfbus accepts it on input. `event` is the newer name of "
-    "`topic` (nestjs-serverless-workflow >= 0.0.8); either may be given, both only if equal.",
+    "`topic` (nestjs-serverless-workflow >= 0.0.8); either may be given, both only if equal. "
+    "Integers (urn, attempt, and any inside payload) must lie within ±(2^53−1), which JSON.parse "
+    "reads exactly; send larger ids as strings. Two rules JSON Schema cannot express are checked by "
+    "wfbus only: `topic` and `event` given together must be equal, and a urn or attempt written as a "
+    "float (`1.0`, `2e0`) is refused although JSON Schema counts it as an integer. Conversely a "
+    "payload number written as a float past 2^53 (`1e300`) is accepted by wfbus (JavaScript reads "
+    "the same double) but counted as an out-of-range integer here.",
     "type": "object",
     "properties": {
         "topic": {"type": "string", "minLength": 1, "description": "event name a transition listens for"},
-        "event": {"type": "string", "minLength": 1, "description": "newer name of topic"},
+        "event": {"type": "string", "minLength": 1, "description": "newer name of topic; equal to topic if both"},
         "urn": {
-            "description": "entity id; the FIFO group / Kafka key. Its JSON type is kept.",
-            "oneOf": [{"type": "string", "minLength": 1}, {"type": "integer"}],
+            "description": "entity id; the FIFO group / Kafka key. Its JSON type is kept. An integer "
+            "must be written without fraction or exponent, within ±(2^53−1).",
+            "oneOf": [{"type": "string", "minLength": 1}, {"type": "integer", **_SAFE_INTEGER}],
         },
-        "payload": {"description": "any JSON value; absent stays absent on the wire"},
-        "attempt": {"type": "integer", "minimum": 0, "default": 0},
+        "payload": {"description": "any JSON value; absent stays absent on the wire",
+                    "$ref": "#/$defs/jsonSafeIntegers"},
+        "attempt": {"type": "integer", "minimum": 0, "maximum": MAX_SAFE_INTEGER, "default": 0,
+                    "description": "written without fraction or exponent"},
     },
     "required": ["urn"],
     "anyOf": [{"required": ["topic"]}, {"required": ["event"]}],
     "additionalProperties": False,
+    "$defs": {
+        "jsonSafeIntegers": {
+            "description": "any JSON value whose integers, at any depth, lie within ±(2^53−1)",
+            "if": {"type": "integer"},
+            "then": _SAFE_INTEGER,
+            "items": {"$ref": "#/$defs/jsonSafeIntegers"},
+            "additionalProperties": {"$ref": "#/$defs/jsonSafeIntegers"},
+        },
+    },
 }
