@@ -7,6 +7,7 @@ described by its headers, so filters on topic, urn and attempt still apply to it
 from __future__ import annotations
 
 import fnmatch
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +48,24 @@ def parse_message(message: ReceivedMessage) -> Parsed:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which dead-lettered messages to replay; an empty selection takes everything."""
+    """Which dead-lettered messages to replay; an empty selection takes everything.
+
+    `matches` holds `--match PATH=VALUE` pairs; all must hold. PATH is dotted into the event as
+    written on the wire (`payload.items.0.sku`, `urn`); a message whose body is not an event never
+    matches. VALUE follows one rule, so the operator gets exactly what they wrote:
+
+    - VALUE that parses as (strict) JSON is that JSON value and equals a value of the same JSON
+      type: numbers by value (`1` selects 1 and 1.0), strings, booleans and null by equality,
+      arrays and objects element by element under the same rule. A boolean never equals a number
+      (`flag=1` does not select true) and a string never equals a number (`code=1` does not
+      select "1": write `code='"1"'`).
+    - VALUE that does not parse as JSON (`eu`, `order-1`, an empty VALUE) is that text and
+      equals string values only, character for character.
+    """
 
     topics: tuple[str, ...] = ()  # glob patterns
     urns: tuple[str, ...] = ()
-    matches: tuple[tuple[str, str], ...] = ()  # (dotted path, expected value as text or JSON)
+    matches: tuple[tuple[str, str], ...] = ()  # (dotted path, VALUE as the operator wrote it)
     min_attempt: int | None = None
     max_attempt: int | None = None
     limit: int | None = None
@@ -65,11 +79,24 @@ class Selection:
             return False
         if self.max_attempt is not None and (parsed.attempt is None or parsed.attempt > self.max_attempt):
             return False
-        return all(_path_equals(parsed, path, expected) for path, expected in self.matches)
+        return all(_path_equals(parsed, path, _expected(text)) for path, text in self.matches)
 
 
-def _path_equals(parsed: Parsed, path: str, expected: str) -> bool:
-    """`payload.region=eu`: the value at the dotted path, compared as text (or as JSON when it parses)."""
+@functools.lru_cache(maxsize=64)  # read once per --match, not once per message
+def _expected(text: str) -> Any:
+    """VALUE as JSON when it parses as JSON, else as text (`_Text`, which equals strings only)."""
+    try:
+        return strictjson.loads(text)
+    except strictjson.StrictJSONError:
+        return _Text(text)
+
+
+class _Text(str):
+    """A VALUE that is not JSON: the operator's text, compared with string values only."""
+
+
+def _path_equals(parsed: Parsed, path: str, expected: Any) -> bool:
+    """The value at the dotted path equals `expected` under the rule in Selection's docstring."""
     if parsed.event is None:
         return False
     value: Any = parsed.event.to_dict()
@@ -80,9 +107,34 @@ def _path_equals(parsed: Parsed, path: str, expected: str) -> bool:
             value = value[int(part)]
         else:
             return False
-    if isinstance(value, str):
-        return value == expected
-    try:
-        return value == strictjson.loads(expected)
-    except strictjson.StrictJSONError:
+    if isinstance(expected, _Text):
+        return type(value) is str and value == expected
+    return json_equal(value, expected)
+
+
+def json_equal(left: Any, right: Any) -> bool:
+    """Equality of two decoded JSON values by JSON type: 1 == 1.0, but true != 1 and "1" != 1."""
+    kinds = (_json_kind(left), _json_kind(right))
+    if kinds[0] != kinds[1]:
         return False
+    if kinds[0] == "array":
+        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right))
+    if kinds[0] == "object":
+        return left.keys() == right.keys() and all(json_equal(left[key], right[key]) for key in left)
+    return left == right
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # before numbers: bool is an int in Python, never in JSON
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "other"

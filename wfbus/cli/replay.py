@@ -24,8 +24,10 @@ def replay_command(
     topics: Optional[List[str]] = typer.Option(None, "--topic", help="Only topics matching this glob (repeatable)."),
     urns: Optional[List[str]] = typer.Option(None, "--urn", help="Only this urn (repeatable)."),
     matches: Optional[List[str]] = typer.Option(
-        None, "--match", metavar="PATH=VALUE", help="Only events whose dotted path equals VALUE, e.g. "
-        "payload.region=eu (repeatable; all must match)."),
+        None, "--match", metavar="PATH=VALUE", help="Only events whose dotted path equals VALUE "
+        "(repeatable; all must match). VALUE that parses as JSON compares as JSON, type included: "
+        "payload.total=20 selects 20 and 20.0, not \"20\" or true; payload.code='\"1\"' selects the "
+        "string \"1\". Any other VALUE is text and selects strings only: payload.region=eu."),
     min_attempt: Optional[int] = typer.Option(None, "--min-attempt", min=0, help="Only events with attempt ≥ N."),
     max_attempt: Optional[int] = typer.Option(None, "--max-attempt", min=0, help="Only events with attempt ≤ N."),
     attempt: str = typer.Option("keep", "--attempt", help="keep | increment | reset the attempt of replayed events."),
