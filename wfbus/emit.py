@@ -2,26 +2,33 @@
 
 Two passes over the sources keep memory flat: the first validates everything (nothing is sent
 if anything is invalid), the second streams batches to the broker.  Every event ends up either
-confirmed, or listed as failed (and written to --failed-out so a rerun resumes exactly there).
+confirmed, or failed: written to --failed-out so a rerun resumes exactly there, and recorded in the
+emit's progress so `--resume` finishes it even after a SIGKILL (see emit_progress.py).
+Failures are streamed, not kept: the report holds counts and a bounded sample.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from .brokers.base import Broker, Delivery, OutgoingMessage
+from .emit_progress import Earlier, EmitProgress, emit_key
 from .errors import ExitStatus, WfbusError
 from .event import WorkflowEvent
-from .interrupts import deferred
+from .interrupts import deferred, signal_of
 from .redact import redact
 from .sources import EventSources
 from .strictjson import dumps_compact
 
 ProgressCallback = Callable[[int, int], None]  # (done, total)
+Notice = Callable[[str], None]  # what is happening now, for the person waiting (stderr)
+FAILED_SAMPLE_SIZE = 1000  # failures kept in the report; --failed-out has every one
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,20 +47,35 @@ class EmitReport:
     total: int
     dry_run: bool = False
     published: int = 0
-    failed: list[FailedEvent] = field(default_factory=list)
+    failed_count: int = 0
+    failed: list[FailedEvent] = field(default_factory=list)  # the first FAILED_SAMPLE_SIZE failures
     not_attempted: int = 0
     aborted: str | None = None  # the broker became unavailable part-way
     abort_hint: str | None = None  # what to do about it
-    interrupted: bool = False
+    stopped_by: int | None = None  # the signal that stopped the run (2 Ctrl-C, 15 SIGTERM, 1 SIGHUP)
+    failed_out_written: bool = False  # --failed-out holds every event not confirmed
+    failed_out_cut_short: bool = False  # a second signal stopped writing it: --resume is the way on
+    resumed: bool = False
+    skipped_confirmed: int = 0  # --resume: confirmed by the earlier run, not sent again
+    already_complete: bool = False  # --resume: the earlier emit had finished; nothing sent
+    duplicates_bound: int = 0  # --resume: events that may arrive twice (the batch on the wire at the kill)
     samples: list[dict] = field(default_factory=list)
 
     @property
-    def exit_status(self) -> ExitStatus:
-        if self.interrupted:
-            return ExitStatus.INTERRUPTED
+    def interrupted(self) -> bool:
+        return self.stopped_by is not None
+
+    @property
+    def undelivered(self) -> int:
+        return self.failed_count + self.not_attempted
+
+    @property
+    def exit_status(self) -> int:
+        if self.stopped_by is not None:
+            return 128 + self.stopped_by
         if self.aborted and self.published == 0:
             return ExitStatus.BROKER_UNAVAILABLE
-        if self.failed or self.not_attempted or self.aborted:
+        if self.failed_count or self.not_attempted or self.aborted:
             return ExitStatus.DELIVERY_FAILED
         return ExitStatus.OK
 
@@ -65,24 +87,57 @@ def emit(
     dead_letter: bool = False,
     dry_run: bool = False,
     failed_out: Path | None = None,
+    resume: bool = False,
     progress: ProgressCallback | None = None,
+    notice: Notice | None = None,
+    progress_path: Path | None = None,
     sample_size: int = 5,
 ) -> EmitReport:
     size_limit = None if dry_run else broker.message_size_limit()
     scan = sources.scan(wire=broker.wire, size_limit=size_limit)
     scan.raise_if_invalid()
-    report = EmitReport(broker.name, redact(broker.describe_destination(dead_letter=dead_letter)), scan.count, dry_run)
+    destination = broker.describe_destination(dead_letter=dead_letter)
+    report = EmitReport(broker.name, redact(destination), scan.count, dry_run)
     if dry_run:
         for _, event in _first(sources.events(), sample_size):
             report.samples.append(event.to_dict(broker.wire))
         return report
 
-    failed_file = _FailedOut(failed_out, broker)
-    events = sources.events()
+    record = EmitProgress(emit_key(broker.name, destination, dead_letter, scan.digest.hexdigest(), scan.count),
+                          scan.count, progress_path)
+    try:
+        earlier = record.earlier() if resume else None
+        if earlier is not None and earlier.done:
+            report.resumed = report.already_complete = True
+            report.skipped_confirmed = scan.count
+            return report
+        if resume:
+            report.resumed = True
+            if earlier is not None:
+                report.skipped_confirmed = sum(1 for i in range(scan.count) if not earlier.needs(i))
+                if not broker.capabilities.dedup_on_resend:
+                    report.duplicates_bound = min(broker.publish_batch_size, scan.count - report.skipped_confirmed)
+        record.start(earlier)
+        _send(broker, sources, report, record, earlier, dead_letter=dead_letter, failed_out=failed_out,
+              progress=progress, notice=notice)
+        record.finish(complete=report.undelivered == 0 and not report.interrupted)
+    finally:
+        record.close()
+    return report
+
+
+def _send(broker: Broker, sources: EventSources, report: EmitReport, record: EmitProgress,
+          earlier: Earlier | None, *, dead_letter: bool, failed_out: Path | None,
+          progress: ProgressCallback | None, notice: Notice | None) -> None:
+    failed_file = FailedOut(failed_out, broker)
     batch: list[OutgoingMessage] = []  # read but not yet accounted: being built, or on the wire
+    indices: list[int] = []  # each one's index in the sources
+
+    def needed(index: int) -> bool:
+        return earlier is None or earlier.needs(index)
 
     def send() -> None:
-        nonlocal batch
+        nonlocal batch, indices
         with deferred():
             try:
                 deliveries = broker.publish(batch, dead_letter=dead_letter)
@@ -91,47 +146,65 @@ def emit(
                 report.abort_hint = exc.hint
                 deliveries = [Delivery(m, f"not confirmed: {report.aborted}") for m in batch]
             _account(report, deliveries, failed_file)
-            batch = []
+            record.answered([i for i, d in zip(indices, deliveries) if d.ok],
+                            [i for i, d in zip(indices, deliveries) if not d.ok], indices[-1] + 1)
+            batch, indices = [], []
         if progress:
-            progress(report.published + len(report.failed), report.total)
+            progress(report.published + report.failed_count, report.total - report.skipped_confirmed)
 
-    consumed = 0  # events taken from the sources; on an interrupt the rest is read again from there
+    consumed = 0  # events taken from the sources; after a stop the rest is read again from there
 
-    def rest():
+    def rest() -> Iterator[tuple[str, WorkflowEvent]]:
         # a KeyboardInterrupt raised inside the reading generator ends it: read the sources anew
-        return itertools.islice(sources.events(), consumed, None)
+        remaining = itertools.islice(enumerate(sources.events()), consumed, None)
+        return (item for index, item in remaining if needed(index))
 
     try:
-        for place, event in events:
+        for index, (place, event) in enumerate(sources.events()):
+            if not needed(index):
+                consumed = index + 1
+                continue
             batch.append(OutgoingMessage.from_event(event, broker.wire, place))
-            consumed += 1  # after the append: an interrupt in between can duplicate an event in --failed-out, not lose it
+            indices.append(index)
+            consumed = index + 1  # after the append: a stop in between can duplicate an event in --failed-out, not lose it
             if len(batch) >= broker.publish_batch_size:
                 send()
                 if report.aborted:
-                    report.not_attempted = failed_file.write_rest(rest())
                     break
         if batch and not report.aborted:
             send()
-    except KeyboardInterrupt:
-        # Ctrl-C: the batch being built or on the wire is unconfirmed (it may or may not have arrived),
-        # the rest unsent; both go to --failed-out: a rerun of that file can duplicate, never lose.
-        report.interrupted = True
-        _account(report, [Delivery(m, "not confirmed: interrupted") for m in batch], failed_file)
-        report.not_attempted = failed_file.write_rest(rest())
+    except KeyboardInterrupt as stop:
+        # the batch being built or on the wire is unconfirmed (it may or may not have arrived), the rest
+        # unsent; both go to --failed-out: a rerun of that file can duplicate, never lose.
+        report.stopped_by = signal_of(stop)
+        _account(report, [Delivery(m, "not confirmed: stopped") for m in batch], failed_file)
+        record.answered([], indices, 0)
+    report.not_attempted = sum(1 for index in range(consumed, report.total) if needed(index))
+    try:
+        if report.not_attempted and failed_out is not None:
+            if report.interrupted and notice:
+                notice(f"stopping: writing the {report.not_attempted} event(s) not sent to {failed_out} "
+                       "(stop again to skip this: `wfbus emit --resume` will still send exactly those)")
+            failed_file.write_rest(rest())
+    except KeyboardInterrupt as stop:
+        report.stopped_by = report.stopped_by or signal_of(stop)
+        report.failed_out_cut_short = True
     finally:
-        failed_file.close()
-    return report
+        report.failed_out_written = failed_file.close(keep=not report.failed_out_cut_short)
 
 
-def _account(report: EmitReport, deliveries: list[Delivery], failed_file: _FailedOut) -> None:
+def _account(report: EmitReport, deliveries: list[Delivery], failed_file: FailedOut) -> None:
     for delivery in deliveries:
         if delivery.ok:
             report.published += 1
         else:
             message = delivery.message
-            report.failed.append(
-                FailedEvent(message.place, message.event_id, message.topic, message.key, redact(delivery.error or ""))
-            )
+            report.failed_count += 1
+            if len(report.failed) < FAILED_SAMPLE_SIZE:
+                report.failed.append(
+                    FailedEvent(message.place, message.event_id, message.topic, message.key,
+                                redact(delivery.error or ""))
+                )
             failed_file.write_body(message.body)
 
 
@@ -142,28 +215,55 @@ def _first(iterator: Iterator, count: int) -> Iterator:
         yield item
 
 
-class _FailedOut:
-    """The --failed-out file: undelivered events as JSON lines that `wfbus emit` takes back."""
+class FailedOut:
+    """The --failed-out file: undelivered events as JSON lines that `wfbus emit` takes back.
+
+    Written to a temporary file beside it and renamed at the end, so naming an input as the output
+    (`wfbus emit failed.jsonl --failed-out failed.jsonl`, a natural retry loop) reads the whole input
+    first; and created only when something failed: after full success the path holds no file, and a
+    stale one from an earlier run is removed (it would be sent again by the next loop).
+    """
 
     def __init__(self, path: Path | None, broker: Broker) -> None:
         self.path = path
         self.broker = broker
         self._handle: IO[bytes] | None = None
-        if path is not None:
-            self._handle = path.open("wb")  # created (empty) even when all goes well: "nothing failed"
+        self._temp: Path | None = None
+        self.written = 0
+
+    def _open(self) -> IO[bytes]:
+        if self._handle is None:
+            assert self.path is not None
+            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent or ".")
+            self._temp = Path(name)
+            self._handle = os.fdopen(fd, "wb")
+        return self._handle
 
     def write_body(self, body: bytes) -> None:
-        if self._handle is not None:
-            self._handle.write(body + b"\n")
+        if self.path is not None:
+            self._open().write(body + b"\n")
+            self.written += 1
 
-    def write_rest(self, events: Iterator[tuple[str, WorkflowEvent]]) -> int:
-        count = 0
+    def write_rest(self, events: Iterator[tuple[str, WorkflowEvent]]) -> None:
         for _, event in events:
-            count += 1
-            if self._handle is not None:
-                self._handle.write(dumps_compact(event.to_dict(self.broker.wire)).encode() + b"\n")
-        return count
+            self._open().write(dumps_compact(event.to_dict(self.broker.wire)).encode() + b"\n")
+            self.written += 1
 
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
+    def close(self, *, keep: bool = True) -> bool:
+        """Put the file in place; True when it holds every undelivered event.
+
+        Not kept (a second signal cut it short): no partial file is left to be mistaken for the whole
+        list; the progress record (`--resume`) is the exact resume point then.
+        """
+        if self.path is None:
+            return False
+        if self._handle is None:
+            self.path.unlink(missing_ok=True)  # nothing failed: no file, so a retry loop ends
+            return False
+        self._handle.close()
+        assert self._temp is not None
+        if not keep:
+            self._temp.unlink(missing_ok=True)
+            return False
+        os.replace(self._temp, self.path)
+        return True

@@ -1,9 +1,13 @@
-"""Ctrl-C that waits for the batch on the wire.
+"""Ctrl-C, SIGTERM and SIGHUP: one way to stop, that waits for the batch on the wire.
 
-A KeyboardInterrupt landing between "the broker confirmed" and "we counted it / removed it at the
-source" would make the summary wrong (or, in a replay, leave a duplicate). Inside `deferred()`, a
-SIGINT is remembered and raised once the block is done, so a batch is always accounted whole.
-The block is bounded by the broker timeouts, so Ctrl-C still ends wfbus promptly.
+CI job timeouts and `kill` send SIGTERM, a closed terminal SIGHUP; each must leave what Ctrl-C
+leaves: a report of what was confirmed, an exact `--failed-out`, and exit 128+signal. `handling()`
+makes all three raise `Stopped` (a KeyboardInterrupt, so every `except KeyboardInterrupt` sees it).
+
+A signal landing between "the broker confirmed" and "we counted it / removed it at the source"
+would make the summary wrong (or, in a replay, leave a duplicate). Inside `deferred()`, a stop
+signal is remembered and raised once the block is done, so a batch is always accounted whole. The
+block is bounded by the broker timeouts, so a stop still ends wfbus promptly.
 """
 
 from __future__ import annotations
@@ -13,6 +17,42 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal arrived; `signum` gives the exit code (128 + signum)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def signal_of(exc: BaseException) -> int:
+    return exc.signum if isinstance(exc, Stopped) else int(signal.SIGINT)
+
+
+def exit_code(exc: BaseException) -> int:
+    return 128 + signal_of(exc)
+
+
+def _raise(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+@contextmanager
+def handling() -> Iterator[None]:
+    """While a command runs: every stop signal raises Stopped (restored afterwards, for in-process tests)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
 
 @contextmanager
 def deferred() -> Iterator[None]:
@@ -20,10 +60,11 @@ def deferred() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         if received:
-            raise KeyboardInterrupt
+            raise Stopped(received[0])

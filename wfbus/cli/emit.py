@@ -29,13 +29,22 @@ def emit_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show what would be sent; send nothing."),
     dead_letter: bool = typer.Option(False, "--dead-letter", help="Send to the broker's dead-letter destination."),
     failed_out: Optional[Path] = typer.Option(
-        None, "--failed-out", metavar="FILE", help="Write events that were not delivered here (JSONL) to rerun them."
+        None, "--failed-out", metavar="FILE",
+        help="Write the events not delivered here (JSONL) to rerun them; created only if something failed.",
+    ),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Finish an earlier emit of the same events to the same destination that was killed or failed: "
+        "send only what it did not get confirmed.",
     ),
 ) -> int:
     from ..emit import emit
     from ..sources import EventSources
 
+    from .paths import check_output_path
+
     state = ctx.obj
+    check_output_path(failed_out)  # before anything is sent: undelivered events need somewhere to go
     inline = _inline(topic, urn, payload, attempt, ctx)
     if not sources and inline is None:
         raise UsageError(
@@ -46,10 +55,36 @@ def emit_command(
             with state.out.progress("emitting", None) as progress:
                 report = emit(
                     target, event_sources, dead_letter=dead_letter, dry_run=dry_run,
-                    failed_out=failed_out, progress=progress,
+                    failed_out=failed_out, resume=resume, progress=progress, notice=state.out.note,
                 )
-    _render(state.out, report, failed_out)
+            rerun = _RerunCommand(state.config_path, target.name, dead_letter, sources or [], topic, urn, payload,
+                                  attempt if inline is not None else None)
+    _render(state.out, report, failed_out, rerun)
     return report.exit_status
+
+
+class _RerunCommand:
+    """The command lines the hints give: every option that chose the destination, repeated exactly."""
+
+    def __init__(self, config: str | None, broker: str, dead_letter: bool, sources: list[str],
+                 topic: str | None, urn: str | None, payload: str | None, attempt: int | None) -> None:
+        import shlex
+
+        head = ["wfbus"] + (["--config", config] if config else []) + ["emit", "--broker", broker]
+        head += ["--dead-letter"] if dead_letter else []
+        inline: list[str] = []
+        if topic is not None and urn is not None:
+            inline = ["--topic", topic, "--urn", urn] + (["--payload", payload] if payload is not None else [])
+            inline += ["--attempt", str(attempt)] if attempt else []
+        self._head = head
+        self._sources = list(sources) + inline
+        self._quote = shlex.quote
+
+    def of_file(self, path: Path) -> str:
+        return " ".join(map(self._quote, self._head + [str(path)]))
+
+    def resume(self) -> str:
+        return " ".join(map(self._quote, self._head + ["--resume"] + self._sources))
 
 
 def _inline(topic, urn, payload, attempt, ctx):
@@ -64,7 +99,7 @@ def _inline(topic, urn, payload, attempt, ctx):
     return InlineEvent(topic, urn, payload, attempt)
 
 
-def _render(out, report, failed_out: Path | None) -> None:
+def _render(out, report, failed_out: Path | None, rerun: _RerunCommand) -> None:
     if out.mode != "text":
         out.json({
             "broker": report.broker,
@@ -72,6 +107,7 @@ def _render(out, report, failed_out: Path | None) -> None:
             "dry_run": report.dry_run,
             "total": report.total,
             "published": report.published,
+            "failed_count": report.failed_count,
             "failed": [
                 {"place": f.place, "event_id": f.event_id, "topic": f.topic, "urn": f.urn, "error": f.error}
                 for f in report.failed
@@ -80,7 +116,12 @@ def _render(out, report, failed_out: Path | None) -> None:
             "aborted": report.aborted,
             "hint": report.abort_hint,
             "interrupted": report.interrupted,
-            "failed_out": str(failed_out) if failed_out else None,
+            "signal": report.stopped_by,
+            "failed_out": str(failed_out) if report.failed_out_written else None,
+            "resume": {"resumed": report.resumed, "skipped_confirmed": report.skipped_confirmed,
+                       "already_complete": report.already_complete,
+                       "may_be_duplicated": report.duplicates_bound} if report.resumed else None,
+            "resume_command": rerun.resume() if report.undelivered else None,
             "samples": report.samples if report.dry_run else [],
             "exit_code": int(report.exit_status),
         })
@@ -92,28 +133,40 @@ def _render(out, report, failed_out: Path | None) -> None:
         if report.total > len(report.samples):
             out.line(f"  ... and {report.total - len(report.samples)} more")
         return
-    out.line(f"sent {report.published} of {report.total} event(s) to {report.broker} ({report.destination})")
+    if report.already_complete:
+        out.line(f"nothing to resume: all {report.total} event(s) were already confirmed by {report.broker} "
+                 f"({report.destination})")
+        return
+    to_send = report.total - report.skipped_confirmed
+    out.line(f"sent {report.published} of {to_send} event(s) to {report.broker} ({report.destination})")
+    if report.resumed and report.skipped_confirmed:
+        out.note(f"resumed: {report.skipped_confirmed} event(s) confirmed by the earlier run were not sent again"
+                 + (f"; up to {report.duplicates_bound} (the batch on the wire when it stopped) may have "
+                    "arrived twice" if report.duplicates_bound else ""))
     if report.failed:
         out.table(
             ["place", "event id", "topic", "error"],
             [(f.place, f.event_id, f.topic, f.error) for f in report.failed[:50]],
-            title=f"{len(report.failed)} event(s) failed",
+            title=f"{report.failed_count} event(s) failed",
         )
-        if len(report.failed) > 50:
-            out.line(f"... and {len(report.failed) - 50} more")
+        if report.failed_count > 50:
+            out.line(f"... and {report.failed_count - 50} more")
     if report.aborted:
         out.error(f"stopped: {report.aborted}")
         if report.abort_hint:
             out.note(f"  hint: {report.abort_hint}")
     if report.interrupted:
-        out.error("interrupted: the events above were confirmed; the rest were not sent")
-    undelivered = len(report.failed) + report.not_attempted
-    if undelivered:
-        if failed_out:
-            out.warn(f"{undelivered} event(s) not delivered were written to {failed_out}; "
-                     f"run `wfbus emit {failed_out}` to send them")
+        out.error(f"stopped by signal {report.stopped_by}: the events counted above were confirmed; the rest were not sent")
+    if report.undelivered:
+        if report.failed_out_written:
+            out.warn(f"{report.undelivered} event(s) not delivered were written to {failed_out}; "
+                     f"run `{rerun.of_file(failed_out)}` to send them")
+        elif report.failed_out_cut_short:
+            out.warn(f"writing {failed_out} was stopped, so it was not written; run `{rerun.resume()}` "
+                     f"to send exactly the {report.undelivered} event(s) not delivered")
         else:
-            out.warn(f"{undelivered} event(s) not delivered; rerun with --failed-out FILE to keep them for a retry")
+            out.warn(f"{report.undelivered} event(s) not delivered; run `{rerun.resume()}` to send exactly those "
+                     "(or rerun with --failed-out FILE to keep them in a file)")
 
 
 def _compact(document) -> str:
