@@ -118,7 +118,13 @@ def _is_safe(value: int) -> bool:
 
 
 def _unsafe(value: int) -> str:
-    return f"{value} is outside ±(2^53−1), so a JavaScript consumer (JSON.parse) reads another number"
+    return f"{_digits(value)} is outside ±(2^53−1), so a JavaScript consumer (JSON.parse) reads another number"
+
+
+def _digits(value: int) -> str:
+    """The integer as written, shortened past 40 digits (a 4,000-digit number makes no useful message)."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-6:]} ({len(text.lstrip('-'))} digits)"
 
 
 def parse_event(doc: Any) -> WorkflowEvent:
@@ -149,7 +155,8 @@ def parse_event(doc: Any) -> WorkflowEvent:
     elif not ((type(urn) is str and urn) or _is_int(urn)):
         problems.append(f"urn: must be a non-empty string or an integer, got {_show(urn)}")
     elif _is_int(urn) and not _is_safe(urn):
-        problems.append(f'urn: {_unsafe(urn)}; send the urn as a string: "{urn}"')
+        quoted = f': "{urn}"' if len(str(urn)) <= 40 else " (in quotes)"
+        problems.append(f"urn: {_unsafe(urn)}; send the urn as a string{quoted}")
 
     attempt = doc.get("attempt", 0)
     if not _is_int(attempt) or attempt < 0:
