@@ -2,7 +2,22 @@
 
 The CLI maps these to exit codes in exactly one place (``wfbus.cli.main``), so core code raises
 what went wrong and never decides how the process ends.  Every message should tell the user what
-to do next, because it is all they see (no traceback without ``--verbose``).
+to do next, because it is all they see (no traceback without ``--verbose``, and none even with it
+for a user's own mistake: a usage, input or config error is fully said by its message).
+
+Output that cannot be written is not the command's outcome, so it never replaces a non-zero status:
+
+- **A closed pipe** (EPIPE: ``wfbus peek -o jsonl | head -1``) means the reader had enough. wfbus
+  stops writing, says nothing and exits with the status the command itself earned: 0 for that peek,
+  1 for an emit that failed, 0 for an emit that delivered everything (exit 1 there would tell a
+  script to resend events that all arrived).  Not 141 (death by SIGPIPE, as ``yes | head`` does):
+  under ``set -o pipefail`` that would fail a script that only wanted the first lines, and for emit
+  and replay it would hide whether the events were delivered.
+- **Stdout that fails otherwise** (``> /dev/full``, an I/O error, a closed descriptor): the output
+  the user asked for is lost, so "everything asked for was done" (0) would be a lie.  wfbus says so in
+  one line on stderr, including the status the command itself earned, and exits
+  ``OUTPUT_FAILED`` (74, ``EX_IOERR`` of sysexits.h) when that status was 0; a non-zero status (a
+  failed emit's 1, a breached threshold's 6, ...) is kept as it is, because it says more.
 """
 
 from __future__ import annotations
@@ -21,6 +36,8 @@ class ExitStatus(enum.IntEnum):
     CONFIG = 4
     BROKER_UNAVAILABLE = 5
     THRESHOLD_EXCEEDED = 6
+    INTERNAL = 70  # a bug: never for a user's mistake
+    OUTPUT_FAILED = 74  # stdout could not be written (disk full, I/O error); the command itself succeeded
     INTERRUPTED = 130
 
 
@@ -28,6 +45,9 @@ class WfbusError(Exception):
     """Base of every error wfbus reports to the user instead of a traceback."""
 
     exit_status: ExitStatus = ExitStatus.USAGE
+    # a traceback (with --verbose) helps where the cause lies below wfbus (a driver, the network);
+    # a user's own mistake is fully said by its message, and a traceback there only buries it
+    traceback_helps: bool = True
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -42,12 +62,14 @@ class UsageError(WfbusError):
     """A bad flag combination or an unknown broker name."""
 
     exit_status = ExitStatus.USAGE
+    traceback_helps = False
 
 
 class ConfigError(WfbusError):
     """The config file is missing, unreadable, or does not follow the schema."""
 
     exit_status = ExitStatus.CONFIG
+    traceback_helps = False
 
 
 class InputError(WfbusError):
@@ -57,6 +79,8 @@ class InputError(WfbusError):
     """
 
     exit_status = ExitStatus.INVALID_INPUT
+    traceback_helps = False
+    listed = True  # the CLI prints each problem above the summary line
 
     def __init__(
         self, problems: Sequence[str], *, more: int = 0, hint: str | None = None, consequence: str = "nothing was sent"
@@ -70,6 +94,19 @@ class InputError(WfbusError):
             hint=hint or "fix the events listed above and run the command again "
             "(`wfbus validate` checks them without contacting a broker)",
         )
+
+
+class EmptyInput(InputError):
+    """Every problem is an input without a single event: say "empty", not "1 problem ... 1 event read"."""
+
+    listed = False  # the summary names every empty source; listing them again repeats it
+
+    def __init__(self, places: Sequence[str], *, consequence: str = "nothing was sent") -> None:
+        super().__init__([f"{place}: no events: the input is empty" for place in places], consequence=consequence)
+        names = ", ".join(places)
+        verb = "is" if len(places) == 1 else "are"
+        self.message = f"no events: {names} {verb} empty; {consequence}"
+        self.hint = "give a file with at least one event (an object, an array, or one event per line)"
 
 
 class BrokerUnavailable(WfbusError):
@@ -88,3 +125,4 @@ class ThresholdExceeded(WfbusError):
     """A `depth` threshold was breached: an alarm for scripts and cron jobs."""
 
     exit_status = ExitStatus.THRESHOLD_EXCEEDED
+    traceback_helps = False

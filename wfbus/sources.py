@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import strictjson
-from .errors import InputError, UsageError
+from .errors import EmptyInput, InputError, UsageError
 from .event import EventInvalid, WireFormat, WorkflowEvent, parse_event
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
@@ -36,6 +37,10 @@ class Located:
     place: str
     event: WorkflowEvent | None
     problems: tuple[str, ...] = ()
+    empty: bool = False  # not an event: the marker of an input that holds none
+
+
+EMPTY_PROBLEM = "no events: the input is empty"
 
 
 @dataclass(slots=True)
@@ -45,6 +50,7 @@ class ScanReport:
     count: int = 0
     problems: list[str] = field(default_factory=list)
     more_problems: int = 0
+    empty: list[str] = field(default_factory=list)  # the inputs that hold no event at all
     # the events' ids in order: names "these events" for `emit --resume`, whatever paths they came by
     digest: Any = field(default_factory=lambda: hashlib.sha256())
 
@@ -59,9 +65,11 @@ class ScanReport:
     def ok(self) -> bool:
         return not self.problems
 
-    def raise_if_invalid(self, consequence: str = "nothing was sent") -> None:
+    def raise_if_invalid(self, consequence: str = "nothing was sent", *, hint: str | None = None) -> None:
+        if self.empty and len(self.empty) == len(self.problems) and not self.more_problems:
+            raise EmptyInput(self.empty, consequence=consequence)
         if self.problems:
-            raise InputError(self.problems, more=self.more_problems, consequence=consequence)
+            raise InputError(self.problems, more=self.more_problems, consequence=consequence, hint=hint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +139,32 @@ class EventSources:
         return not self._files and self._inline is None
 
     def _expand(self, specs: Sequence[str]) -> list[str]:
+        """The files to read, in order; an input given twice is refused rather than sent twice.
+
+        Sameness is the file itself (device and inode), however it is spelled: `a` and `./a`, a
+        symlink or hard link, a file and a directory holding it, stdin redirected from a named file.
+        Refusing (exit 2, naming both) is clearer for a script than reading once and going on.
+        """
         files: list[str] = []
+        seen: dict[tuple[int, int], str] = {}  # a file's identity -> how it was given first
+
+        def add(path: str, given: str) -> None:
+            identity = _identity(os.stat(path))
+            if identity in seen:
+                raise _given_twice(seen[identity], given)
+            seen[identity] = given
+            files.append(path)
+
         for spec in specs:
             if spec == STDIN:
+                if STDIN in files:
+                    raise UsageError("- (stdin) is given twice: its events would be read twice",
+                                     hint="name - once; stdin can be read only once")
+                stdin_file = self._stdin_file()
+                if stdin_file is not None:
+                    if stdin_file in seen:
+                        raise _given_twice(seen[stdin_file], "- (stdin is redirected from that file)")
+                    seen[stdin_file] = "- (stdin, redirected from a file)"
                 files.append(STDIN)
                 continue
             path = Path(spec)
@@ -146,17 +177,32 @@ class EventSources:
                         f"{spec}: directory has no .json, .jsonl or .ndjson files",
                         hint="point at a directory of event files, or name the files",
                     )
-                files.extend(found)
+                for file in found:
+                    add(file, f"{file} (in directory {spec})")
             elif path.is_file():
-                files.append(spec)
+                add(spec, spec)
             else:
                 raise UsageError(f"{spec}: no such file or directory", hint="check the path (use - for stdin)")
         return files
+
+    def _stdin_file(self) -> tuple[int, int] | None:
+        """The identity of the file stdin is redirected from (`< a.jsonl`), if it is a regular file."""
+        if self._stdin is not None:
+            return None  # injected by a test or a caller: not a descriptor
+        try:
+            status = os.fstat(sys.stdin.fileno())
+        except (AttributeError, OSError, ValueError):
+            return None
+        return _identity(status) if stat.S_ISREG(status.st_mode) else None
 
     def scan(self, *, wire: WireFormat = "topic", size_limit: int | None = None) -> ScanReport:
         """Validation pass: count the events and collect every problem, holding none in memory."""
         report = ScanReport()
         for item in self:
+            if item.empty:
+                report.empty.append(item.place)
+                report.add(item.place, item.problems)
+                continue
             report.count += 1
             if item.event is not None:
                 report.digest.update(item.event.event_id.encode())
@@ -184,7 +230,7 @@ class EventSources:
                 found += 1
                 yield item
             if not found:
-                yield Located("<stdin>" if spec == STDIN else spec, None, ("no events: the input is empty",))
+                yield Located("<stdin>" if spec == STDIN else spec, None, (EMPTY_PROBLEM,), empty=True)
 
     def _read_stdin(self) -> Iterator[Located]:
         if self._spool is None:
@@ -194,6 +240,17 @@ class EventSources:
                 shutil.copyfileobj(stream, spool, 1 << 20)
             self._spool = Path(name)
         yield from read_file(self._spool, "<stdin>", detect=True)
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
+def _given_twice(first: str, second: str) -> UsageError:
+    return UsageError(
+        f"the same input is given twice, as {first} and as {second}: its events would be read and sent twice",
+        hint="name each input once (a directory includes every file below it)",
+    )
 
 
 def read_file(path: Path, label: str, *, detect: bool = False) -> Iterator[Located]:

@@ -16,6 +16,7 @@ from ..errors import ExitStatus, InputError, UsageError, WfbusError
 from . import brokers_cmd, depth, emit, peek, replay, schema, validate
 from .render import OUTPUT_MODES
 from .state import State
+from .streams import GuardedStream, guarded
 
 app = typer.Typer(
     name="wfbus",
@@ -62,12 +63,24 @@ for module in (emit, validate, replay, depth, peek, brokers_cmd, schema):
 
 
 def run(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) -> int:
-    """Run wfbus and return its exit code; every exception is mapped here and nowhere else."""
+    """Run wfbus and return its exit code.
+
+    stdout and stderr are guarded while the command runs: a reader that left or a full disk is
+    settled after the command, by `_settle`, and never changes the command's own outcome.
+    """
+    with guarded() as (stdout, _stderr):
+        state = State(stdin=stdin)
+        status = int(_run(argv, state))
+        stdout.flush()
+        return _settle(status, stdout, state)
+
+
+def _run(argv: Sequence[str] | None, state: State) -> int:
+    """Run one command; every exception is mapped here and nowhere else."""
     from .. import redact
 
     redact.reset()
     click_errors = _click_exceptions()
-    state = State(stdin=stdin)
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     try:
         result = app(args=args, prog_name="wfbus", standalone_mode=False, obj=state)
@@ -83,8 +96,6 @@ def run(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) ->
     except WfbusError as exc:
         _report(state, exc)
         return exc.exit_status
-    except BrokenPipeError:
-        return ExitStatus.OK
     except Exception as exc:  # a bug: say so plainly, traceback only on request (redacted like everything else)
         if state.verbose:
             import traceback
@@ -92,7 +103,20 @@ def run(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) ->
             state.out.note("".join(traceback.format_exception(exc)).rstrip())
         state.out.error(f"internal error: {type(exc).__name__}: {exc} (run again with --verbose for the traceback "
                         "and report it)")
-        return 70
+        return ExitStatus.INTERNAL
+
+
+def _settle(status: int, stdout: GuardedStream, state: State) -> int:
+    """The exit status once the output is accounted for (the rules are in errors.py's docstring).
+
+    A reader that left changes nothing.  Output lost otherwise is said in one line, with the status
+    the command earned, and turns a 0 into 74; a non-zero status says more and is kept.
+    """
+    if not stdout.failed:
+        return status
+    state.out.error(f"{stdout.describe()}; the output is incomplete (the command itself ended with exit status "
+                    f"{status})")
+    return status or ExitStatus.OUTPUT_FAILED
 
 
 def _click_exceptions():
@@ -141,11 +165,11 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 def _report(state: State, exc: WfbusError) -> None:
     out = state.out
-    if state.verbose:
+    if state.verbose and exc.traceback_helps:
         import traceback
 
         out.note("".join(traceback.format_exception(exc)).rstrip())
-    if isinstance(exc, InputError):
+    if isinstance(exc, InputError) and exc.listed:
         for problem in exc.problems:
             out.err_console.print(problem, markup=False, highlight=False)
         if exc.more:

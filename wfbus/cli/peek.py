@@ -6,6 +6,10 @@ from typing import Optional
 
 import typer
 
+# Far above any queue worth peeking, far below what a broker's API can hold (SQLite's 64-bit
+# integers, SQS and Kafka counts): a larger number is a typo, said as a usage error, not a crash.
+MAX_LIMIT = 1_000_000_000
+
 
 def register(app: typer.Typer) -> None:
     app.command("peek", help="Show messages of a queue or its dead-letter queue and leave them in place.")(
@@ -18,7 +22,8 @@ def peek_command(
     broker: Optional[str] = typer.Option(None, "--broker", "-b", help="Broker name from the config."),
     dead_letter: bool = typer.Option(False, "--dead-letter", "-d", help="Peek the dead-letter queue."),
     queue: bool = typer.Option(False, "--queue", help="Peek the main queue (the default)."),
-    limit: int = typer.Option(10, "--limit", "-n", min=1, help="How many messages to show."),
+    limit: int = typer.Option(10, "--limit", "-n", min=1, max=MAX_LIMIT,
+                              help=f"How many messages to show (1 to {MAX_LIMIT:,}; --all for every one)."),
     all_messages: bool = typer.Option(False, "--all", help="Every message (for a backup with --output jsonl)."),
     force: bool = typer.Option(False, "--force", help="Peek even where the broker counts it as a receive (SQS)."),
 ) -> int:

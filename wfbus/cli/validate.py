@@ -20,7 +20,10 @@ def validate_command(
     state = ctx.obj
     with EventSources(sources, stdin=state.stdin) as event_sources:
         report = event_sources.scan()
-    report.raise_if_invalid(consequence=f"{report.count} event(s) read")
+    report.raise_if_invalid(
+        consequence=f"{report.count} event(s) read" if report.count else "nothing to validate",
+        hint="fix the events listed above and run the same command again",  # not "run validate": this is it
+    )
     if state.out.mode != "text":
         state.out.json({"valid": True, "count": report.count, "problems": []})
     else:
