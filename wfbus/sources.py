@@ -3,7 +3,8 @@
 Every event is paired with its *place* (``events.jsonl:12``, ``batch.json[3]``, ``<stdin>:4``)
 so an error can point at it.  Sources are read twice by `emit` (validate everything, then send),
 one event at a time, so memory stays flat however many events there are; stdin is spooled to a
-temporary file on the first pass so it can be read again.
+temporary file on the first pass so it can be read again.  An input given twice (by any path to the
+same file, or `-` twice) is refused before anything is read: it would be sent twice.
 """
 
 from __future__ import annotations
