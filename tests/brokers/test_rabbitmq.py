@@ -64,7 +64,8 @@ def test_messages_are_persistent_json_with_the_event_id_as_message_id(wfbus, rab
     assert json.loads(body) == {"topic": "order.submit", "urn": "o-1", "attempt": 0}
 
 
-def test_really_dead_lettered_messages_are_replayed_with_their_death_recorded(wfbus, rabbit, tmp_path):
+def test_really_dead_lettered_messages_are_replayed_as_they_were_published(wfbus, rabbit, tmp_path):
+    """Same properties and headers as the emit gave them, minus the death bookkeeping, plus replayed-from."""
     events = [{"topic": "order.submit", "urn": f"o-{i}"} for i in range(3)] + [{"topic": "billing.x", "urn": "b"}]
     assert wfbus("emit", str(write_jsonl(tmp_path / "e.jsonl", events))).code == 0
     _reject_all(rabbit["queue"], 4)
@@ -80,12 +81,14 @@ def test_really_dead_lettered_messages_are_replayed_with_their_death_recorded(wf
         got = [channel.basic_get(rabbit["queue"], auto_ack=True) for _ in range(3)]
     finally:
         connection.close()
-    for method, properties, body in got:
-        headers = properties.headers
+    for (method, properties, body), event in zip(got, events):
+        headers = dict(properties.headers)
         assert method.routing_key == "order.submit"
-        assert "x-death" not in headers
-        assert headers["death-count"] == "1" and headers["death-reason"] == "rejected"
-        assert headers["replayed-from"] == f"r:{rabbit['dead_letter_queue']}"
+        assert json.loads(body) == {**event, "attempt": 0}
+        assert headers.pop("wfbus-publish-id")
+        assert headers == {"topic": "order.submit", "urn": event["urn"], "attempt": "0",
+                           "event-id": properties.message_id, "replayed-from": f"r:{rabbit['dead_letter_queue']}"}
+        assert properties.delivery_mode == 2 and properties.content_type == "application/json"
     # the unselected one is still in the DLQ
     assert json.loads(wfbus("peek", "--dead-letter", "-o", "json").out) == [{"topic": "billing.x", "urn": "b",
                                                                              "attempt": 0}]
@@ -150,3 +153,26 @@ def test_messages_the_broker_nacks_fail_one_by_one_with_exit_1(wfbus, rabbit, tm
         connection, channel = rabbit_channel()
         channel.queue_delete(capped)
         connection.close()
+
+
+@pytest.mark.parametrize("template, named", [("{tenant}", "tenant"), ("{topic}.{region}", "region"),
+                                             ("{}", "{}"), ("{topic.upper}", "topic.upper"), ("{topic", "template")])
+def test_a_routing_key_template_naming_an_unknown_field_is_a_config_error(wfbus, rabbit, tmp_path, template, named):
+    """Refused when the config loads (exit 4, naming the setting), not at the first publish (exit 70)."""
+    write_config(tmp_path / "wfbus.yaml", {"r": {**rabbit, "routing_key": template}}, "r")
+    for args in (("emit", "--topic", "order.submit", "--urn", "u"), ("brokers",), ("emit", "--dry-run", "--topic",
+                                                                                   "t", "--urn", "u")):
+        result = wfbus(*args)
+        assert result.code == 4, (args, result.err)
+        assert "routing_key" in result.err and named in result.err and "Traceback" not in result.err
+
+
+def test_a_routing_key_template_with_topic_and_urn_routes_by_them(wfbus, rabbit, tmp_path):
+    write_config(tmp_path / "wfbus.yaml", {"r": {**rabbit, "routing_key": "order.{urn}.{topic}"}}, "r")
+    assert wfbus("emit", "--topic", "submit", "--urn", "7").code == 0
+    connection, channel = rabbit_channel()
+    try:
+        method, _, _ = channel.basic_get(rabbit["queue"], auto_ack=True)
+    finally:
+        connection.close()
+    assert method.routing_key == "order.7.submit"

@@ -1,31 +1,48 @@
 """RabbitMQ (pika): persistent, mandatory, pipelined-confirm emit; depth; in-place peek; DLQ replay.
 
 Publishing keeps many messages in flight and counts confirms as they arrive (one round trip per
-batch, not per message); a basic.return (unroutable, `mandatory`) or a nack fails that event.
-Peek and replay hold messages unacknowledged and hand back what they do not take by closing the
-channel, which RabbitMQ requeues in their original positions.
+batch, not per message); a basic.return (unroutable, `mandatory`) or a nack fails that event. A
+return is matched to its publish by the `wfbus-publish-id` header, unique per publish (never by the
+message_id: two publishes of one event, or every foreign message, share one).
+
+Peek and replay hold messages unacknowledged and hand back what they do not take, which RabbitMQ
+requeues in their original positions. A message passed over is handed back within `hold_seconds`
+(before the server's consumer_timeout closes the channel) and passed over again when it is read
+again; a thread answers heartbeats while wfbus waits elsewhere (a paced replay, a slow destination).
+
+A replay into RabbitMQ of a message read from RabbitMQ republishes it as it was dead-lettered: the
+body byte for byte, every basic property, every header type for type as pika reads them, minus the
+broker's x-death bookkeeping, plus `replayed-from` and a new `wfbus-publish-id`. pika's own limits
+apply: it reads float/double header values as integers and 8/16-bit integers as plain integers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import ssl
+import string
+import threading
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..errors import BrokerUnavailable, ConfigError
 from ..redact import url_password, url_without_password
 from .base import (
+    HEADER_ATTEMPT,
+    HEADER_EVENT_ID,
     Capabilities,
     Broker,
     BrokerSettings,
     DeadLetterReader,
     Delivery,
+    Origin,
     OutgoingMessage,
     QueueDepth,
     ReceivedMessage,
@@ -34,6 +51,10 @@ from .base import (
 PUBLISH_ID = "wfbus-publish-id"  # unique per publish: with the death count, names one arrival in a queue
 DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
                  "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason")
+# the basic properties a message carries besides its headers, as pika names them
+PROPERTY_NAMES = ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id", "reply_to",
+                  "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
+ROUTING_FIELDS = ("topic", "urn")
 
 
 class RabbitMqSettings(BrokerSettings):
@@ -46,10 +67,26 @@ class RabbitMqSettings(BrokerSettings):
     declare: bool = False  # may wfbus declare the exchange? Off: never create topology in production silently
     heartbeat: int = Field(30, ge=0)
     timeout_seconds: float = Field(10, gt=0)
+    # longest a replay or peek holds a message it passes over before handing it back (and passing over
+    # it again when read again): keep it well below the server's consumer_timeout (30 min by default)
+    hold_seconds: float = Field(300, gt=0)
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
     verify: bool = True
+
+    @field_validator("routing_key")
+    @classmethod
+    def _routing_key_names_known_fields(cls, value: str) -> str:
+        """A template naming an unknown field would fail at the first publish: refuse it at load time."""
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid template ({exc}); use {{topic}} and {{urn}}") from None
+        unknown = [name or "{}" for name in fields if name not in ROUTING_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown field {unknown[0]!r} in the template; it may use {{topic}} and {{urn}}")
+        return value
 
     def secret_values(self) -> list[str]:
         password = url_password(self.url)
@@ -68,17 +105,18 @@ class RabbitMqSettings(BrokerSettings):
 class RabbitMqBroker(Broker):
     settings_model = RabbitMqSettings
     publish_batch_size = 2000
-    implements = Capabilities(ordering="per-queue")
+    implements = Capabilities(ordering="per-queue", keeps_properties=True)
     settings: RabbitMqSettings
 
     def __init__(self, name, settings, base_dir) -> None:
         super().__init__(name, settings, base_dir)
-        self._connection = None
+        self._link = _Link(self._open_connection, _keeper_interval(self.settings))
         self._publish_channel = None
         self._exchange_checked = False
         self._lost: BrokerUnavailable | None = None
         self._run_id = os.urandom(8).hex()
         self._published = 0
+        self._user: str | None = None
 
     # -- connection --------------------------------------------------------------------------
     def _parameters(self):
@@ -101,17 +139,36 @@ class RabbitMqBroker(Broker):
             params.ssl_options = pika.SSLOptions(context, params.host)
         return params
 
+    def _open_connection(self):
+        import pika
+
+        with self._errors("connect"):
+            return pika.BlockingConnection(self._parameters())
+
     @property
     def connection(self):
-        if self._connection is None or self._connection.is_closed:
-            import pika
+        return self._link.connection()
 
-            with self._amqp("connect"):
-                self._connection = pika.BlockingConnection(self._parameters())
-        return self._connection
+    def identity(self, queue: str) -> str:
+        """The queue's real identity, without credentials: amqp://host:port/vhost#queue."""
+        params = self._parameters()
+        scheme = "amqps" if params.ssl_options else "amqp"
+        return f"{scheme}://{params.host}:{params.port}/{quote(params.virtual_host, safe='')}#{queue}"
+
+    def user(self) -> str:
+        """The user this broker publishes as (RabbitMQ checks a message's user_id against it)."""
+        if self._user is None:
+            self._user = self._parameters().credentials.username
+        return self._user
 
     @contextmanager
     def _amqp(self, what: str) -> Iterator[None]:
+        """Use the broker's own connection (the heartbeat thread waits meanwhile); driver errors mapped."""
+        with self._link.lock, self._errors(what):
+            yield
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
         import pika.exceptions as px
 
         where = url_without_password(self.settings.url)
@@ -139,12 +196,7 @@ class RabbitMqBroker(Broker):
                                     hint="check the url (host, port, amqp/amqps) and that the broker is up") from None
 
     def close(self) -> None:
-        if self._connection is not None and self._connection.is_open:
-            try:
-                self._connection.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection must not mask the real error
-                pass
-        self._connection = None
+        self._link.close()
         self._publish_channel = None
 
     # -- publish -----------------------------------------------------------------------------
@@ -177,8 +229,10 @@ class RabbitMqBroker(Broker):
         return self._publish_channel
 
     def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
-        import pika
+        with self._link.lock:  # the heartbeat thread must not read the socket between publish and confirm
+            return self._publish(messages, dead_letter)
 
+    def _publish(self, messages: Sequence[OutgoingMessage], dead_letter: bool) -> list[Delivery]:
         channel = self._channel_for_publish()
         if dead_letter:
             exchange, queue = "", self._require_dlq()
@@ -188,16 +242,15 @@ class RabbitMqBroker(Broker):
             routes = [m.route or self.settings.routing_key.format(topic=m.topic, urn=m.key) for m in messages]
         if self._lost is not None:
             raise self._lost
+        user = self.user()
         published: list[int] = []
         try:
             with self._amqp(f"publish to {exchange or 'queue'}"):
                 for message, route in zip(messages, routes):
                     self._published += 1
-                    properties = pika.BasicProperties(
-                        delivery_mode=2, content_type="application/json", message_id=message.event_id,
-                        headers={**message.headers, PUBLISH_ID: f"{self._run_id}-{self._published}"},
-                    )
-                    published.append(channel.publish(exchange, route, message.body, properties))
+                    publish_id = f"{self._run_id}-{self._published}"
+                    properties = _properties_for(message, publish_id, user)
+                    published.append(channel.publish(exchange, route, message.body, properties, publish_id))
                 outcome = channel.wait(published, timeout=self.settings.timeout_seconds * 3)
         except BrokerUnavailable as exc:
             # The connection died mid-batch: what was confirmed stays confirmed, the rest failed;
@@ -245,6 +298,109 @@ class RabbitMqBroker(Broker):
         return RabbitQueueReader(self, self._require_dlq())
 
 
+def _keeper_interval(settings: RabbitMqSettings) -> float | None:
+    """How often the heartbeat thread looks in: several times per heartbeat and per hold_seconds."""
+    if not settings.heartbeat:
+        return max(0.2, settings.hold_seconds / 4)
+    return max(0.2, min(settings.heartbeat / 4, settings.hold_seconds / 4))
+
+
+class _Link:
+    """One pika connection, and a thread that answers its heartbeats while wfbus is busy elsewhere.
+
+    pika's BlockingConnection reads the socket only inside its own calls. During a paced replay's sleep
+    or a slow destination publish (a Kafka flush), nobody answers the broker's heartbeats, the broker
+    closes the connection, and the messages it held go back to the queue. The thread does the socket
+    work only when it gets the lock, which every user of the connection holds while using it (pika is
+    not thread-safe), and runs `on_tick` (the reader's hand-back of messages held too long) likewise.
+    """
+
+    def __init__(self, opener: Callable[[], Any], interval: float | None) -> None:
+        self.lock = threading.RLock()
+        self.on_tick: Callable[[], None] | None = None
+        self._opener = opener
+        self._interval = interval
+        self._connection = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def connection(self):
+        with self.lock:
+            if self._connection is None or self._connection.is_closed:
+                self._connection = self._opener()
+                if self._interval and self._thread is None:
+                    self._thread = threading.Thread(target=self._keep, name="wfbus-rabbitmq-keeper", daemon=True)
+                    self._thread.start()
+            return self._connection
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self._interval):
+            if not self.lock.acquire(blocking=False):
+                continue  # in use: the user's own calls service the socket
+            try:
+                connection = self._connection
+                if connection is not None and connection.is_open:
+                    connection.process_data_events(time_limit=0)
+                    if self.on_tick is not None:
+                        self.on_tick()
+            except Exception:  # noqa: BLE001 - a broken connection is reported by the owner's next call
+                pass
+            finally:
+                self.lock.release()
+
+    def close(self) -> None:
+        self._stop.set()
+        with self.lock:
+            connection, self._connection = self._connection, None
+            if connection is not None and connection.is_open:
+                try:
+                    connection.close()
+                except Exception:  # noqa: BLE001 - closing a broken connection must not mask the real error
+                    pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._thread = None
+        self._stop = threading.Event()
+
+
+def _properties_for(message: OutgoingMessage, publish_id: str, user: str):
+    """The AMQP properties of one publish.
+
+    A message read from RabbitMQ goes out as it was dead-lettered: every property, every header as pika
+    read it (types kept), minus the broker's death bookkeeping and the old publish id, plus its new publish
+    id and `replayed-from`. Where an attempt policy re-encoded the event, its new attempt and event id
+    replace the old header values (the message_id too, where it was the event id). A user_id other than
+    the publishing user is left out: RabbitMQ would refuse the publish (it vouches for who published).
+    Anything else (an emitted event, a message from another broker type) is a persistent JSON message.
+    """
+    import pika
+
+    from .base import HEADER_REPLAYED_FROM
+
+    origin = message.origin
+    if origin is None or origin.broker_type != "rabbitmq":
+        return pika.BasicProperties(
+            delivery_mode=2, content_type="application/json", message_id=message.event_id,
+            headers={**message.headers, PUBLISH_ID: publish_id},
+        )
+    properties = dict(origin.properties)
+    headers = {k: v for k, v in origin.headers if k not in DEATH_HEADERS and k != PUBLISH_ID}
+    for key in (HEADER_ATTEMPT, HEADER_EVENT_ID):
+        new = message.headers.get(key)
+        old = headers.get(key)
+        if new is None or old is None or _text(old) == new:
+            continue
+        if key == HEADER_EVENT_ID and properties.get("message_id") == _text(old):
+            properties["message_id"] = new
+        headers[key] = int(new) if isinstance(old, int) and not isinstance(old, bool) and new.isdigit() else new
+    if HEADER_REPLAYED_FROM in message.headers:
+        headers[HEADER_REPLAYED_FROM] = message.headers[HEADER_REPLAYED_FROM]
+    headers[PUBLISH_ID] = publish_id
+    if properties.get("user_id") not in (None, user):
+        del properties["user_id"]
+    return pika.BasicProperties(**properties, headers=headers)
+
+
 class _ConfirmingChannel:
     """Publisher confirms, pipelined: publish many, then wait once for all their acks/nacks.
 
@@ -259,7 +415,7 @@ class _ConfirmingChannel:
         self.next_tag = 1
         self.pending: dict[int, str | None] = {}  # published, unconfirmed -> failure seen in a basic.return
         self.settled: dict[int, str | None] = {}  # confirmed -> None (ok) or why it failed
-        self.tags_by_id: dict[str, deque] = {}  # message_id -> its unconfirmed tags, to match returns
+        self.tag_by_publish_id: dict[str, int] = {}  # unique per publish: which publish a basic.return is about
         self.closed_reason: Exception | None = None
         self.impl.confirm_delivery(self._on_confirm)
         self.impl.add_on_return_callback(self._on_return)
@@ -270,21 +426,21 @@ class _ConfirmingChannel:
     def is_closed(self) -> bool:
         return self.blocking.is_closed
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, properties) -> int:
+    def publish(self, exchange: str, routing_key: str, body: bytes, properties, publish_id: str) -> int:
         tag = self.next_tag
         self.next_tag += 1
         self.pending[tag] = None
-        self.tags_by_id.setdefault(properties.message_id, deque()).append(tag)
+        self.tag_by_publish_id[publish_id] = tag
         self.impl.basic_publish(exchange, routing_key, body, properties=properties, mandatory=True)
         return tag
 
     def _on_return(self, _channel, method, properties, _body) -> None:
-        """basic.return comes before the basic.ack of the same message."""
-        for tag in self.tags_by_id.get(properties.message_id, ()):
-            if tag in self.pending and self.pending[tag] is None:
-                self.pending[tag] = (f"unroutable: {method.reply_code} {method.reply_text} "
-                                     f"(no queue bound for routing key {method.routing_key!r})")
-                return
+        """basic.return comes before the basic.ack of the same message; its headers name the publish."""
+        publish_id = _text((properties.headers or {}).get(PUBLISH_ID, ""))
+        tag = self.tag_by_publish_id.get(publish_id)
+        if tag in self.pending and self.pending[tag] is None:
+            self.pending[tag] = (f"unroutable: {method.reply_code} {method.reply_text} "
+                                 f"(no queue bound for routing key {method.routing_key!r})")
 
     def _on_confirm(self, frame) -> None:
         method = frame.method
@@ -315,52 +471,112 @@ class _ConfirmingChannel:
                 raise self.closed_reason  # no confirm will come on a closed channel: say why, now
         result = {tag: self.settled.pop(tag) if tag in self.settled else "no confirm from RabbitMQ before the timeout"
                   for tag in tags}
-        for ids in self.tags_by_id.values():
-            while ids and ids[0] in result:
-                ids.popleft()
-        self.tags_by_id = {k: v for k, v in self.tags_by_id.items() if v}
+        self.tag_by_publish_id = {k: t for k, t in self.tag_by_publish_id.items() if t not in result}
         return result
 
 
 class RabbitQueueReader(DeadLetterReader):
-    """basic.get up to the messages present at open; acks what was confirmed elsewhere and hands
-    everything else back, in place, when it closes the channel."""
+    """basic.get up to the messages present at open, on a connection of its own; acks what was confirmed
+    elsewhere and hands everything else back, in place.
+
+    A message passed over (not selected, beyond --limit, or refused by the destination) stays held, so
+    that this run does not read it again; but a channel may hold a delivery only for the server's
+    consumer_timeout. So the keeper thread hands passed-over messages back (nack, requeue: to their
+    original place) once the oldest has been held `hold_seconds`, and reading passes over them again when
+    they come round: each is recognised by a digest of its body and properties (identical messages are
+    interchangeable) and held again without being counted or returned twice.
+    """
 
     def __init__(self, broker: RabbitMqBroker, queue: str) -> None:
         self.broker = broker
         self.queue = queue
         self.source_label = f"{broker.name}:{queue}"
+        self.identity = broker.identity(queue)
+        self._hold_seconds = broker.settings.hold_seconds
+        self._link = _Link(broker._open_connection, _keeper_interval(broker.settings))
         self._bound, _ = broker._queue_state(queue)
-        self._taken = 0
-        with broker._amqp(f"queue {queue!r}"):
-            self.channel = broker.connection.channel()
+        self._taken = 0  # distinct messages handed out, up to the bound
+        self._digests: dict[int, str] = {}  # delivery tag -> digest, for every delivery held
+        self._passed: dict[int, float] = {}  # delivery tag -> when read, for the held deliveries passed over
+        self._returning: Counter[str] = Counter()  # handed back: pass over them again when they come round
+        self._strays = 0  # messages read beyond the bound while looking for those handed back
+        with self._io(f"queue {queue!r}"):
+            self.channel = self._link.connection().channel()
+        self._link.on_tick = self._hand_back_if_due
+
+    @contextmanager
+    def _io(self, what: str) -> Iterator[None]:
+        with self._link.lock, self.broker._errors(what):
+            yield
 
     def receive(self, max_messages: int) -> list[ReceivedMessage]:
-        out = []
-        with self.broker._amqp(f"read {self.queue!r}"):
-            while len(out) < max_messages and self._taken < self._bound:
+        out: list[ReceivedMessage] = []
+        with self._io(f"read {self.queue!r}"):
+            self._hand_back_if_due()
+            while len(out) < max_messages and self._more_to_read():
                 method, properties, body = self.channel.basic_get(self.queue, auto_ack=False)
                 if method is None:
+                    self._returning.clear()  # handed back, then taken by someone else: nothing to wait for
                     break
+                tag = method.delivery_tag
+                digest = _digest(properties, body)
+                self._digests[tag] = digest
+                if self._returning[digest] > 0:  # one we handed back: already examined, passed over again
+                    self._returning[digest] -= 1
+                    self._passed[tag] = time.monotonic()
+                    continue
+                if self._taken >= self._bound:  # arrived after we opened: not this run's, left in place
+                    self._strays += 1
+                    self._passed[tag] = time.monotonic()
+                    continue
                 self._taken += 1
                 out.append(_received(method, properties, body))
         return out
 
+    def _more_to_read(self) -> bool:
+        if self._taken < self._bound:
+            return True
+        waiting = sum(self._returning.values())
+        return waiting > 0 and self._strays <= waiting
+
     def ack(self, messages: Sequence[ReceivedMessage]) -> None:
-        with self.broker._amqp(f"ack on {self.queue!r}"):
+        with self._io(f"ack on {self.queue!r}"):
             for message in messages:
                 self.channel.basic_ack(message.handle)
+                self._digests.pop(message.handle, None)
             # basic.ack is only buffered by pika: push it onto the socket now, before the journal forgets
             # the message, or a crash right after would requeue (and replay again) what was done
-            self.broker.connection.process_data_events(time_limit=0)
+            self._link.connection().process_data_events(time_limit=0)
 
     def release(self, messages: Sequence[ReceivedMessage]) -> None:
-        """Held unacked until close: closing the channel requeues them in their original place."""
+        """Held, so that this run does not read them again; handed back in place within hold_seconds."""
+        with self._link.lock:
+            now = time.monotonic()
+            for message in messages:
+                self._passed.setdefault(message.handle, now)
+
+    def _hand_back_if_due(self) -> None:
+        """Requeue the passed-over messages before the oldest reaches hold_seconds (consumer_timeout)."""
+        with self._link.lock:
+            if not self._passed or min(self._passed.values()) > time.monotonic() - self._hold_seconds:
+                return
+            if not self.channel.is_open:
+                return
+            for tag in sorted(self._passed):
+                self.channel.basic_nack(tag, multiple=False, requeue=True)
+                self._returning[self._digests.pop(tag)] += 1
+            self._passed.clear()
+            self._strays = 0
+            self._link.connection().process_data_events(time_limit=0)
 
     def close(self) -> None:
-        if self.channel.is_open:
-            with self.broker._amqp(f"close channel on {self.queue!r}"):
-                self.channel.close()
+        self._link.on_tick = None
+        try:
+            if self.channel.is_open:
+                with self._io(f"close channel on {self.queue!r}"):
+                    self.channel.close()
+        finally:
+            self._link.close()
 
 
 def _certificate_error(exc: BaseException) -> str | None:
@@ -373,6 +589,12 @@ def _certificate_error(exc: BaseException) -> str | None:
         seen.extend(a for a in getattr(current, "args", ()) if isinstance(a, BaseException))
         seen.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return None
+
+
+def _digest(properties, body: bytes) -> str:
+    """Names a message's content (body and every property): two reads of one message digest alike."""
+    described = repr(sorted((k, v) for k, v in vars(properties).items() if v is not None))
+    return hashlib.sha256(described.encode("utf-8", "surrogatepass") + b"\0" + body).hexdigest()
 
 
 def _received(method, properties, body: bytes) -> ReceivedMessage:
@@ -393,8 +615,15 @@ def _received(method, properties, body: bytes) -> ReceivedMessage:
     return ReceivedMessage(
         body=body, headers=headers, handle=method.delivery_tag, message_id=properties.message_id or "",
         route=routing_key, dead_letter_reason=reason, redelivered=bool(method.redelivered),
-        # a message shovelled back by hand keeps its publish id but dies once more: the count tells them apart
+        # a message shovelled back by hand keeps its publish id but dies once more: the count tells them apart.
+        # Without a publish id the message has no journal key: its message_id is an application's, not ours
         arrival_id=f"{publish_id}/{death_count}" if publish_id else None,
+        origin=Origin(
+            "rabbitmq",
+            headers=tuple((properties.headers or {}).items()),
+            properties={name: getattr(properties, name) for name in PROPERTY_NAMES
+                        if getattr(properties, name) is not None},
+        ),
     )
 
 
