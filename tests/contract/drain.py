@@ -1,0 +1,148 @@
+"""Read what a broker's main destination holds with the broker's own client, not with wfbus.
+
+The counting invariants (every event at the destination exactly once, byte for byte, in order per key)
+are checked against what an independent consumer sees.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import yaml
+
+
+def target_settings(config_dir: Path) -> dict:
+    return yaml.safe_load((config_dir / "wfbus.yaml").read_text())["brokers"]["target"]
+
+
+def drain_main(config_dir: Path, expected: int, timeout: float = 60) -> list[bytes]:
+    """Every body in the target's main destination, in the order a consumer receives them.
+
+    SQS and RabbitMQ messages are consumed (removed); local and Kafka are read without removal.
+    """
+    settings = target_settings(config_dir)
+    kind = settings["type"]
+    if kind == "local":
+        db = sqlite3.connect(settings["path"])
+        try:
+            return [bytes(b) for (b,) in db.execute("SELECT body FROM messages WHERE queue = ? ORDER BY id",
+                                                    (settings["queue"],))]
+        finally:
+            db.close()
+    if kind == "sqs":
+        return _drain_sqs(settings, expected, timeout)
+    if kind == "rabbitmq":
+        return _drain_rabbitmq(settings, expected, timeout)
+    if kind == "kafka":
+        return _read_kafka(settings, expected, timeout)
+    raise AssertionError(f"no drain for {kind}")
+
+
+def _drain_sqs(settings: dict, expected: int, timeout: float) -> list[bytes]:
+    from contract.kits import sqs_client
+
+    client = sqs_client()
+    out: list[bytes] = []
+    empty_polls = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and empty_polls < (2 if len(out) >= expected else 6):
+        got = client.receive_message(QueueUrl=settings["queue_url"], MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                     AttributeNames=["All"]).get("Messages", [])
+        if not got:
+            empty_polls += 1
+            continue
+        empty_polls = 0
+        out.extend(m["Body"].encode() for m in got)
+        client.delete_message_batch(QueueUrl=settings["queue_url"], Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+    return out
+
+
+def _drain_rabbitmq(settings: dict, expected: int, timeout: float) -> list[bytes]:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(settings["url"]))
+    try:
+        channel = connection.channel()
+        out: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            method, _props, body = channel.basic_get(settings["queue"], auto_ack=True)
+            if method is None:
+                if len(out) >= expected:
+                    break
+                time.sleep(0.2)
+                if channel.queue_declare(settings["queue"], passive=True).method.message_count == 0 and \
+                        len(out) >= expected:
+                    break
+                continue
+            out.append(body)
+        return out
+    finally:
+        connection.close()
+
+
+def _read_kafka(settings: dict, expected: int, timeout: float) -> list[bytes]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings["bootstrap_servers"], enable_auto_commit=False,
+                             auto_offset_reset="earliest", isolation_level="read_committed")
+    try:
+        partitions = [TopicPartition(settings["topic"], p) for p in consumer.partitions_for_topic(settings["topic"])]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        out: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(consumer.position(tp) < end[tp] for tp in partitions):
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend(r.value for r in records)
+        return out
+    finally:
+        consumer.close()
+
+
+def events_of(bodies: list[bytes]) -> list[dict]:
+    return [json.loads(b) for b in bodies]
+
+
+def count_main(config_dir: Path) -> int:
+    """How many messages the target's main destination holds now (cheap, for timing a kill)."""
+    settings = target_settings(config_dir)
+    kind = settings["type"]
+    if kind == "local":
+        db = sqlite3.connect(settings["path"], timeout=30)
+        try:
+            return db.execute("SELECT COUNT(*) FROM messages WHERE queue = ?", (settings["queue"],)).fetchone()[0]
+        except sqlite3.OperationalError:  # the file is being created
+            return 0
+        finally:
+            db.close()
+    if kind == "sqs":
+        from contract.kits import sqs_client
+
+        attributes = sqs_client().get_queue_attributes(QueueUrl=settings["queue_url"],
+                                                       AttributeNames=["ApproximateNumberOfMessages"])
+        return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+    if kind == "rabbitmq":
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(settings["url"]))
+        try:
+            return connection.channel().queue_declare(settings["queue"], passive=True).method.message_count
+        finally:
+            connection.close()
+    if kind == "kafka":
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=settings["bootstrap_servers"])
+        try:
+            partitions = [TopicPartition(settings["topic"], p)
+                          for p in consumer.partitions_for_topic(settings["topic"])]
+            return sum(consumer.end_offsets(partitions).values())
+        finally:
+            consumer.close()
+    raise AssertionError(f"no count for {kind}")
