@@ -2,38 +2,81 @@
 
 boto3 is imported only when a broker of this type is used.  Every botocore error that means
 "cannot reach / not allowed / no such queue" becomes BrokerUnavailable naming the queue and the fix.
+
+Publishing keeps SQS's rules on this side of the wire, so one bad message never takes others down:
+each message is checked first (UTF-8 text of characters SQS accepts, the attribute rules, the size
+limit counted with attributes) and one SQS refuses fails alone; every SendMessageBatch request is
+accounted by its own answer; an entry SQS did not answer is a failure.  On a FIFO queue the messages
+of one message group go out in order (groups in parallel, each group's sub-batches one after the
+other), and a group whose message could not be confirmed sends no later message in that publish.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import string
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ..errors import BrokerUnavailable, ConfigError, UsageError
+from ..errors import BrokerUnavailable, ConfigError, ExitStatus, UsageError, WfbusError
 from .base import (
-    Capabilities,
     HEADER_ATTEMPT,
+    HEADER_EVENT_ID,
+    HEADER_REPLAYED_FROM,
+    HEADER_TOPIC,
+    HEADER_URN,
     Broker,
     BrokerSettings,
+    Capabilities,
     DeadLetterReader,
     Delivery,
+    Origin,
     OutgoingMessage,
     QueueDepth,
     ReceivedMessage,
 )
 
 BATCH_ENTRIES = 10
-BATCH_BYTES = 262_144  # SendMessageBatch: the sum of all entries
+BATCH_BYTES = 262_144  # SendMessageBatch: the sum of all entries (a queue allowing larger messages allows as much)
+MESSAGE_BYTES = 262_144  # a queue that does not report MaximumMessageSize
+MAX_ATTRIBUTES = 10
 RETRIES = 4
+NO_ANSWER = "no answer from SQS for this message (neither Successful nor Failed): not confirmed"
+FOLDED_HEADERS = "wfbus-headers"  # headers SQS cannot carry one by one, as one JSON object
+TEMPLATE_FIELDS = ("urn", "topic")
+
+# SQS accepts these characters in bodies and String attribute values (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
+# #x10000-#x10FFFF); anything else makes it refuse the message
+_REFUSED_CHARACTER = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_DATA_TYPE = re.compile(r"^(String|Number|Binary)(\.[A-Za-z0-9_.-]+)?$")
+_GROUP_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # alphanumeric and punctuation
+# the headers wfbus itself writes, most important first: the ones a cross-type replay keeps first
+_OWN_HEADERS = (HEADER_TOPIC, HEADER_URN, HEADER_ATTEMPT, HEADER_EVENT_ID, HEADER_REPLAYED_FROM)
+# what a same-type replay adds to the message as it was, most important first
+_ADDITIONS = (HEADER_REPLAYED_FROM, HEADER_EVENT_ID, HEADER_TOPIC, HEADER_URN, HEADER_ATTEMPT)
+# a whole request refused for what it carries (not for the queue's or the network's sake): resend one by one
+_CONTENT_ERRORS = ("InvalidParameterValue", "InvalidAttributeValue", "InvalidAttributeName", "InvalidMessageContents",
+                   "MessageTooLong", "BatchRequestTooLong", "MissingParameter", "BatchEntryIdsNotDistinct",
+                   "InvalidBatchEntryId", "TooManyEntriesInBatchRequest", "ParamValidation")
+
+
+class IncompleteRead(WfbusError):
+    """Messages are in the queue that SQS would not hand out, so what was read is not all there is."""
+
+    exit_status = ExitStatus.DELIVERY_FAILED
 
 
 class SqsSettings(BrokerSettings):
@@ -53,6 +96,24 @@ class SqsSettings(BrokerSettings):
     visibility_timeout: int = Field(60, ge=2, le=43200)
     timeout_seconds: float = Field(10, gt=0)
 
+    @field_validator("message_group_id")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        """A template naming a field an event does not have must fail at load time, not mid-emit."""
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        for name in fields:
+            if name not in TEMPLATE_FIELDS:
+                known = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+                raise ValueError(f"unknown field {{{name}}} (an event has {known})")
+        try:
+            value.format(urn="u", topic="t")
+        except (ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        return value
+
     @model_validator(mode="after")
     def _one_queue(self) -> SqsSettings:
         if bool(self.queue_url) == bool(self.queue_name):
@@ -64,6 +125,51 @@ class SqsSettings(BrokerSettings):
 
     def target(self) -> str:
         return self.queue_url or f"queue {self.queue_name}"
+
+
+class _Refused(Exception):
+    """One message SQS would refuse (or did): it fails alone, the others go on."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One message ready for SendMessageBatch (without its Id), with what ordering and sizing need."""
+
+    index: int
+    request: dict[str, Any]
+    size: int
+    group: str | None
+    tries: int = 0
+    alone: bool = False  # its request was refused as a whole: it goes out on its own to learn its own answer
+
+
+@dataclass(slots=True)
+class _Answer:
+    """One SendMessageBatch response read entry by entry (every Id gets exactly one outcome)."""
+
+    confirmed: list[str]
+    refused: dict[str, str]  # the sender's fault: resending the same message cannot help
+    retry: dict[str, str]  # the server's fault: worth another try
+    missing: list[str]  # neither Successful nor Failed: a missing answer is a failure
+
+
+def read_answer(ids: Sequence[str], response: dict[str, Any]) -> _Answer:
+    """Sort a SendMessageBatch response by entry; an entry SQS did not mention is not confirmed."""
+    answer = _Answer([], {}, {}, [])
+    wanted = set(ids)
+    for ok in response.get("Successful") or []:
+        if ok.get("Id") in wanted:
+            answer.confirmed.append(ok["Id"])
+            wanted.discard(ok["Id"])
+    for failed in response.get("Failed") or []:
+        entry_id = failed.get("Id")
+        if entry_id not in wanted:
+            continue
+        wanted.discard(entry_id)
+        reason = f"{failed.get('Code')}: {failed.get('Message', '')}".strip()
+        (answer.refused if failed.get("SenderFault") else answer.retry)[entry_id] = reason
+    answer.missing = [entry_id for entry_id in ids if entry_id in wanted]
+    return answer
 
 
 class SqsBroker(Broker):
@@ -80,6 +186,7 @@ class SqsBroker(Broker):
         self._dlq_resolved = bool(settings.dead_letter_queue_url)
         self._attributes: dict[str, str] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._broken: BrokerUnavailable | None = None  # a request failed for the queue's or network's sake
 
     @classmethod
     def capabilities_for(cls, settings: SqsSettings) -> Capabilities:
@@ -201,59 +308,163 @@ class SqsBroker(Broker):
 
     # -- publish -----------------------------------------------------------------------------
     def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
+        """Send a batch; every message gets its own answer (see the module docstring).
+
+        A request that failed for the queue's or the network's sake fails its own entries and stops
+        the entries not yet sent; the others keep their answers. When nothing at all was confirmed the
+        error is raised (the caller stops at once); otherwise it is raised by the next publish.
+        """
+        if self._broken is not None:
+            raise self._broken
         url = self._url(dead_letter)
         fifo = url.endswith(".fifo")
-        batches = list(_batches(messages))
+        limit = self.message_size_limit() or MESSAGE_BYTES
+        answers: dict[int, str | None] = {}
+        entries: list[_Entry] = []
+        for index, message in enumerate(messages):
+            try:
+                entries.append(self._prepare(index, message, fifo, limit))
+            except _Refused as refused:
+                answers[index] = str(refused)
+        lanes = _fifo_lanes(entries, self.settings.max_workers) if fifo else list(
+            _sub_batches(entries, max(BATCH_BYTES, limit)))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="wfbus-sqs")
-        results: dict[int, str | None] = {}
-        for outcome in self._pool.map(lambda batch: self._send_batch(url, fifo, batch), batches):
-            results.update(outcome)
-        return [Delivery(m, results.get(i, "no answer from SQS")) if results.get(i) else Delivery(m)
-                for i, m in enumerate(messages)]
+        stop = threading.Event()
+        errors: list[BrokerUnavailable] = []
+        for lane_answers, error in self._pool.map(lambda lane: self._send_lane(url, lane, limit, stop), lanes):
+            answers.update(lane_answers)
+            if error is not None:
+                errors.append(error)
+        deliveries = [Delivery(m, None) if i in answers and answers[i] is None else Delivery(m, answers.get(i, NO_ANSWER))
+                      for i, m in enumerate(messages)]
+        if errors:
+            if not any(d.ok for d in deliveries):
+                raise errors[0]
+            self._broken = errors[0]
+        return deliveries
 
-    def _send_batch(self, url: str, fifo: bool, batch: list[tuple[int, OutgoingMessage]]) -> dict[int, str | None]:
-        pending = {str(i): m for i, m in batch}
-        outcome: dict[int, str | None] = {}
-        for attempt in range(RETRIES):
-            entries = [self._entry(entry_id, m, fifo) for entry_id, m in pending.items()]
-            with self._aws(url):
-                response = self.client.send_message_batch(QueueUrl=url, Entries=entries)
-            for ok in response.get("Successful", []):
-                outcome[int(ok["Id"])] = None
-                pending.pop(ok["Id"], None)
-            retry: dict[str, OutgoingMessage] = {}
-            for failed in response.get("Failed", []):
-                reason = f"{failed.get('Code')}: {failed.get('Message', '')}".strip()
-                if failed.get("SenderFault"):
-                    outcome[int(failed["Id"])] = reason
-                else:
-                    retry[failed["Id"]] = pending[failed["Id"]]
-                    outcome[int(failed["Id"])] = reason
-            pending = retry
-            if not pending:
+    def _send_lane(self, url: str, lane: list[_Entry], limit: int,
+                   stop: threading.Event) -> tuple[dict[int, str | None], BrokerUnavailable | None]:
+        """Send entries in their order, one request at a time; retried entries go before the rest.
+
+        In a FIFO lane a group whose entry ends unconfirmed (no answer, retries spent, failed request)
+        sends no later entry in this publish: those fail as "not sent", so the group's order holds.
+        A message SQS refuses for what it is fails alone (it can never be sent as it is).
+        """
+        answers: dict[int, str | None] = {}
+        pending = deque(lane)
+        blocked: dict[str, str] = {}
+        error: BrokerUnavailable | None = None
+        while pending:
+            if stop.is_set():
+                reason = f"not sent: {error.message if error else 'another request of this publish failed'}"
+                answers.update((entry.index, reason) for entry in pending)
                 break
-            time.sleep(0.1 * 2**attempt)
-        return outcome
+            batch = _take(pending, blocked, answers, max(BATCH_BYTES, limit))
+            if not batch:
+                continue
+            try:
+                response = self._request(url, batch)
+            except _Refused as refused:  # the request as a whole: learn each entry's own answer
+                if len(batch) == 1:
+                    answers[batch[0].index] = str(refused)
+                else:
+                    for entry in reversed(batch):
+                        entry.alone = True
+                        pending.appendleft(entry)
+                continue
+            except BrokerUnavailable as exc:
+                error = exc
+                stop.set()
+                for entry in batch:
+                    answers[entry.index] = f"not confirmed: {exc.message}"
+                    _block(blocked, entry, exc.message)
+                continue
+            answer = read_answer([str(n) for n in range(len(batch))], response)
+            for entry_id in answer.confirmed:
+                answers[batch[int(entry_id)].index] = None
+            for entry_id, reason in answer.refused.items():
+                answers[batch[int(entry_id)].index] = reason
+            for entry_id in answer.missing:
+                answers[batch[int(entry_id)].index] = NO_ANSWER
+                _block(blocked, batch[int(entry_id)], NO_ANSWER)
+            again = []
+            for entry_id, reason in answer.retry.items():
+                entry = batch[int(entry_id)]
+                entry.tries += 1
+                if entry.tries >= RETRIES:
+                    answers[entry.index] = f"not confirmed after {RETRIES} tries: {reason}"
+                    _block(blocked, entry, reason)
+                else:
+                    again.append(entry)
+            if again:
+                time.sleep(0.1 * 2 ** max(e.tries for e in again))
+                pending.extendleft(reversed(again))
+        return answers, error
 
-    def _entry(self, entry_id: str, message: OutgoingMessage, fifo: bool) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "Id": entry_id,
-            "MessageBody": message.body.decode("utf-8"),
-            "MessageAttributes": {
-                name: {"DataType": "Number" if name == HEADER_ATTEMPT else "String", "StringValue": value}
-                for name, value in message.headers.items()
-            },
-        }
+    def _request(self, url: str, batch: list[_Entry]) -> dict[str, Any]:
+        """One SendMessageBatch; a request refused for its content raises _Refused, anything else
+        BrokerUnavailable."""
+        import botocore.exceptions as bx
+
+        entries = [{"Id": str(n), **entry.request} for n, entry in enumerate(batch)]
+        with self._aws(url):
+            try:
+                return self.client.send_message_batch(QueueUrl=url, Entries=entries)
+            except bx.ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status == 400 and any(c in code for c in _CONTENT_ERRORS):
+                    message = exc.response.get("Error", {}).get("Message", "")
+                    raise _Refused(f"{code}: {message}".strip()) from None
+                raise
+            except bx.ParamValidationError as exc:
+                raise _Refused(f"ParamValidation: {exc}") from None
+
+    def _prepare(self, index: int, message: OutgoingMessage, fifo: bool, limit: int) -> _Entry:
+        """The SendMessageBatch entry of one message, checked against SQS's rules; _Refused if it breaks one."""
+        try:
+            body = message.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Refused(f"the body is not UTF-8 text (byte {exc.start}): SQS carries text only") from None
+        if not body:
+            raise _Refused("the body is empty: SQS refuses an empty message")
+        bad = _REFUSED_CHARACTER.search(body)
+        if bad:
+            raise _Refused(f"the body holds U+{ord(bad.group()):04X} at character {bad.start()}, "
+                           "which SQS refuses in a message")
+        attributes, droppable = message_attributes(message)
+        size = len(message.body) + sum(_attribute_size(n, a) for n, a in attributes.items())
+        while size > limit and droppable:  # wfbus's own additions give way to the message as it was
+            name = droppable.pop()
+            size -= _attribute_size(name, attributes.pop(name))
+        if size > limit:
+            raise _Refused(f"the message is {size:,} bytes with its attributes, over the queue's "
+                           f"{limit:,}-byte limit")
+        request: dict[str, Any] = {"MessageBody": body}
+        if attributes:
+            request["MessageAttributes"] = attributes
+        group = None
         if fifo:
-            entry["MessageGroupId"] = message.ordering_key or self.settings.message_group_id.format(
-                urn=message.key, topic=message.topic)
-            mode = self.settings.deduplication
-            if mode == "event-id":
-                entry["MessageDeduplicationId"] = message.dedup_id or message.event_id
-            elif mode == "random":
-                entry["MessageDeduplicationId"] = uuid.uuid4().hex
-        return entry
+            group = message.ordering_key or self.settings.message_group_id.format(urn=message.key, topic=message.topic)
+            if not _GROUP_ID.match(group):
+                raise _Refused(f"message group id {group!r}: SQS takes 1 to 128 letters, digits and punctuation")
+            request["MessageGroupId"] = group
+            dedup = message.dedup_id or self._dedup_id(message)
+            if dedup:
+                request["MessageDeduplicationId"] = dedup
+        return _Entry(index, request, size, group)
+
+    def _dedup_id(self, message: OutgoingMessage) -> str | None:
+        """On emit, by the configured mode. A replay always brings its own (OutgoingMessage.dedup_id):
+        with `content` a replay of an unchanged body inside SQS's 5 minutes would be dropped as a repeat."""
+        mode = self.settings.deduplication
+        if mode == "event-id":
+            return message.event_id
+        if mode == "random":
+            return uuid.uuid4().hex
+        return None
 
     # -- depth and peek ----------------------------------------------------------------------
     def depth(self) -> list[QueueDepth]:
@@ -274,7 +485,11 @@ class SqsBroker(Broker):
                           approximate=True, detail={"queue_url": url})
 
     def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
-        """Receive (holding them invisible so each is seen once), then make all visible again."""
+        """Receive (holding them invisible, with a heartbeat, each MessageId once), then make all visible again.
+
+        A FIFO queue whose groups hide messages behind the ones read raises IncompleteRead rather than
+        return a partial list as if it were all (see SqsDeadLetterReader).
+        """
         url = self._url(dead_letter)
         if not force and self._has_redrive_policy(url):
             raise UsageError(
@@ -282,17 +497,8 @@ class SqsBroker(Broker):
                 "peeking can push messages toward its dead-letter queue",
                 hint="pass --force to peek anyway",
             )
-        held: list[ReceivedMessage] = []
-        try:
-            while limit is None or len(held) < limit:
-                batch = self._receive(url, BATCH_ENTRIES if limit is None else min(BATCH_ENTRIES, limit - len(held)),
-                                      visibility=max(30, self.settings.visibility_timeout))
-                if not batch:
-                    break
-                held.extend(batch)
-        finally:
-            self._change_visibility(url, held, 0)
-        return held
+        with SqsDeadLetterReader(self, url) as reader:
+            return reader.take(limit, step=BATCH_ENTRIES * 10)
 
     def _has_redrive_policy(self, url: str) -> bool:
         if url == self.queue_url:
@@ -301,13 +507,20 @@ class SqsBroker(Broker):
             return "RedrivePolicy" in self.client.get_queue_attributes(
                 QueueUrl=url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
 
-    def _receive(self, url: str, count: int, visibility: int) -> list[ReceivedMessage]:
+    def _receive(self, url: str, count: int, visibility: int, wait: int | None = None) -> list[ReceivedMessage]:
         with self._aws(url):
             response = self.client.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=count, WaitTimeSeconds=self.settings.receive_wait_seconds,
+                QueueUrl=url, MaxNumberOfMessages=count,
+                WaitTimeSeconds=self.settings.receive_wait_seconds if wait is None else wait,
                 VisibilityTimeout=visibility, AttributeNames=["All"], MessageAttributeNames=["All"],
             )
         return [_received(m) for m in response.get("Messages", [])]
+
+    def _queue_arn(self, url: str) -> str | None:
+        """The queue's ARN (its identity across URLs and endpoints), None where the server gives none."""
+        with self._aws(url):
+            return self.client.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["QueueArn"]).get("Attributes", {}).get("QueueArn")
 
     def _change_visibility(self, url: str, messages: Sequence[ReceivedMessage], seconds: int) -> None:
         for start in range(0, len(messages), BATCH_ENTRIES):
@@ -363,21 +576,29 @@ class SqsBroker(Broker):
 
 
 class SqsDeadLetterReader(DeadLetterReader):
-    """Receives the DLQ up to the count it held at the start, keeping what it holds invisible.
+    """Receives a queue (the DLQ for replay; any queue for peek) up to the count it held at the start.
 
-    A heartbeat thread extends the visibility of every held message while the replay works, so no
-    other consumer sees them; unselected messages are held until the end and then made visible again
-    at once, so each message is examined once and the replay ends.
+    A heartbeat thread extends the visibility of every held message while the work goes on, so no
+    other consumer sees them and none comes back to be read twice (a message that does come back, its
+    visibility lapsed, is recognised by its MessageId and not returned again). Unselected messages are
+    held until the end and then made visible again at once, so each message is examined once.
+
+    On a FIFO queue SQS hands out no further message of a message group while one of the group is held.
+    A replay removes what it replayed, so its groups move on; but a group whose head stays (not selected,
+    not confirmed, or a dry run / peek that removes nothing) hides the rest of that group. That cannot
+    be worked around without removing messages, so the reader says so: IncompleteRead (exit 1) naming
+    how many messages it could not examine, instead of ending as if it had seen everything.
     """
 
-    def __init__(self, broker: SqsBroker) -> None:
+    def __init__(self, broker: SqsBroker, url: str | None = None) -> None:
         self.broker = broker
-        self.url = broker._require_dlq()
+        self.url = url or broker._require_dlq()
+        self.fifo = self.url.endswith(".fifo")
         self.source_label = f"{broker.name}:{self.url.rsplit('/', 1)[-1]}"
+        self.identity = broker._queue_arn(self.url) or self.url
         self._bound = broker._depth_row(self.url, "dead-letter").ready or 0
         self._seen: set[str] = set()
         self._held: dict[str, ReceivedMessage] = {}
-        self._deferred: list[ReceivedMessage] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._keep_invisible, daemon=True, name="wfbus-sqs-visibility")
@@ -387,7 +608,9 @@ class SqsDeadLetterReader(DeadLetterReader):
         out: list[ReceivedMessage] = []
         while len(out) < max_messages and len(self._seen) < self._bound:
             want = min(BATCH_ENTRIES, max_messages - len(out), self._bound - len(self._seen))
-            batch = self.broker._receive(self.url, want, self.broker.settings.visibility_timeout)
+            # long-poll only while there is nothing to hand back: a FIFO group we hold answers empty at once
+            batch = self.broker._receive(self.url, want, self.broker.settings.visibility_timeout,
+                                         wait=None if not out else 0)
             if not batch:
                 break
             for message in batch:
@@ -397,14 +620,48 @@ class SqsDeadLetterReader(DeadLetterReader):
                     continue  # its visibility lapsed and it came back: it is already being handled
                 self._seen.add(message.message_id)
                 out.append(message)
+        if not out and self.fifo:
+            self._check_complete()
         return out
+
+    def _check_complete(self) -> None:
+        """Raise IncompleteRead when visible messages remain behind group heads this reader holds."""
+        with self._lock:
+            held = len(self._held)
+        if not held or len(self._seen) >= self._bound:
+            return
+        visible = self.broker._depth_row(self.url, "dead-letter").ready or 0
+        if visible <= 0:
+            return
+        raise IncompleteRead(
+            f"{self.broker.name}: {visible} message(s) of the FIFO queue {self.url.rsplit('/', 1)[-1]} were not "
+            f"examined: SQS hands out no further message of a message group while one of the group is held, "
+            f"and {held} message(s) at the head of their groups stay in the queue (not selected, not "
+            "replayed, or only looked at)",
+            hint="replay without filters (each group then moves on as it is replayed), or replay the whole "
+                 "queue to a local broker (`replay --to <local broker>`) and look at it there",
+        )
 
     def ack(self, messages: Sequence[ReceivedMessage]) -> None:
         self.broker._delete(self.url, messages)
         self._forget(messages)
 
     def release(self, messages: Sequence[ReceivedMessage]) -> None:
-        self._deferred.extend(messages)
+        """Held until close: released now, they would be received again by this very run."""
+
+    def held_elsewhere(self) -> tuple[int, float | None] | None:
+        """Messages in flight at the source that this reader does not hold (a killed run, another
+        consumer), and an upper bound of the seconds until they return: the longer of the queue's
+        VisibilityTimeout and wfbus's own (a killed wfbus run held them for that long at most)."""
+        with self.broker._aws(self.url):
+            attributes = self.broker.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=[
+                "ApproximateNumberOfMessagesNotVisible", "VisibilityTimeout"])["Attributes"]
+        with self._lock:
+            mine = len(self._held)
+        count = max(0, int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)) - mine)
+        if not count:
+            return 0, None
+        return count, float(max(int(attributes.get("VisibilityTimeout", 30)), self.broker.settings.visibility_timeout))
 
     def close(self) -> None:
         self._stop.set()
@@ -431,30 +688,176 @@ class SqsDeadLetterReader(DeadLetterReader):
                 continue
 
 
-def _batches(messages: Sequence[OutgoingMessage]) -> Iterator[list[tuple[int, OutgoingMessage]]]:
-    batch: list[tuple[int, OutgoingMessage]] = []
+# -- message attributes ------------------------------------------------------------------------------
+def message_attributes(message: OutgoingMessage) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The SQS message attributes of a message, within SQS's rules, and which of them may give way.
+
+    Same broker type (origin "sqs"): every attribute of the message as it was, type for type (Binary
+    stays Binary, a custom `Number.x` stays so); a value the replay changed (`attempt`, `event-id` under
+    `--attempt increment`) keeps its DataType. wfbus's additions (replayed-from, event-id, topic, urn,
+    attempt, in that order) follow while fewer than 10 attributes are set; the ones that do not fit are
+    dropped (the message as it was comes first; the body names the event anyway).
+
+    Other sources (RabbitMQ, Kafka, local, emit): wfbus's own headers first (topic, urn, attempt,
+    event-id, replayed-from), then the others in their order. A header SQS cannot carry as an attribute
+    (a name SQS refuses, an empty value, a character SQS refuses) and those beyond the tenth are folded
+    into one String attribute `wfbus-headers`, a JSON object (ASCII-escaped), which then takes the
+    tenth place: nothing is dropped. `attempt` is a Number only when its value is a number.
+
+    Returns the attributes and the names that may be dropped, least important last, when the message
+    with its attributes is over the size limit (wfbus's additions, the fold); nothing else is dropped.
+    """
+    origin = message.origin
+    if origin is not None and origin.broker_type == "sqs":
+        return _same_type_attributes(message, origin)
+    return _foreign_attributes(message.headers)
+
+
+def _same_type_attributes(message: OutgoingMessage, origin: Origin) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    kept: dict[str, dict[str, Any]] = {}
+    for name, attribute in (origin.properties.get("MessageAttributes") or {}).items():
+        attribute = {k: v for k, v in attribute.items() if k in ("DataType", "StringValue", "BinaryValue")}
+        changed = message.headers.get(name)
+        if changed is not None and "StringValue" in attribute and changed != attribute["StringValue"]:
+            attribute = _typed(name, changed, attribute["DataType"])
+        kept[name] = attribute
+    droppable: list[str] = []
+    extra = [n for n in message.headers if n not in kept]
+    extra.sort(key=lambda n: _ADDITIONS.index(n) if n in _ADDITIONS else len(_ADDITIONS))
+    for name in extra:
+        value = message.headers[name]
+        if len(kept) < MAX_ATTRIBUTES and _valid_name(name) and _valid_text(value):
+            kept[name] = _typed(name, value)
+            droppable.append(name)  # most important first: the last one gives way first
+    return kept, droppable
+
+
+def _foreign_attributes(headers: dict[str, str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    names = [n for n in _OWN_HEADERS if n in headers] + [n for n in headers if n not in _OWN_HEADERS]
+    fit = [n for n in names if _valid_name(n) and _valid_text(headers[n])]
+    unfit = [n for n in names if n not in fit]
+    if len(fit) > MAX_ATTRIBUTES or unfit:
+        room = MAX_ATTRIBUTES - 1
+        folded = [n for n in names if n in unfit or n in fit[room:]]
+        fit = fit[:room]
+    else:
+        folded = []
+    attributes = {n: _typed(n, headers[n]) for n in fit}
+    if folded:
+        attributes[FOLDED_HEADERS] = {"DataType": "String", "StringValue": json.dumps(
+            {n: headers[n] for n in folded}, ensure_ascii=True, separators=(",", ":"))}
+    # wfbus's own may give way to the size limit (the last one first), the source's headers never
+    return attributes, [n for n in _OWN_HEADERS if n in attributes]
+
+
+def _valid_name(name: str) -> bool:
+    """SQS: letters, digits, `_ - .`, up to 256; no leading/trailing/double period; not `AWS.`/`Amazon.`."""
+    return (bool(_ATTRIBUTE_NAME.match(name)) and not name.startswith(".") and not name.endswith(".")
+            and ".." not in name and not name.lower().startswith(("aws.", "amazon.")))
+
+
+def _valid_text(value: str) -> bool:
+    return bool(value) and _REFUSED_CHARACTER.search(value) is None
+
+
+def _typed(name: str, value: str, data_type: str | None = None) -> dict[str, Any]:
+    """A String attribute, or a Number where the value is one and its type (or the name `attempt`) says so."""
+    numeric = bool(_NUMBER.match(value)) and sum(c.isdigit() for c in value.split("e")[0].split("E")[0]) <= 38
+    if data_type and _DATA_TYPE.match(data_type) and not data_type.startswith("Binary"):
+        if data_type.startswith("String") or numeric:
+            return {"DataType": data_type, "StringValue": value}
+    if numeric and (name == HEADER_ATTEMPT or (data_type or "").startswith("Number")):
+        return {"DataType": "Number", "StringValue": value}
+    return {"DataType": "String", "StringValue": value}
+
+
+def _attribute_size(name: str, attribute: dict[str, Any]) -> int:
+    """What SQS counts toward the message size: name, type and value."""
+    value = attribute.get("StringValue")
+    value_size = len(value.encode("utf-8")) if value is not None else len(attribute.get("BinaryValue") or b"")
+    return len(name.encode("utf-8")) + len(attribute["DataType"].encode("utf-8")) + value_size
+
+
+# -- batching ----------------------------------------------------------------------------------------
+def _sub_batches(entries: Sequence[_Entry], max_bytes: int) -> Iterator[list[_Entry]]:
+    """Consecutive entries, at most 10 and `max_bytes` together, per request."""
+    batch: list[_Entry] = []
     size = 0
-    for index, message in enumerate(messages):
-        entry_size = len(message.body) + sum(len(k) + len(v) + 6 for k, v in message.headers.items())
-        if batch and (len(batch) == BATCH_ENTRIES or size + entry_size > BATCH_BYTES):
+    for entry in entries:
+        if batch and (len(batch) == BATCH_ENTRIES or size + entry.size > max_bytes):
             yield batch
             batch, size = [], 0
-        batch.append((index, message))
-        size += entry_size
+        batch.append(entry)
+        size += entry.size
     if batch:
         yield batch
 
 
+def _fifo_lanes(entries: Sequence[_Entry], workers: int) -> list[list[_Entry]]:
+    """Split by message group into at most `workers` lanes, each sent in order by one thread.
+
+    A group lives in one lane, so its messages leave in input order; the largest groups are spread
+    first over the least loaded lanes, so the lanes finish together.
+    """
+    groups: dict[str | None, list[_Entry]] = {}
+    for entry in entries:
+        groups.setdefault(entry.group, []).append(entry)
+    count = min(workers, len(groups))
+    if count == 0:
+        return []
+    load = [0] * count
+    lane_of: dict[str | None, int] = {}
+    for group, members in sorted(groups.items(), key=lambda item: -len(item[1])):
+        lane = load.index(min(load))
+        lane_of[group] = lane
+        load[lane] += len(members)
+    lanes: list[list[_Entry]] = [[] for _ in range(count)]
+    for entry in entries:  # input order within each lane
+        lanes[lane_of[entry.group]].append(entry)
+    return [lane for lane in lanes if lane]
+
+
+def _take(pending: deque[_Entry], blocked: dict[str, str], answers: dict[int, str | None],
+          max_bytes: int) -> list[_Entry]:
+    """The next request's entries from the front of a lane; entries of a blocked group fail unsent."""
+    batch: list[_Entry] = []
+    size = 0
+    while pending and len(batch) < BATCH_ENTRIES:
+        entry = pending[0]
+        if entry.group is not None and entry.group in blocked:
+            pending.popleft()
+            answers[entry.index] = f"not sent: an earlier message of its message group failed ({blocked[entry.group]})"
+            continue
+        if batch and (entry.alone or batch[0].alone or size + entry.size > max_bytes):
+            break
+        batch.append(pending.popleft())
+        size += entry.size
+    return batch
+
+
+def _block(blocked: dict[str, str], entry: _Entry, reason: str) -> None:
+    if entry.group is not None:
+        blocked.setdefault(entry.group, reason)
+
+
 def _received(message: dict[str, Any]) -> ReceivedMessage:
+    """A received SQS message: text attributes as headers (Binary ones only in the origin), the typed
+    attributes and the message group in the origin, so a replay into SQS re-sends them type for type."""
     attributes = message.get("Attributes", {})
+    typed = message.get("MessageAttributes", {})
+    group = attributes.get("MessageGroupId")
+    properties: dict[str, Any] = {"MessageAttributes": typed}
+    if group is not None:
+        properties["MessageGroupId"] = group
     return ReceivedMessage(
         body=message["Body"].encode("utf-8"),
-        headers={k: v.get("StringValue", "") for k, v in message.get("MessageAttributes", {}).items()},
+        headers={k: v["StringValue"] for k, v in typed.items() if "StringValue" in v},
         handle=message["ReceiptHandle"],
         message_id=message["MessageId"],
         arrival_id=message["MessageId"],  # one send: a deleted message never comes back under this id
         receive_count=int(attributes.get("ApproximateReceiveCount", 0)) or None,
-        ordering_key=attributes.get("MessageGroupId"),
+        ordering_key=group,
+        origin=Origin("sqs", properties=properties),
     )
 
 
