@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -41,10 +42,24 @@ def secret_config(tmp_path, monkeypatch, wfbus):
     return tmp_path
 
 
-COMMANDS = [
-    ["brokers"], ["-o", "json", "brokers"], ["depth"], ["-o", "json", "depth"], ["schema"],
-    *[[*flags, command, "-b", broker, *extra]
-      for broker in ("rabbit_badauth", "rabbit_down", "kafka_sasl", "sqs_env_keys", "sqs_down")
+# Why each broker fails: the reason its command must give (exit 5: unreachable, authentication, missing queue)
+FAILS_BECAUSE = {
+    "rabbit_badauth": "authentication failed",
+    "rabbit_down": "cannot reach RabbitMQ",
+    "kafka_sasl": "no Kafka broker reachable",  # a SASL handshake against a plaintext listener
+    "sqs_env_keys": "queue does not exist",
+    "sqs_down": "cannot reach SQS",
+}
+
+# (arguments, exit code, texts the output must contain): each command's one intended outcome
+COMMANDS: list[tuple[list[str], int, list[str]]] = [
+    (["brokers"], 0, [*FAILS_BECAUSE, "amqp://guest:***@"]),
+    (["-o", "json", "brokers"], 0, [*FAILS_BECAUSE, "amqp://guest:***@"]),
+    (["depth"], 5, [f"{broker}: " for broker in FAILS_BECAUSE] + list(FAILS_BECAUSE.values())),
+    (["-o", "json", "depth"], 5, [f"{broker}: " for broker in FAILS_BECAUSE] + list(FAILS_BECAUSE.values())),
+    (["schema"], 0, ['"title": "WorkflowEvent"']),
+    *[([*flags, command, "-b", broker, *extra], 5, [f"{broker}: ", reason])
+      for broker, reason in FAILS_BECAUSE.items()
       for flags in ([], ["-o", "json"])
       for command, extra in (("emit", ["--topic", "t", "--urn", "u"]), ("peek", ["--dead-letter", "--force"]),
                              ("replay", ["--yes"]), ("replay", ["--dry-run"]))],
@@ -52,13 +67,18 @@ COMMANDS = [
 
 
 def test_no_command_prints_a_secret_even_when_failing_verbosely(wfbus, secret_config):
-    failures = 0
-    for args in COMMANDS:
+    outcomes = []
+    for args, code, texts in COMMANDS:
         result = wfbus("--verbose", *args)
-        failures += result.code != 0
         for secret in SECRETS:
             assert secret not in result.out and secret not in result.err, (args, secret)
-    assert failures >= len(COMMANDS) - 6  # the forced failures really happened
+        missing = [text for text in texts if text not in result.out + result.err]
+        outcomes.append((args, result.code, missing))
+        if "-o" in args and result.out:
+            json.loads(result.out)  # one JSON document on stdout, also when failing
+    wrong = [(args, code, missing) for (args, code, missing), (_, want, _) in zip(outcomes, COMMANDS)
+             if code != want or missing]
+    assert not wrong, f"{len(wrong)} of {len(COMMANDS)} commands did not fail (or succeed) as intended: {wrong}"
 
 
 def test_brokers_shows_where_but_not_the_password(wfbus, secret_config):
