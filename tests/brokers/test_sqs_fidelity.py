@@ -397,3 +397,31 @@ def test_a_group_template_naming_an_unknown_field_is_a_config_error(wfbus, queue
     assert result.code == 4, (result.code, result.err)
     assert "message_group_id" in result.err and "{tenant}" in result.err and "Traceback" not in result.err
     assert q.count(q.main) == 0
+
+
+def test_a_message_with_ten_attributes_is_replayed_as_it_was(wfbus, queues):
+    """SQS -> SQS: the message's own ten attributes come first; wfbus's additions give way."""
+    q = queues()
+    attributes = {f"a{i}": {"DataType": "String", "StringValue": f"v{i}"} for i in range(9)}
+    attributes["attempt"] = {"DataType": "Number", "StringValue": "2"}
+    sqs_client().send_message(QueueUrl=q.dlq, MessageBody=json.dumps({"topic": "t", "urn": "u", "attempt": 2}),
+                              MessageAttributes=attributes)
+    result = wfbus("-o", "json", "replay")
+    assert result.code == 0, result.err
+    [message] = q.drain(q.main)
+    assert message["MessageAttributes"] == attributes
+
+
+def test_the_size_limit_counts_the_attributes(wfbus, queues, tmp_path):
+    """A body just under 256 KiB: wfbus's own attributes give way so the message fits as SQS counts it."""
+    q = queues()
+    event = {"topic": "t", "urn": "u", "payload": "x"}
+    base = len(json.dumps(event, separators=(",", ":")).encode()) + len(',"attempt":0')
+    event["payload"] = "x" * (262_144 - base - 30)
+    write_jsonl(tmp_path / "e.jsonl", [event])
+    result = wfbus("emit", "e.jsonl")
+    assert result.code == 0, result.err
+    [message] = q.drain(q.main)
+    size = len(message["Body"].encode()) + sum(len(n) + len(a["DataType"]) + len(a["StringValue"].encode())
+                                               for n, a in message.get("MessageAttributes", {}).items())
+    assert len(message["Body"].encode()) > 262_144 - 40 and size <= 262_144

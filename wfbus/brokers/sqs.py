@@ -9,6 +9,9 @@ limit counted with attributes) and one SQS refuses fails alone; every SendMessag
 accounted by its own answer; an entry SQS did not answer is a failure.  On a FIFO queue the messages
 of one message group go out in order (groups in parallel, each group's sub-batches one after the
 other), and a group whose message could not be confirmed sends no later message in that publish.
+One case stays out of reach: SQS answers a request entry by entry, so when it reports a server-side
+failure for one entry (rare: InternalError/ServiceUnavailable per entry) and accepts a later entry of
+the same group in that same request, the retried entry lands after it.
 """
 
 from __future__ import annotations
