@@ -29,7 +29,7 @@ from .brokers.base import (
 )
 from .errors import ExitStatus, WfbusError
 from .event import WireFormat
-from .interrupts import deferred
+from .interrupts import deferred, signal_of
 from .journal import Journal
 from .selection import Parsed, Selection, parse_message
 from .redact import redact
@@ -64,21 +64,29 @@ class ReplayReport:
     passed_over: bool = False  # Kafka: unselected messages are skipped, not kept in the queue
     aborted: str | None = None
     abort_hint: str | None = None
-    interrupted: bool = False
+    stopped_by: int | None = None  # the signal that stopped the run (2 Ctrl-C, 15 SIGTERM, 1 SIGHUP)
     resumed: int = 0  # confirmed by a killed earlier run; this run only removed them from the source
+    held_elsewhere: int = 0  # at the source but invisible to this run (held by a killed run or a consumer)
+    held_return_seconds: float | None = None  # when they become visible again, at the latest
+    dead_letter_after: dict | None = None  # the source's dead-letter depth after the run, as `depth` shows it
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped_by is not None
 
     @property
     def left(self) -> int:
-        return self.examined - self.selected
+        """Examined and still at the source: not selected, failed, or not moved before a stop."""
+        return self.examined - self.replayed
 
     @property
-    def exit_status(self) -> ExitStatus:
-        if self.interrupted:
-            return ExitStatus.INTERRUPTED
+    def exit_status(self) -> int:
+        if self.stopped_by is not None:
+            return 128 + self.stopped_by
         if self.aborted and self.replayed == 0:
             return ExitStatus.BROKER_UNAVAILABLE
-        if self.failed or self.aborted:
-            return ExitStatus.DELIVERY_FAILED
+        if self.failed or self.aborted or self.held_elsewhere:
+            return ExitStatus.DELIVERY_FAILED  # not drained: held messages were never examined
         return ExitStatus.OK
 
 
@@ -200,14 +208,34 @@ def replay(
                     _move(reader, chosen, destination, report, options.attempt, journal)
             if progress:
                 progress(report.replayed, selection.limit)
-    except KeyboardInterrupt:
-        report.interrupted = True
+    except KeyboardInterrupt as stop:
+        report.stopped_by = signal_of(stop)
     except WfbusError as exc:
         report.aborted = redact(exc.message)
         report.abort_hint = exc.hint
     finally:
-        reader.close()
+        try:
+            if not report.aborted and not report.interrupted and selection.limit is None:
+                held = reader.held_elsewhere()
+                if held:
+                    report.held_elsewhere, report.held_return_seconds = held
+        finally:
+            reader.close()
+    report.dead_letter_after = _dead_letter_depth(source)
     return report
+
+
+def _dead_letter_depth(source: Broker) -> dict | None:
+    """What `wfbus depth` shows for the source's dead-letter queue now, so the report can be checked
+    against the broker (None when the broker cannot be asked: it is down)."""
+    try:
+        rows = [row for row in source.depth() if row.role == "dead-letter"]
+    except (WfbusError, OSError):
+        return None
+    if not rows:
+        return None
+    row = rows[0]
+    return {"ready": row.ready, "in_flight": row.in_flight, "lag": row.lag, "approximate": row.approximate}
 
 
 def _move(reader, chosen: Sequence[Parsed], destination: Broker, report: ReplayReport,

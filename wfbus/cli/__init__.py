@@ -77,20 +77,24 @@ def run(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) ->
 
 def _run(argv: Sequence[str] | None, state: State) -> int:
     """Run one command; every exception is mapped here and nowhere else."""
-    from .. import redact
+    from .. import interrupts, redact
 
     redact.reset()
     click_errors = _click_exceptions()
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     try:
-        result = app(args=args, prog_name="wfbus", standalone_mode=False, obj=state)
+        with interrupts.handling():  # SIGTERM and SIGHUP stop a command the way Ctrl-C does
+            result = app(args=args, prog_name="wfbus", standalone_mode=False, obj=state)
         return int(result or 0)
     except typer.Exit as exc:
         return exc.exit_code
     except click_errors.ClickException as exc:  # usage errors, including "no command given"
         exc.show()
         return ExitStatus.USAGE
-    except (KeyboardInterrupt, typer.Abort):
+    except KeyboardInterrupt as exc:
+        state.out.error("interrupted")
+        return interrupts.exit_code(exc)
+    except typer.Abort:
         state.out.error("interrupted")
         return ExitStatus.INTERRUPTED
     except WfbusError as exc:

@@ -115,12 +115,15 @@ def _render(out, report) -> None:
         out.json({
             "source": report.source, "destination": report.destination, "dry_run": report.dry_run,
             "examined": report.examined, "selected": report.selected, "replayed": report.replayed,
-            "left": report.left, "resumed": report.resumed,
+            "left": report.left, "not_selected": report.examined - report.selected, "resumed": report.resumed,
+            "held_elsewhere": report.held_elsewhere, "held_return_seconds": report.held_return_seconds,
+            "dead_letter_after": report.dead_letter_after,
             "failed": [vars(f) for f in report.failed],
             "by_topic": dict(report.by_topic), "by_attempt": {str(k): v for k, v in report.by_attempt.items()},
             "by_reason": dict(report.by_reason), "samples": report.samples,
             "unselected_passed_over": report.passed_over,
             "aborted": report.aborted, "hint": report.abort_hint, "interrupted": report.interrupted,
+            "signal": report.stopped_by,
             "exit_code": int(report.exit_status),
         })
         return
@@ -141,9 +144,15 @@ def _render(out, report) -> None:
                  f"{report.source} to {report.destination}")
         if report.resumed:
             out.line(f"{report.resumed} of them had been published by an interrupted replay: only removed now")
-    if report.left:
+    unselected = report.examined - report.selected
+    if unselected:
         where = "passed over (a Kafka topic cannot keep them)" if report.passed_over else "left in the dead-letter queue"
-        out.line(f"{report.left} message(s) not selected: {where}")
+        out.line(f"{unselected} message(s) not selected: {where}")
+    if report.held_elsewhere:
+        back = f" within {report.held_return_seconds:.0f} s" if report.held_return_seconds is not None else ""
+        out.error(f"{report.held_elsewhere} message(s) in the dead-letter queue are held elsewhere (in flight: a "
+                  f"killed earlier run or another consumer) and were not examined; they return{back}")
+        out.note("  hint: run the same replay again once they are back; `wfbus depth` shows them as in flight")
     if report.failed:
         out.table(["message id", "event id", "topic", "error"],
                   [(f.message_id, f.event_id, f.topic, f.error) for f in report.failed],
@@ -153,4 +162,5 @@ def _render(out, report) -> None:
         if report.abort_hint:
             out.note(f"  hint: {report.abort_hint}")
     if report.interrupted:
-        out.error("interrupted: the messages counted above were replayed; the rest stay in the dead-letter queue")
+        out.error(f"stopped by signal {report.stopped_by}: the messages counted above were replayed; the rest "
+                  "stay in the dead-letter queue")
