@@ -55,6 +55,7 @@ class EmitReport:
     stopped_by: int | None = None  # the signal that stopped the run (2 Ctrl-C, 15 SIGTERM, 1 SIGHUP)
     failed_out_written: bool = False  # --failed-out holds every event not confirmed
     failed_out_cut_short: bool = False  # a second signal stopped writing it: --resume is the way on
+    failed_out_error: str | None = None  # it could not be written (disk full): --resume is the way on
     resumed: bool = False
     skipped_confirmed: int = 0  # --resume: confirmed by the earlier run, not sent again
     already_complete: bool = False  # --resume: the earlier emit had finished; nothing sent
@@ -191,6 +192,7 @@ def _send(broker: Broker, sources: EventSources, report: EmitReport, record: Emi
         report.failed_out_cut_short = True
     finally:
         report.failed_out_written = failed_file.close(keep=not report.failed_out_cut_short)
+        report.failed_out_error = failed_file.error
 
 
 def _account(report: EmitReport, deliveries: list[Delivery], failed_file: FailedOut) -> None:
@@ -230,6 +232,7 @@ class FailedOut:
         self._handle: IO[bytes] | None = None
         self._temp: Path | None = None
         self.written = 0
+        self.error: str | None = None  # the file could not be written (disk full): --resume is the way on
 
     def _open(self) -> IO[bytes]:
         if self._handle is None:
@@ -239,15 +242,23 @@ class FailedOut:
             self._handle = os.fdopen(fd, "wb")
         return self._handle
 
-    def write_body(self, body: bytes) -> None:
-        if self.path is not None:
-            self._open().write(body + b"\n")
+    def _write(self, line: bytes) -> None:
+        if self.path is None or self.error is not None:
+            return
+        try:
+            self._open().write(line + b"\n")
             self.written += 1
+        except OSError as exc:
+            self.error = f"{exc.strerror or exc}"
+
+    def write_body(self, body: bytes) -> None:
+        self._write(body)
 
     def write_rest(self, events: Iterator[tuple[str, WorkflowEvent]]) -> None:
         for _, event in events:
-            self._open().write(dumps_compact(event.to_dict(self.broker.wire)).encode() + b"\n")
-            self.written += 1
+            if self.error is not None:
+                return
+            self._write(dumps_compact(event.to_dict(self.broker.wire)).encode())
 
     def close(self, *, keep: bool = True) -> bool:
         """Put the file in place; True when it holds every undelivered event.
@@ -260,9 +271,12 @@ class FailedOut:
         if self._handle is None:
             self.path.unlink(missing_ok=True)  # nothing failed: no file, so a retry loop ends
             return False
-        self._handle.close()
+        try:
+            self._handle.close()
+        except OSError as exc:
+            self.error = self.error or f"{exc.strerror or exc}"
         assert self._temp is not None
-        if not keep:
+        if not keep or self.error is not None:
             self._temp.unlink(missing_ok=True)
             return False
         os.replace(self._temp, self.path)

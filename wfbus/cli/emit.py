@@ -161,6 +161,9 @@ def _render(out, report, failed_out: Path | None, rerun: _RerunCommand) -> None:
         if report.failed_out_written:
             out.warn(f"{report.undelivered} event(s) not delivered were written to {failed_out}; "
                      f"run `{rerun.of_file(failed_out)}` to send them")
+        elif report.failed_out_error:
+            out.error(f"could not write {failed_out}: {report.failed_out_error}; run `{rerun.resume()}` to send "
+                      f"exactly the {report.undelivered} event(s) not delivered")
         elif report.failed_out_cut_short:
             out.warn(f"writing {failed_out} was stopped, so it was not written; run `{rerun.resume()}` "
                      f"to send exactly the {report.undelivered} event(s) not delivered")
