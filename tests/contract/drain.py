@@ -6,6 +6,7 @@ are checked against what an independent consumer sees.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -146,3 +147,78 @@ def count_main(config_dir: Path) -> int:
         finally:
             consumer.close()
     raise AssertionError(f"no count for {kind}")
+
+
+def inject_foreign_dead_letters(config_dir: Path, messages: list[tuple[bytes, str, dict]]) -> None:
+    """Put (body, key, headers) messages that are not workflow events into the target's dead-letter
+    queue the way another application's failures would arrive there, with the broker's own client.
+
+    Headers carry values of every type the broker has (RabbitMQ: int, bool, nested table, list, bytes;
+    Kafka: binary bytes and a repeated key; SQS: String, Number and Binary attributes).
+    """
+    settings = target_settings(config_dir)
+    kind = settings["type"]
+    if kind == "local":
+        db = sqlite3.connect(settings["path"], timeout=30)
+        try:
+            with db:
+                db.executemany(
+                    "INSERT INTO messages (queue, body, headers, routing_key, message_id, enqueued_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(settings["queue"] + ".dlq", body, json.dumps({k: str(v) for k, v in headers.items()}),
+                      headers.get("topic", ""), "", time.time()) for body, key, headers in messages])
+        finally:
+            db.close()
+    elif kind == "sqs":
+        from contract.kits import sqs_client
+
+        client = sqs_client()
+        policy = json.loads(client.get_queue_attributes(QueueUrl=settings["queue_url"],
+                                                        AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+        dlq = client.get_queue_url(QueueName=policy["deadLetterTargetArn"].rsplit(":", 1)[-1])["QueueUrl"]
+        for body, key, headers in messages:
+            entry = {"QueueUrl": dlq, "MessageBody": body.decode("utf-8"), "MessageAttributes": {
+                name: ({"DataType": "Number", "StringValue": str(value)} if isinstance(value, int)
+                       else {"DataType": "Binary", "BinaryValue": value} if isinstance(value, bytes)
+                       else {"DataType": "String", "StringValue": str(value)})
+                for name, value in headers.items()}}
+            if dlq.endswith(".fifo"):
+                entry.update(MessageGroupId=key, MessageDeduplicationId=hashlib.sha256(body).hexdigest())
+            client.send_message(**entry)
+    elif kind == "rabbitmq":
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(settings["url"]))
+        try:  # published to the work queue and rejected there: dead-lettered for real, with x-death
+            channel = connection.channel()
+            channel.confirm_delivery()
+            for body, key, headers in messages:
+                channel.basic_publish(settings["exchange"], headers.get("topic", "order.foreign"), body,
+                                      pika.BasicProperties(headers=headers, correlation_id=key, app_id="other-app",
+                                                           type="foreign", priority=3, delivery_mode=2,
+                                                           content_type="application/octet-stream"))
+            rejected = 0
+            while rejected < len(messages):
+                method, _props, _body = channel.basic_get(settings["queue"])
+                if method is None:
+                    time.sleep(0.05)
+                    continue
+                channel.basic_reject(method.delivery_tag, requeue=False)
+                rejected += 1
+        finally:
+            connection.close()
+    elif kind == "kafka":
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=settings["bootstrap_servers"], acks="all")
+        try:
+            for body, key, headers in messages:
+                record_headers = [(name, value if isinstance(value, bytes) else str(value).encode())
+                                  for name, value in headers.items()] + [("repeated", b"\x00\x01"),
+                                                                         ("repeated", b"\xff")]
+                producer.send(settings["dead_letter_topic"], value=body, key=key.encode(), headers=record_headers)
+            producer.flush(30)
+        finally:
+            producer.close()
+    else:
+        raise AssertionError(f"no injection for {kind}")
