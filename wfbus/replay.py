@@ -35,6 +35,7 @@ from .selection import Parsed, Selection, parse_message
 from .redact import redact
 
 ProgressCallback = Callable[[int, int | None], None]
+FAILED_SAMPLE_SIZE = 1000  # failures kept in the report; the rest are counted
 
 
 AttemptPolicy = Literal["keep", "increment", "reset"]
@@ -56,7 +57,8 @@ class ReplayReport:
     examined: int = 0
     selected: int = 0
     replayed: int = 0
-    failed: list[FailedReplay] = field(default_factory=list)
+    failed: list[FailedReplay] = field(default_factory=list)  # the first FAILED_SAMPLE_SIZE
+    failed_count: int = 0
     by_topic: Counter = field(default_factory=Counter)
     by_attempt: Counter = field(default_factory=Counter)
     by_reason: Counter = field(default_factory=Counter)
@@ -85,7 +87,7 @@ class ReplayReport:
             return 128 + self.stopped_by
         if self.aborted and self.replayed == 0:
             return ExitStatus.BROKER_UNAVAILABLE
-        if self.failed or self.aborted or self.held_elsewhere:
+        if self.failed_count or self.aborted or self.held_elsewhere:
             return ExitStatus.DELIVERY_FAILED  # not drained: held messages were never examined
         return ExitStatus.OK
 
@@ -277,11 +279,10 @@ def _move(reader, chosen: Sequence[Parsed], destination: Broker, report: ReplayR
         elif delivery.ok:
             report.replayed += 1
         else:
-            report.failed.append(
-                FailedReplay(
-                    parsed.message.message_id, delivery.message.event_id, parsed.topic, redact(delivery.error or "")
-                )
-            )
+            report.failed_count += 1
+            if len(report.failed) < FAILED_SAMPLE_SIZE:  # memory stays flat however many fail
+                report.failed.append(FailedReplay(parsed.message.message_id, delivery.message.event_id,
+                                                  parsed.topic, redact(delivery.error or "")))
 
 
 class _Pacer:

@@ -118,7 +118,7 @@ def _render(out, report) -> None:
             "left": report.left, "not_selected": report.examined - report.selected, "resumed": report.resumed,
             "held_elsewhere": report.held_elsewhere, "held_return_seconds": report.held_return_seconds,
             "dead_letter_after": report.dead_letter_after,
-            "failed": [vars(f) for f in report.failed],
+            "failed_count": report.failed_count, "failed": [vars(f) for f in report.failed],
             "by_topic": dict(report.by_topic), "by_attempt": {str(k): v for k, v in report.by_attempt.items()},
             "by_reason": dict(report.by_reason), "samples": report.samples,
             "unselected_passed_over": report.passed_over,
@@ -155,8 +155,8 @@ def _render(out, report) -> None:
         out.note("  hint: run the same replay again once they are back; `wfbus depth` shows them as in flight")
     if report.failed:
         out.table(["message id", "event id", "topic", "error"],
-                  [(f.message_id, f.event_id, f.topic, f.error) for f in report.failed],
-                  title=f"{len(report.failed)} message(s) failed and stay in the dead-letter queue")
+                  [(f.message_id, f.event_id, f.topic, f.error) for f in report.failed[:50]],
+                  title=f"{report.failed_count} message(s) failed and stay in the dead-letter queue")
     if report.aborted:
         out.error(f"stopped: {report.aborted}; messages not confirmed stay in the dead-letter queue")
         if report.abort_hint:
