@@ -39,6 +39,10 @@ def drain_main(config_dir: Path, expected: int, timeout: float = 60) -> list[byt
         return _drain_rabbitmq(settings, expected, timeout)
     if kind == "kafka":
         return _read_kafka(settings, expected, timeout)
+    if kind == "spool":  # the plugin broker (tests/plugin_broker): consumed with the spool format's reader
+        from plugin_broker.spool import consume
+
+        return consume(Path(settings["path"]), settings["queue"])
     raise AssertionError(f"no drain for {kind}")
 
 
@@ -146,6 +150,10 @@ def count_main(config_dir: Path) -> int:
             return sum(consumer.end_offsets(partitions).values())
         finally:
             consumer.close()
+    if kind == "spool":
+        from plugin_broker.spool import message_files
+
+        return len(message_files(Path(settings["path"]) / settings["queue"]))
     raise AssertionError(f"no count for {kind}")
 
 
@@ -220,5 +228,12 @@ def inject_foreign_dead_letters(config_dir: Path, messages: list[tuple[bytes, st
             producer.flush(30)
         finally:
             producer.close()
+    elif kind == "spool":  # another application appending to the spool (its headers are strings)
+        from plugin_broker.spool import append
+
+        errors = append(Path(settings["path"]), settings.get("dead_letter_queue") or settings["queue"] + ".dlq",
+                        [(body, {k: str(v) for k, v in headers.items()}, headers.get("topic", ""))
+                         for body, key, headers in messages])
+        assert errors == [None] * len(messages), errors
     else:
         raise AssertionError(f"no injection for {kind}")

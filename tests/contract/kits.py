@@ -1,7 +1,9 @@
 """One kit per broker type: how to give a test its own fresh queues on the real server.
 
 The contract tests only talk to wfbus; a kit only prepares topology (queues, topics, bindings)
-the way an operator would have it, and says what the broker can and cannot promise.
+the way an operator would have it. What a test may expect of the broker (order, unselected messages
+kept, duplicates after a kill) is not written here: it is derived from the Capabilities the broker
+type declares for these settings, so every broker, a plugin included, is held to exactly its claims.
 """
 
 from __future__ import annotations
@@ -10,29 +12,70 @@ import os
 import uuid
 from pathlib import Path
 
+from wfbus.brokers import broker_class
+from wfbus.brokers.base import Capabilities
+
+# the batch on the wire in the kill tests (`replay --batch 10`): what a kill may repeat where the broker
+# neither transfers atomically nor recognises a resend
+KILL_BATCH = 10
+
+# whose order a test may check, for each declared ordering scope
+_ORDER_EXPECTED = {"total": "total", "per-queue": "total", "per-key": "per-key", "per-group": "per-key",
+                   "none": "none"}
+
 
 class Kit:
     kind = "base"
-    passes_over_unselected = False  # Kafka: a replay skips what it does not select
-    # "total"; "per-key": only one urn's events keep their order (SQS FIFO groups, Kafka partitions);
-    # "none": best-effort order (SQS standard queues)
-    order = "total"
-    # after kill -9 during a replay and a rerun: 0 where publish and removal are one transaction (local)
-    # or the destination drops a resend (SQS FIFO dedup id); else at most the batch on the wire (--batch 10)
-    kill_duplicates_bound = 10
+
+    def __init__(self) -> None:
+        self._settings: dict | None = None
+
+    def install(self, site: Path, monkeypatch) -> None:
+        """Make the broker type available (a plugin kit installs its package); built-in types: nothing."""
 
     def settings(self, tmp_path: Path) -> dict:
+        """Fresh topology on the server and the broker settings that point at it (remembered: they
+        decide the capabilities, e.g. an SQS FIFO queue)."""
+        self._settings = self.create(tmp_path)
+        return self._settings
+
+    def create(self, tmp_path: Path) -> dict:
         raise NotImplementedError
 
     def cleanup(self) -> None:
         pass
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the broker type declares for these settings, read the way core code reads it."""
+        if self._settings is None:
+            raise AssertionError(f"{self.kind}: settings() must be called before capabilities are read")
+        cls = broker_class(self._settings["type"])
+        return cls.capabilities_for(cls.settings_model(**self._settings))
+
+    @property
+    def order(self) -> str:
+        """"total": the read-back order is the publish order (per-queue ordering); "per-key": only one
+        urn's events keep their order (SQS FIFO groups, Kafka partitions); "none": no order promised."""
+        return _ORDER_EXPECTED[self.capabilities.ordering]
+
+    @property
+    def passes_over_unselected(self) -> bool:
+        """A selective replay does not keep what it did not pick for a later replay."""
+        return not self.capabilities.keeps_unselected
+
+    @property
+    def kill_duplicates_bound(self) -> int:
+        """After kill -9 during a replay and a rerun: 0 where publish and removal are one transaction or
+        the destination drops a resend; else at most the batch that was on the wire."""
+        caps = self.capabilities
+        return 0 if caps.atomic_transfer or caps.dedup_on_resend else KILL_BATCH
+
 
 class LocalKit(Kit):
     kind = "local"
-    kill_duplicates_bound = 0
 
-    def settings(self, tmp_path: Path) -> dict:
+    def create(self, tmp_path: Path) -> dict:
         return {"type": "local", "path": str(tmp_path / "local.db"), "queue": f"q-{uuid.uuid4().hex[:8]}"}
 
 
@@ -51,10 +94,9 @@ class SqsKit(Kit):
 
     kind = "sqs"
     fifo = False
-    order = "none"
     max_receive_count = 10
 
-    def settings(self, tmp_path: Path) -> dict:
+    def create(self, tmp_path: Path) -> dict:
         client = sqs_client()
         suffix = ".fifo" if self.fifo else ""
         name = f"wfbus-{uuid.uuid4().hex[:10]}"
@@ -83,8 +125,6 @@ class SqsKit(Kit):
 class SqsFifoKit(SqsKit):
     kind = "sqs-fifo"
     fifo = True
-    kill_duplicates_bound = 0
-    order = "per-key"
 
 
 KAFKA_BOOTSTRAP = os.environ.get("WFBUS_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
@@ -105,10 +145,9 @@ class KafkaKit(Kit):
     """A 3-partition topic and its dead-letter topic, and a fresh application consumer group."""
 
     kind = "kafka"
-    passes_over_unselected = True
-    order = "per-key"
+    # unselected messages stay: the commit stops at them (replayed offsets above it in its metadata)
 
-    def settings(self, tmp_path: Path) -> dict:
+    def create(self, tmp_path: Path) -> dict:
         name = f"wfbus-{uuid.uuid4().hex[:10]}"
         kafka_create_topics(name, f"{name}.dlq")
         return {"type": "kafka", "bootstrap_servers": [KAFKA_BOOTSTRAP], "topic": name,
@@ -131,7 +170,7 @@ class RabbitMqKit(Kit):
 
     kind = "rabbitmq"
 
-    def settings(self, tmp_path: Path) -> dict:
+    def create(self, tmp_path: Path) -> dict:
         name = f"wfbus-{uuid.uuid4().hex[:10]}"
         self.names = name
         connection, channel = rabbit_channel()
@@ -159,8 +198,28 @@ class RabbitMqKit(Kit):
             connection.close()
 
 
+class PluginKit(Kit):
+    """A fifth broker type written as a third-party plugin (tests/plugin_broker: `spool`, a directory of
+    one file per message), installed as a package with an entry point, in this process and in every
+    wfbus process a test starts (PYTHONPATH). The suite expects of it only what it declares."""
+
+    kind = "plugin"
+
+    def install(self, site: Path, monkeypatch) -> None:
+        import plugin_broker
+        from wfbus import brokers
+
+        plugin_broker.install(site)
+        monkeypatch.syspath_prepend(str(site))
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+        brokers._entry_points.cache_clear()
+
+    def create(self, tmp_path: Path) -> dict:
+        return {"type": "spool", "path": str(tmp_path / "spool"), "queue": f"q-{uuid.uuid4().hex[:8]}"}
+
+
 KITS: dict[str, type[Kit]] = {"local": LocalKit, "sqs": SqsKit, "sqs-fifo": SqsFifoKit, "kafka": KafkaKit,
-                              "rabbitmq": RabbitMqKit}
+                              "rabbitmq": RabbitMqKit, "plugin": PluginKit}
 
 
 def selected_kinds() -> list[str]:

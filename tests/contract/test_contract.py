@@ -99,9 +99,8 @@ def test_replay_moves_exactly_the_selected_and_leaves_the_rest(wfbus, target, tm
     assert (report["selected"], report["replayed"], report["left"]) == (2, 2, 2)
     assert same_events(target, _peek(wfbus), [EVENTS[0], EVENTS[3]])
     rest = _peek(wfbus, "--dead-letter")
-    if target.passes_over_unselected:
-        assert report["unselected_passed_over"] is True
-    else:
+    assert report["unselected_passed_over"] is target.passes_over_unselected  # as declared, and said
+    if not target.passes_over_unselected:
         assert same_events(target, rest, [EVENTS[1], EVENTS[2]])
 
 
@@ -151,3 +150,49 @@ def test_peek_output_is_accepted_back_by_emit(wfbus, target, tmp_path):
     (tmp_path / "backup.jsonl").write_text(dump.out)
     assert wfbus("emit", "-b", "spare", "backup.jsonl").code == 0
     assert same_events(target, json.loads(wfbus("peek", "-b", "spare", "--all", "-o", "json").out), EVENTS)
+
+
+def test_a_kit_expects_exactly_what_its_broker_declares(tmp_path, monkeypatch):
+    """The suite's expectations come from the broker's declared Capabilities, not from the kit: change
+    the declaration and the expectations follow (order, unselected kept, duplicates after a kill)."""
+    from contract.kits import KILL_BATCH, LocalKit
+    from wfbus.brokers.base import Capabilities
+    from wfbus.brokers.local import LocalBroker
+
+    kit = LocalKit()
+    kit.settings(tmp_path)
+    cases = [
+        (Capabilities(ordering="per-queue", atomic_transfer=True), ("total", False, 0)),
+        (Capabilities(ordering="total", keeps_unselected=False), ("total", True, KILL_BATCH)),
+        (Capabilities(ordering="per-key", dedup_on_resend=True), ("per-key", False, 0)),
+        (Capabilities(ordering="per-group"), ("per-key", False, KILL_BATCH)),
+        (Capabilities(ordering="none", keeps_unselected=False), ("none", True, KILL_BATCH)),
+    ]
+    for declared, expected in cases:
+        monkeypatch.setattr(LocalBroker, "implements", declared)
+        assert kit.capabilities == declared
+        assert (kit.order, kit.passes_over_unselected, kit.kill_duplicates_bound) == expected, declared
+
+
+def test_the_suite_holds_a_plugin_to_what_it_declares(wfbus, tmp_path, tmp_path_factory, monkeypatch):
+    """The plugin broker read back in reverse: caught while it declares per-queue order, and accepted
+    once it declares no order (then reverse is within its promise). Expectations follow declarations."""
+    from dataclasses import replace
+
+    from conftest import write_config
+    from contract.kits import PluginKit
+
+    kit = PluginKit()
+    kit.install(tmp_path_factory.mktemp("site"), monkeypatch)
+    write_config(tmp_path / "wfbus.yaml", {"target": kit.settings(tmp_path)}, default="target")
+    from plugin_broker import spool
+
+    _emit(wfbus, tmp_path, EVENTS)
+    assert same_events(kit, _peek(wfbus), EVENTS)
+    files = spool.message_files
+    monkeypatch.setattr(spool, "message_files", lambda directory: files(directory)[::-1])
+    reversed_read = _peek(wfbus)
+    assert reversed_read == EVENTS[::-1]
+    assert kit.order == "total" and not same_events(kit, reversed_read, EVENTS)
+    monkeypatch.setattr(spool.SpoolBroker, "implements", replace(spool.SpoolBroker.implements, ordering="none"))
+    assert kit.order == "none" and same_events(kit, reversed_read, EVENTS)
