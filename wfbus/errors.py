@@ -126,3 +126,10 @@ class ThresholdExceeded(WfbusError):
 
     exit_status = ExitStatus.THRESHOLD_EXCEEDED
     traceback_helps = False
+
+
+class IncompleteRead(WfbusError):
+    """Messages are in the queue that the broker would not hand out (SQS FIFO group locking), so what
+    was read is not all there is: said, with exit 1, never reported as complete."""
+
+    exit_status = ExitStatus.DELIVERY_FAILED

@@ -66,6 +66,7 @@ class ReplayReport:
     passed_over: bool = False  # Kafka: unselected messages are skipped, not kept in the queue
     aborted: str | None = None
     abort_hint: str | None = None
+    abort_status: int = ExitStatus.BROKER_UNAVAILABLE  # the error's own exit code when nothing was replayed
     stopped_by: int | None = None  # the signal that stopped the run (2 Ctrl-C, 15 SIGTERM, 1 SIGHUP)
     resumed: int = 0  # confirmed by a killed earlier run; this run only removed them from the source
     held_elsewhere: int = 0  # at the source but invisible to this run (held by a killed run or a consumer)
@@ -86,7 +87,7 @@ class ReplayReport:
         if self.stopped_by is not None:
             return 128 + self.stopped_by
         if self.aborted and self.replayed == 0:
-            return ExitStatus.BROKER_UNAVAILABLE
+            return self.abort_status
         if self.failed_count or self.aborted or self.held_elsewhere:
             return ExitStatus.DELIVERY_FAILED  # not drained: held messages were never examined
         return ExitStatus.OK
@@ -215,6 +216,7 @@ def replay(
     except WfbusError as exc:
         report.aborted = redact(exc.message)
         report.abort_hint = exc.hint
+        report.abort_status = exc.exit_status
     finally:
         try:
             if not report.aborted and not report.interrupted and selection.limit is None:

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..errors import BrokerUnavailable, ConfigError, ExitStatus, UsageError, WfbusError
+from ..errors import BrokerUnavailable, ConfigError, IncompleteRead, UsageError
 from .base import (
     HEADER_ATTEMPT,
     HEADER_EVENT_ID,
@@ -74,12 +74,6 @@ _ADDITIONS = (HEADER_REPLAYED_FROM, HEADER_EVENT_ID, HEADER_TOPIC, HEADER_URN, H
 _CONTENT_ERRORS = ("InvalidParameterValue", "InvalidAttributeValue", "InvalidAttributeName", "InvalidMessageContents",
                    "MessageTooLong", "BatchRequestTooLong", "MissingParameter", "BatchEntryIdsNotDistinct",
                    "InvalidBatchEntryId", "TooManyEntriesInBatchRequest", "ParamValidation")
-
-
-class IncompleteRead(WfbusError):
-    """Messages are in the queue that SQS would not hand out, so what was read is not all there is."""
-
-    exit_status = ExitStatus.DELIVERY_FAILED
 
 
 class SqsSettings(BrokerSettings):
