@@ -175,11 +175,11 @@ def every_header_type(rng: random.Random, index: int) -> dict:
     """One value of each AMQP field type pika reads and writes, nested tables and arrays included."""
     stamp = datetime.datetime(2026, 1, 2, 3, 4, 5) + datetime.timedelta(seconds=index)
     return {
-        "small-int": 3, "negative": -7, "big-int": 2**40 + index, "true": True,
+        "small-int": 3, "negative": -7, "big-int": 2**40 + index, "double": 0.25 + index, "true": True,
         "false": False, "text": f"héllo {index}", "empty-text": "", "bytes": bytes(rng.randrange(256) for _ in range(9)),
         "decimal": decimal.Decimal("12.5"), "stamp": stamp, "void": None,
         "table": {"depth": 1, "inner": {"depth": 2, "list": [1, "two", b"\x003", {"k": False}]}},
-        "array": [1, 2**35, "s", b"\xff\xfe", None, [True, {"x": decimal.Decimal("0.001")}]],
+        "array": [1, 2**35, "s", b"\xff\xfe", -1.5e300, None, [True, {"x": decimal.Decimal("0.001")}]],
         "topic": "order.typed",  # what a replay routes by when the message never died in a queue
     }
 
@@ -199,6 +199,9 @@ def typed_properties(rng: random.Random, index: int, headers: dict):
 def dead_letter_typed_messages(rabbit: dict, count: int, seed: int) -> None:
     """Foreign (non-event) bodies with every property and header type: most die in the work queue (real
     x-death), a few are published straight into the DLQ."""
+    from wfbus.brokers.rabbitmq import _install_codec
+
+    _install_codec()  # pika alone cannot write a float; with it, the standard 'd' (the Node holdout reads it)
     rng = random.Random(seed)
     died, direct = [], []
     for index in range(count):

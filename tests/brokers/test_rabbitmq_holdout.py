@@ -41,7 +41,7 @@ def test_an_independent_node_consumer_reads_after_replay_exactly_what_was_dead_l
     before = node_read(dlq, "peek")
     assert len(before) == count
     # amqplib sees the types the publisher gave (not text): the comparison below is type for type
-    assert before[0]["headers"]["small-int"] == {"number": 3}
+    assert before[0]["headers"]["small-int"] == {"number": 3} and before[1]["headers"]["double"] == {"number": 1.25}
     assert set(before[0]["headers"]["bytes"]) == {"bytes"} and set(before[0]["headers"]["stamp"]) == {"timestamp"}
 
     result = wfbus("-o", "json", "replay", "--batch", "3")

@@ -12,8 +12,9 @@ again; a thread answers heartbeats while wfbus waits elsewhere (a paced replay, 
 
 A replay into RabbitMQ of a message read from RabbitMQ republishes it as it was dead-lettered: the
 body byte for byte, every basic property, every header type for type as pika reads them, minus the
-broker's x-death bookkeeping, plus `replayed-from` and a new `wfbus-publish-id`. pika's own limits
-apply: it reads float/double header values as integers and 8/16-bit integers as plain integers.
+broker's x-death bookkeeping, plus `replayed-from` and a new `wfbus-publish-id`. pika reads float and
+double header values as integers (0.25 -> 0) and cannot write floats: `_install_codec` mends that. Its
+other limit stays: 8/16-bit and unsigned integers are read as integers and written back as 32/64-bit.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class RabbitMqBroker(Broker):
     def _parameters(self):
         import pika
 
+        _install_codec()
         s = self.settings
         params = pika.URLParameters(s.url)
         params.heartbeat = s.heartbeat
@@ -589,6 +591,58 @@ def _certificate_error(exc: BaseException) -> str | None:
         seen.extend(a for a in getattr(current, "args", ()) if isinstance(a, BaseException))
         seen.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return None
+
+
+class _Float32(float):
+    """A header value sent as a 32-bit float ('f'): written back as one."""
+
+
+class _RawLongString(bytes):
+    """A long string ('S') that is not UTF-8 (pika gives bytes): written back as a long string, not bytes."""
+
+
+_codec_installed = False
+
+
+def _install_codec() -> None:
+    """Teach pika's field-table codec floats, so a header a Java or Node publisher sent as 0.25 is
+    replayed as 0.25: pika reads 'f' and 'd' values as integers (0.25 -> 0) and refuses to write a float.
+    Also keeps a non-UTF-8 long string a long string. pika looks both functions up at call time."""
+    global _codec_installed
+    if _codec_installed:
+        return
+    import struct
+
+    from pika import data
+
+    decode, encode = data.decode_value, data.encode_value
+
+    def decode_value(encoded: bytes, offset: int) -> tuple[Any, int]:
+        kind = encoded[offset:offset + 1]
+        if kind == b"f":
+            return _Float32(struct.unpack_from(">f", encoded, offset + 1)[0]), offset + 5
+        if kind == b"d":
+            return struct.unpack_from(">d", encoded, offset + 1)[0], offset + 9
+        value, end = decode(encoded, offset)
+        if kind == b"S" and isinstance(value, bytes):
+            value = _RawLongString(value)
+        return value, end
+
+    def encode_value(pieces: list[bytes], value: Any) -> int:
+        if isinstance(value, _Float32):
+            pieces.append(struct.pack(">cf", b"f", value))
+            return 5
+        if isinstance(value, float):
+            pieces.append(struct.pack(">cd", b"d", value))
+            return 9
+        if isinstance(value, _RawLongString):
+            pieces.append(struct.pack(">cI", b"S", len(value)))
+            pieces.append(bytes(value))
+            return 5 + len(value)
+        return encode(pieces, value)
+
+    data.decode_value, data.encode_value = decode_value, encode_value
+    _codec_installed = True
 
 
 def _digest(properties, body: bytes) -> str:
