@@ -196,3 +196,9 @@ def test_the_suite_holds_a_plugin_to_what_it_declares(wfbus, tmp_path, tmp_path_
     assert kit.order == "total" and not same_events(kit, reversed_read, EVENTS)
     monkeypatch.setattr(spool.SpoolBroker, "implements", replace(spool.SpoolBroker.implements, ordering="none"))
     assert kit.order == "none" and same_events(kit, reversed_read, EVENTS)
+
+
+def test_wfbus_brokers_shows_what_the_kit_expects(wfbus, target):
+    """`wfbus brokers` shows the very declaration the suite holds the broker to."""
+    rows = {r["name"]: r for r in wfbus("brokers", "-o", "json").json()["brokers"]}
+    assert rows["target"]["capabilities"] == target.capabilities.to_dict()
