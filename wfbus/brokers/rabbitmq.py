@@ -153,14 +153,18 @@ class RabbitMqBroker(Broker):
 
     def identity(self, queue: str) -> str:
         """The queue's real identity, without credentials: amqp://host:port/vhost#queue."""
-        params = self._parameters()
-        scheme = "amqps" if params.ssl_options else "amqp"
+        import pika
+
+        params = pika.URLParameters(self.settings.url)  # no TLS context: a missing ca_file is the connection's error
+        scheme = "amqps" if self.settings.url.startswith("amqps://") else "amqp"
         return f"{scheme}://{params.host}:{params.port}/{quote(params.virtual_host, safe='')}#{queue}"
 
     def user(self) -> str:
         """The user this broker publishes as (RabbitMQ checks a message's user_id against it)."""
         if self._user is None:
-            self._user = self._parameters().credentials.username
+            import pika
+
+            self._user = pika.URLParameters(self.settings.url).credentials.username
         return self._user
 
     @contextmanager
@@ -300,7 +304,7 @@ class RabbitMqBroker(Broker):
         return RabbitQueueReader(self, self._require_dlq())
 
 
-def _keeper_interval(settings: RabbitMqSettings) -> float | None:
+def _keeper_interval(settings: RabbitMqSettings) -> float:
     """How often the heartbeat thread looks in: several times per heartbeat and per hold_seconds."""
     if not settings.heartbeat:
         return max(0.2, settings.hold_seconds / 4)
@@ -317,7 +321,7 @@ class _Link:
     not thread-safe), and runs `on_tick` (the reader's hand-back of messages held too long) likewise.
     """
 
-    def __init__(self, opener: Callable[[], Any], interval: float | None) -> None:
+    def __init__(self, opener: Callable[[], Any], interval: float) -> None:
         self.lock = threading.RLock()
         self.on_tick: Callable[[], None] | None = None
         self._opener = opener
