@@ -95,12 +95,15 @@ def test_replay_headers_keep_the_key_and_add_replayed_from(wfbus, kafka_broker):
     assert set(headers) >= {"topic", "urn", "attempt", "event-id"}
 
 
-def test_replay_dry_run_commits_nothing_and_says_unselected_are_passed_over(wfbus, kafka_broker, tmp_path):
+def test_replay_dry_run_commits_nothing_and_says_unselected_stay(wfbus, kafka_broker, tmp_path):
     events = [{"topic": "a", "urn": "1"}, {"topic": "b", "urn": "2"}]
     assert wfbus("emit", "--dead-letter", str(write_jsonl(tmp_path / "e.jsonl", events))).code == 0
     result = wfbus("replay", "--topic", "a", "--dry-run")
-    assert result.code == 0 and "passed over" in result.out
+    assert result.code == 0 and "not selected: left in the dead-letter queue" in result.out
     assert [q for q in wfbus("depth", "-o", "json").json()["queues"] if q["role"] == "dead-letter"][0]["lag"] == 2
+    result = wfbus("replay", "--topic", "a")
+    assert result.code == 0 and "not selected: left in the dead-letter queue" in result.out
+    assert [q for q in wfbus("depth", "-o", "json").json()["queues"] if q["role"] == "dead-letter"][0]["lag"] == 1
 
 
 def test_unknown_topic_and_unreachable_broker_exit_5_promptly(wfbus, tmp_path):

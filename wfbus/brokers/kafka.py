@@ -1,33 +1,54 @@
 """Apache Kafka (kafka-python): keyed, acks=all idempotent emit; lag-based depth; dead-letter-topic replay.
 
-A topic is a log, not a queue: a replay reads the dead-letter topic with the replay group up to
-the end offsets taken when it starts, produces every selected message, waits for every delivery,
-and only then commits.  Unselected messages are passed over (committed past), because a log
-cannot keep them "in the queue"; a message whose delivery failed blocks the commit of its
-partition, so the next replay starts again at it.
+A topic is a log, not a queue: a replay reads the dead-letter topic (read_committed) with the replay
+group up to the end offsets taken when it starts, produces every selected message, waits for every
+delivery, and only then commits.  What a replay does not move (not selected, or failed) stays
+dead-lettered: the commit stops at it, and the offsets replayed above it are recorded in the
+commit's metadata so that no later replay takes them again (see `KafkaTopicReader`).
+
+Order: per key within a partition. The producer is idempotent (acks=all), so a retried batch
+cannot overtake or duplicate an earlier one, and a replay republishes the original record key, so
+a key's records land in one partition in their dead-letter order.
 """
 
 from __future__ import annotations
 
+import bisect
+import importlib.util
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..errors import BrokerUnavailable, ConfigError
+from ..errors import BrokerUnavailable, ConfigError, DeliveryFailed
 from .base import (
+    HEADER_REPLAYED_FROM,
     Capabilities,
     Broker,
     BrokerSettings,
     DeadLetterReader,
     Delivery,
+    Origin,
     OutgoingMessage,
     QueueDepth,
     ReceivedMessage,
 )
+
+# the Python package kafka-python needs for each codec (any one of them), and the name to install
+_CODECS = {"snappy": (("snappy",), "python-snappy"), "lz4": (("lz4.frame", "lz4f", "lz4framed"), "lz4"),
+           "zstd": (("zstandard",), "zstandard")}
+
+
+def _importable(module: str) -> bool:
+    """True when `module` can be imported; nothing is imported (the driver stays unloaded at start-up)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a dotted name whose parent package is missing
+        return False
 
 
 class KafkaSettings(BrokerSettings):
@@ -50,7 +71,16 @@ class KafkaSettings(BrokerSettings):
     sasl_password: str | None = None
     client_id: str = "wfbus"
     max_request_size: int = Field(1_048_576, gt=0)
+    # every call to the broker (metadata, offsets, commit, position) waits at most this long; a read that
+    # gets no record for this long while records remain below the end offsets taken at the start fails
     timeout_seconds: float = Field(10, gt=0)
+    # how long a replay waits for the replay group to give it partitions: a rerun right after a killed run
+    # waits for the killed member's session to expire (session_timeout_seconds) and the group to rebalance
+    join_timeout_seconds: float = Field(60, gt=0)
+    # a killed replay holds its partitions this long (the broker's group.min.session.timeout.ms is 6 s)
+    session_timeout_seconds: float = Field(6, ge=1)
+    # the broker's offset.metadata.max.bytes (default 4096): the room for the replayed-offset ranges
+    commit_metadata_max_bytes: int = Field(4096, ge=32)
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
@@ -62,10 +92,26 @@ class KafkaSettings(BrokerSettings):
     def _acks_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
 
+    @field_validator("compression_type")
+    @classmethod
+    def _codec_installed(cls, value: str | None) -> str | None:
+        """A codec whose library is missing would only fail when the first record is sent (exit 70)."""
+        if value in _CODECS:
+            modules, package = _CODECS[value]
+            if not any(_importable(m) for m in modules):
+                raise ValueError(f"{value} compression needs the Python package {package}, which is not installed: "
+                                 f"`pip install {package}`, or use gzip or no compression_type")
+        return value
+
     @model_validator(mode="after")
     def _one_topic(self) -> KafkaSettings:
         if bool(self.topic) == bool(self.topic_template):
             raise ValueError("give exactly one of topic or topic_template")
+        if self.topic_template:
+            try:
+                self.topic_template.format(topic="t")
+            except (KeyError, IndexError, ValueError, AttributeError) as exc:
+                raise ValueError(f"topic_template {self.topic_template!r}: only {{topic}} can be used ({exc!r})") from None
         return self
 
     def secret_values(self) -> list[str]:
@@ -86,7 +132,7 @@ class KafkaSettings(BrokerSettings):
 class KafkaBroker(Broker):
     settings_model = KafkaSettings
     publish_batch_size = 5000
-    implements = Capabilities(ordering="per-key", keeps_unselected=False)
+    implements = Capabilities(ordering="per-key", keeps_unselected=True)
     settings: KafkaSettings
 
     def __init__(self, name, settings, base_dir) -> None:
@@ -181,20 +227,30 @@ class KafkaBroker(Broker):
             from kafka import KafkaProducer
 
             s = self.settings
-            with self._kafka("connect"):
-                self._producer = KafkaProducer(
-                    **self._common(),
-                    acks="all" if s.acks == "all" else int(s.acks),
-                    enable_idempotence=s.acks == "all",
-                    compression_type=s.compression_type,
-                    linger_ms=5,
-                    batch_size=256 * 1024,
-                    max_request_size=s.max_request_size,
-                    max_block_ms=int(s.timeout_seconds * 1000),
-                    delivery_timeout_ms=int(self._delivery_timeout() * 1000),
-                    retries=5,
-                )
+            try:
+                producer = self._new_producer(KafkaProducer)
+            except RuntimeError as exc:  # "Libraries for lz4 compression codec not found"
+                raise ConfigError(f"{self.name}: compression_type {s.compression_type}: {exc}",
+                                  hint=f"install the codec's Python package or change brokers.{self.name}"
+                                       ".compression_type") from None
+            self._producer = producer
         return self._producer
+
+    def _new_producer(self, KafkaProducer):  # noqa: N803 - the driver's class, imported by the caller
+        s = self.settings
+        with self._kafka("connect"):
+            return KafkaProducer(
+                **self._common(),
+                acks="all" if s.acks == "all" else int(s.acks),
+                enable_idempotence=s.acks == "all",
+                compression_type=s.compression_type,
+                linger_ms=5,
+                batch_size=256 * 1024,
+                max_request_size=s.max_request_size,
+                max_block_ms=int(s.timeout_seconds * 1000),
+                delivery_timeout_ms=int(self._delivery_timeout() * 1000),
+                retries=5,
+            )
 
     def _delivery_timeout(self) -> float:
         """Seconds a record may take, retries included, before it counts as not delivered."""
@@ -228,17 +284,15 @@ class KafkaBroker(Broker):
         for message in messages:
             topic = self.topic_for(message.topic, dead_letter)
             self._check_topic(topic)
+            key, value, headers = record_for(message)
             try:
-                futures.append(producer.send(
-                    topic, key=message.key.encode("utf-8"), value=message.body,
-                    headers=[(k, v.encode("utf-8")) for k, v in message.headers.items()],
-                ))
+                futures.append(producer.send(topic, key=key, value=value, headers=headers))
             except kx.KafkaTimeoutError as exc:
                 # no metadata or no buffer space within max_block_ms: every further send would wait
                 # as long again, so the rest of the batch is not sent at all
                 futures.extend([exc] * (len(messages) - len(futures)))
                 break
-            except kx.KafkaError as exc:
+            except (kx.KafkaError, ValueError, TypeError) as exc:  # e.g. neither key nor value: this record only
                 futures.append(exc)
         try:
             with self._kafka("flush"):
@@ -270,28 +324,54 @@ class KafkaBroker(Broker):
                                                 "--failed-out to resend what was not confirmed")
             if not any(d.ok for d in deliveries):
                 raise self._lost
+        elif self._producer_failed():
+            # kafka-python's idempotent producer takes some refusals of one record (MessageSizeTooLarge)
+            # as fatal and fails every later record: the next publish gets a fresh producer
+            self.close()
         return deliveries
 
+    def _producer_failed(self) -> bool:
+        manager = getattr(self._producer, "_transaction_manager", None)
+        has_fatal_error = getattr(manager, "has_fatal_error", None)
+        return bool(has_fatal_error and has_fatal_error())
+
     # -- reading -----------------------------------------------------------------------------
-    def consumer(self, group: str | None):
+    def consumer(self, group: str | None, **extra: Any):
         from kafka import KafkaConsumer
 
+        session_ms = int(self.settings.session_timeout_seconds * 1000)
         with self._kafka("connect"):
             return KafkaConsumer(
                 **self._common(), group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
                 consumer_timeout_ms=int(self.settings.timeout_seconds * 1000),
+                # records of aborted transactions are not dead letters, and end offsets stop at the last
+                # stable offset, so a replay never waits for an open transaction
+                isolation_level="read_committed",
                 # a killed replay holds its partitions until its session times out: keep that short
-                # (6 s is the brokers' default group.min.session.timeout.ms)
-                session_timeout_ms=6000, heartbeat_interval_ms=2000,
+                session_timeout_ms=session_ms, heartbeat_interval_ms=max(session_ms // 3, 500),
+                **extra,
             )
+
+    @property
+    def _timeout_ms(self) -> int:
+        return int(self.settings.timeout_seconds * 1000)
 
     def _offsets(self, consumer, partitions: list) -> tuple[dict, dict]:
         with self._kafka("offsets"):
-            return consumer.beginning_offsets(partitions), consumer.end_offsets(partitions)
+            return (consumer.beginning_offsets(partitions, timeout_ms=self._timeout_ms),
+                    consumer.end_offsets(partitions, timeout_ms=self._timeout_ms))
 
     def _committed(self, consumer, partitions: list) -> dict:
+        """Per partition: the group's committed OffsetAndMetadata, or None."""
         with self._kafka("committed offsets"):
-            return {tp: consumer.committed(tp) for tp in partitions}
+            return {tp: consumer.committed(tp, metadata=True, timeout_ms=self._timeout_ms) for tp in partitions}
+
+    def _identity(self, consumer, topic: str) -> str:
+        """The cluster id and the topic's id (a recreated topic gets a new one): keys the replay journal."""
+        cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
+        cluster_id = getattr(cluster, "cluster_id", None) or ",".join(self.settings.bootstrap_servers)
+        topic_id = cluster.topic_id(topic) if cluster is not None and hasattr(cluster, "topic_id") else None
+        return f"kafka:{cluster_id}:{topic}" + (f":{topic_id}" if topic_id else "")
 
     def depth(self) -> list[QueueDepth]:
         rows = []
@@ -311,9 +391,8 @@ class KafkaBroker(Broker):
             consumer.close()
         per_partition = {}
         for tp in partitions:
-            start = committed.get(tp)
-            start = begin[tp] if start is None else max(start, begin[tp])
-            per_partition[tp.partition] = end[tp] - start
+            state = _PartitionState.load(committed.get(tp), begin[tp], end[tp])
+            per_partition[tp.partition] = max(0, end[tp] - state.base - state.replayed.count_below(end[tp]))
         waiting = sum(per_partition.values())
         return QueueDepth(
             self.name, topic, role, ready=waiting, lag=waiting if group else None,
@@ -329,6 +408,7 @@ class KafkaBroker(Broker):
             return reader.take(limit, step=500)
 
     def dead_letter_reader(self) -> KafkaGroupReader:
+        """The replay reader; see KafkaTopicReader for what it commits."""
         return KafkaGroupReader(self, self._dead_letter_topic(), self.settings.replay_group)
 
     def close(self) -> None:
@@ -366,105 +446,448 @@ def _refusal(error: Exception) -> str:
     return f"{name}: {text.removeprefix(name + ': ')}".rstrip(": ")
 
 
+
+
+# -- the record as it was -----------------------------------------------------------------------------
+
+
+def record_for(message: OutgoingMessage) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """The key, value and headers to produce for a message.
+
+    A message read from Kafka (a replay from a Kafka dead-letter topic) is republished as it was: its
+    own key (None stays None, so a foreign record keeps its partitioning), a null value stays null (a
+    tombstone), and every header with its bytes, repeats and order. wfbus adds `replayed-from` (or
+    rewrites an earlier one in place) and rewrites `attempt` / `event-id` in place where an attempt
+    policy gave them new values; the headers an emit sets but the record never had are not added, so
+    the record stays the one that was dead-lettered. kafka-python cannot send a null header value:
+    one is sent empty.
+    Anything else (an emit, a replay from another broker type) is keyed by the urn, or by the
+    ordering key a foreign message came with.
+    """
+    origin = message.origin
+    if origin is not None and origin.broker_type == "kafka":
+        value = None if origin.null_value and not message.body else message.body
+        return origin.key, value, _merged_headers(origin.headers, message.headers)
+    key = message.key or message.ordering_key or ""
+    return key.encode("utf-8"), message.body, [(k, v.encode("utf-8")) for k, v in message.headers.items()]
+
+
+def _header_text(value: bytes | None) -> str:
+    return "" if value is None else value.decode("utf-8", "replace")
+
+
+def _header_view(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str]:
+    """Headers as text, for selection and display (the last of a repeated key wins); the bytes stay in the origin."""
+    return {key: _header_text(value) for key, value in headers}
+
+
+def _merged_headers(original: Sequence[tuple[str, bytes | None]], wanted: dict[str, str]) -> list[tuple[str, bytes]]:
+    from .base import HEADER_ATTEMPT, HEADER_EVENT_ID
+
+    headers = [(key, b"" if value is None else value) for key, value in original]
+    view = _header_view(original)
+    for name in (HEADER_ATTEMPT, HEADER_EVENT_ID, HEADER_REPLAYED_FROM):
+        new = wanted.get(name)
+        if new is None or view.get(name) == new:
+            continue
+        if name in view and (view[name] or name == HEADER_REPLAYED_FROM):  # changed: rewritten where it was
+            last = max(i for i, (key, _) in enumerate(headers) if key == name)
+            headers[last] = (name, new.encode("utf-8"))
+        elif name == HEADER_REPLAYED_FROM:
+            headers.append((name, new.encode("utf-8")))
+    return headers
+
+
+# -- what a replay leaves behind: the commit point and the replayed offsets above it -------------------
+
+_REPLAYED = "wfbus-replayed:"  # commit metadata: replayed offsets above the committed one, relative to it
+
+
+class _Ranges:
+    """Offsets as sorted, disjoint, inclusive [first, last] ranges."""
+
+    def __init__(self) -> None:
+        self.items: list[list[int]] = []
+
+    def _index(self, offset: int) -> int:
+        return bisect.bisect_right(self.items, offset, key=lambda r: r[0]) - 1
+
+    def __contains__(self, offset: int) -> bool:
+        i = self._index(offset)
+        return i >= 0 and self.items[i][1] >= offset
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def add(self, offset: int) -> None:
+        items, i = self.items, self._index(offset)
+        if i >= 0 and items[i][1] >= offset:
+            return
+        joins_left = i >= 0 and items[i][1] == offset - 1
+        joins_right = i + 1 < len(items) and items[i + 1][0] == offset + 1
+        if joins_left and joins_right:
+            items[i][1] = items.pop(i + 1)[1]
+        elif joins_left:
+            items[i][1] = offset
+        elif joins_right:
+            items[i + 1][0] = offset
+        else:
+            items.insert(i + 1, [offset, offset])
+
+    def past(self, offset: int) -> int:
+        """`offset`, or the offset after the range that holds it."""
+        i = self._index(offset)
+        return self.items[i][1] + 1 if i >= 0 and self.items[i][1] >= offset else offset
+
+    def drop_below(self, offset: int) -> None:
+        keep = [r for r in self.items if r[1] >= offset]
+        if keep and keep[0][0] < offset:
+            keep[0] = [offset, keep[0][1]]
+        self.items = keep
+
+    def count_below(self, end: int) -> int:
+        return sum(min(last, end - 1) - first + 1 for first, last in self.items if first < end)
+
+    def encode(self, base: int) -> str:
+        if not self.items:
+            return ""
+        return _REPLAYED + ",".join(str(first - base) if first == last else f"{first - base}-{last - base}"
+                                    for first, last in self.items)
+
+    @classmethod
+    def decode(cls, metadata: str | None, base: int) -> _Ranges:
+        """What `encode` wrote; anything else (another tool's metadata, none) means nothing recorded."""
+        ranges = cls()
+        if not metadata or not metadata.startswith(_REPLAYED):
+            return ranges
+        items = []
+        try:
+            for text in metadata[len(_REPLAYED):].split(","):
+                first, _, last = text.partition("-")
+                low, high = int(first), int(last or first)
+                if low < 0 or high < low:
+                    raise ValueError(text)
+                items.append([base + low, base + high])
+        except ValueError:
+            return ranges  # unreadable: nothing is known replayed (a duplicate at worst, never a loss)
+        for first, last in sorted(items):
+            if ranges.items and first <= ranges.items[-1][1] + 1:
+                ranges.items[-1][1] = max(ranges.items[-1][1], last)
+            else:
+                ranges.items.append([first, last])
+        return ranges
+
+
+@dataclass
+class _PartitionState:
+    """What a reader knows of one partition of the topic it reads."""
+
+    base: int  # the commit point: every offset below it is settled (replayed, or before the log start)
+    end: int  # the end offset taken when the reader opened: read no further
+    replayed: _Ranges = field(default_factory=_Ranges)  # offsets >= base replayed already (earlier runs, this one)
+    committed: tuple[int, str] | None = None  # what the group holds for this partition now
+    taken: dict[int, str] = field(default_factory=dict)  # handed out, in offset order: held / done / kept
+    held: int = 0  # handed out and not settled
+    open: int = 0  # handed out and not replayed (held or kept): what a replayed offset may end up above
+    reserved: dict[int, int] = field(default_factory=dict)  # held offset -> metadata bytes it may add
+    reserved_total: int = 0
+    metadata_length: int = 0
+    seen: int = 0  # the offset after the last record taken (handed out, or passed over as replayed)
+    finished: bool = False  # read up to `end`
+    over_budget: bool = False  # what it replayed would no longer fit in the commit metadata: stopped
+
+    @classmethod
+    def load(cls, committed: Any, begin: int, end: int) -> _PartitionState:
+        offset = getattr(committed, "offset", None)
+        if offset is None or offset < 0:
+            state = cls(begin, end)
+        else:
+            metadata = getattr(committed, "metadata", "") or ""
+            state = cls(offset, end, _Ranges.decode(metadata, offset), committed=(offset, metadata))
+        state.advance_to(max(state.base, begin))
+        state.finished = state.base >= end
+        state.metadata_length = len(state.replayed.encode(state.base))
+        return state
+
+    def advance_to(self, offset: int) -> None:
+        """Move the commit point to `offset`, and on past the replayed offsets that follow it."""
+        self.base = max(self.base, self.replayed.past(offset))
+        self.replayed.drop_below(self.base)
+        self.seen = max(self.seen, self.base)  # below the commit point there is nothing left to read
+
+    def cost(self, offset: int) -> int:
+        """Metadata bytes `offset` may add once replayed: none when nothing before it can stay behind
+        (the commit point then passes it); else at most its relative offset and a separator."""
+        if not self.open:
+            return 0
+        prefix = 0 if self.replayed or self.reserved_total else len(_REPLAYED)
+        return prefix + len(str(offset - self.base)) + 1
+
+    def hand_out(self, offset: int, cost: int) -> None:
+        self.taken[offset] = "held"
+        self.held += 1
+        self.open += 1
+        self.seen = offset + 1
+        if cost:
+            self.reserved[offset] = cost
+            self.reserved_total += cost
+
+    def settle(self, offset: int, replayed: bool) -> None:
+        self.taken[offset] = "done" if replayed else "kept"
+        self.held -= 1
+        self.reserved_total -= self.reserved.pop(offset, 0)
+        if replayed:
+            self.open -= 1
+            self.replayed.add(offset)
+
+    def next_commit(self) -> tuple[int, str]:
+        """The offset to commit (the first that stays, or how far it was read) and the metadata naming
+        the replayed offsets above it."""
+        point = max(self.seen, self.end) if self.finished else self.seen
+        for offset in list(self.taken):
+            if self.taken[offset] != "done":
+                point = offset
+                break
+            del self.taken[offset]
+        self.advance_to(point)
+        metadata = self.replayed.encode(self.base)
+        self.metadata_length = len(metadata)
+        return self.base, metadata
+
+
 class KafkaTopicReader(DeadLetterReader):
-    """Reads every partition of a topic from the group's committed offsets to the end offsets
-    taken at open; commits (when asked) only offsets whose messages are all settled."""
+    """Reads every partition of a topic from the group's commit point to the end offsets taken at
+    open (read_committed: records of aborted transactions are never read); commits when asked.
+
+    What stays dead-lettered, and how a later replay knows what was replayed: a partition's committed
+    offset stops at the first message this replay did not move (not selected, failed, beyond
+    `--limit`) or has not settled yet; the messages replayed above it are recorded in the same
+    commit's metadata string as compact ranges relative to the committed offset
+    (``wfbus-replayed:1-40,43,47-90``). A reader skips those offsets: they are neither examined nor
+    replayed again, and `depth` does not count them. Once the messages that stayed are replayed too,
+    the commit point moves past the ranges and the metadata empties. (Kafka keeps commit metadata
+    with the offset; rewinding the group with kafka-consumer-groups.sh clears it, so a rewound group
+    replays everything from there, on purpose.)
+
+    The broker refuses metadata over offset.metadata.max.bytes (4096 by default:
+    `commit_metadata_max_bytes`). Before handing a message out, the reader reserves the most it could
+    add to the metadata; when it could not fit even alone, that partition is not read further and
+    the run ends with an error after the other partitions: nothing is lost and nothing is replayed
+    twice, and replaying the messages that stay (which moves the commit point) makes room again.
+    """
 
     def __init__(self, broker: KafkaBroker, topic: str, group: str | None, *, commit: bool) -> None:
-        partitions, begin = self._open(broker, topic, group, commit)
+        partitions = self._open(broker, topic, group, commit)
         committed = broker._committed(self.consumer, partitions) if group else {}
         with broker._kafka("assign"):
             self.consumer.assign(partitions)
             for tp in partitions:
-                start = committed.get(tp)
-                self.consumer.seek(tp, begin[tp] if start is None else max(start, begin[tp]))
-        self.remaining = {tp for tp in partitions if self.consumer.position(tp) < self.end[tp]}
+                self._parts[tp] = state = _PartitionState.load(committed.get(tp), self.begin[tp], self.end[tp])
+                self.consumer.seek(tp, state.base)
 
-    def _open(self, broker: KafkaBroker, topic: str, group: str | None, commit: bool) -> tuple[list, dict]:
-        """What every reader starts with: a consumer, the partitions, and the end offsets as of now."""
+    def _open(self, broker: KafkaBroker, topic: str, group: str | None, commit: bool) -> list:
+        """What every reader starts with: a consumer, the partitions, and the offsets as of now."""
         self.broker = broker
         self.topic = topic
+        self.group = group
         self.commit_enabled = commit
         self.source_label = f"{broker.name}:{topic}"
         self.consumer = broker.consumer(group)
-        partitions = broker._partitions(self.consumer, topic)
-        begin, self.end = broker._offsets(self.consumer, partitions)
         self._buffer: deque = deque()
-        self._pending: dict[Any, deque] = {tp: deque() for tp in partitions}  # offsets in order, with state
-        self._state: dict[tuple, str] = {}
-        self._next: dict[Any, int] = {}  # per partition: the offset after the last record handed out
-        return partitions, begin
+        self._parts: dict[Any, _PartitionState] = {}
+        self._settled_any = False
+        try:
+            partitions = broker._partitions(self.consumer, topic)
+            self.begin, self.end = broker._offsets(self.consumer, partitions)
+            self.identity = broker._identity(self.consumer, topic)
+        except BaseException:
+            self.consumer.close(autocommit=False, timeout_ms=broker._timeout_ms)
+            raise
+        return partitions
 
+    # -- reading ----------------------------------------------------------------------------
     def receive(self, max_messages: int) -> list[ReceivedMessage]:
+        """Up to `max_messages`; [] once every partition is read to its end offset. Waits at most
+        `timeout_seconds` without a record while records remain below the end offsets: then it fails
+        (a stalled read is never taken for "the dead-letter topic is empty")."""
         out: list[ReceivedMessage] = []
-        idle_polls = 0
-        while len(out) < max_messages and (self._buffer or self.remaining):
-            if not self._buffer:
-                with self.broker._kafka(f"read {self.topic}"):
-                    polled = self.consumer.poll(timeout_ms=500, max_records=max(max_messages, 500))
-                for tp, records in polled.items():
-                    for record in records:
-                        if record.offset < self.end[tp]:
-                            self._buffer.append((tp, record))
-                    if self.consumer.position(tp) >= self.end[tp]:
-                        self.remaining.discard(tp)
-                if not polled:
-                    idle_polls += 1
-                    if idle_polls * 0.5 > self.broker.settings.timeout_seconds:
-                        raise BrokerUnavailable(f"{self.broker.name}: no data from {self.topic} before the timeout")
+        in_call: dict[Any, int] = {}
+        timeout = self.broker.settings.timeout_seconds
+        quiet_since, last_positions = time.monotonic(), None
+        while len(out) < max_messages:
+            if self._buffer:
+                tp, record = self._buffer.popleft()
+                verdict = self._offer(tp, record, in_call)
+                if verdict == "later":  # the metadata has room only once this batch is settled
+                    self._buffer.appendleft((tp, record))
+                    break
+                if verdict is not None:
+                    out.append(verdict)
+                    in_call[tp] = in_call.get(tp, 0) + 1
                 continue
-            tp, record = self._buffer.popleft()
-            out.append(self._hold(tp, record))
+            positions = self._unfinished()
+            if positions is not None and not positions:
+                break  # every partition read up to the end offsets taken at the start
+            if positions != last_positions:
+                quiet_since, last_positions = time.monotonic(), positions
+            if self._poll(max_messages - len(out)):
+                quiet_since = time.monotonic()
+            elif positions is not None and time.monotonic() - quiet_since > timeout:
+                if out:
+                    break
+                raise self._stalled(positions)
+        if not out and any(p.over_budget for p in self._parts.values()):
+            raise self._over_budget()
         return out
 
-    def _hold(self, tp, record) -> ReceivedMessage:
-        self._next[tp] = record.offset + 1
-        self._pending[tp].append(record.offset)
-        self._state[(tp, record.offset)] = "held"
-        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (record.headers or [])}
+    def _assigned(self) -> set:
+        return set(self._parts)
+
+    def _unfinished(self) -> dict | None:
+        """Partitions of ours still to be read, with their positions (None: we have none yet)."""
+        positions = {}
+        for tp in self._assigned():
+            state = self._parts.get(tp)
+            if state is None:
+                positions[tp] = None  # not loaded yet: certainly not read
+                continue
+            if state.over_budget:
+                continue
+            if not state.finished:
+                with self.broker._kafka(f"read {self.topic}"):
+                    position = self.consumer.position(tp, timeout_ms=self.broker._timeout_ms)
+                state.finished = position is not None and position >= state.end
+                if not state.finished:
+                    positions[tp] = position
+        return positions
+
+    def _poll(self, wanted: int) -> bool:
+        """Poll for at most `wanted` records (the driver keeps what it fetched beyond them): a member polls
+        again for every batch, so a rebalance that gives joining members partitions never waits for a
+        read-ahead to drain."""
+        with self.broker._kafka(f"read {self.topic}"):
+            polled = self.consumer.poll(timeout_ms=300, max_records=max(wanted, 1))
+        self._after_poll()
+        got = False
+        for tp, records in polled.items():
+            state = self._parts.get(tp)
+            if state is None or state.over_budget:
+                continue
+            for record in records:
+                if state.seen <= record.offset < state.end:
+                    self._buffer.append((tp, record))
+                    got = True
+        return got
+
+    def _after_poll(self) -> None:
+        pass
+
+    def _offer(self, tp, record, in_call: dict) -> ReceivedMessage | str | None:
+        """The record as a message to hand out; None when it is passed over; "later" when it must wait."""
+        state = self._parts.get(tp)
+        if state is None or state.over_budget or record.offset < state.seen:
+            return None
+        if record.offset in state.replayed:  # replayed by an earlier run: neither examined nor replayed
+            state.seen = record.offset + 1
+            return None
+        cost = 0
+        if self.commit_enabled:
+            cost = state.cost(record.offset)
+            budget = self.broker.settings.commit_metadata_max_bytes
+            if state.metadata_length + state.reserved_total + cost > budget:
+                if in_call.get(tp):
+                    return "later"
+                if not state.held:  # even alone it may not fit: read no further in this partition
+                    state.over_budget = True
+                    with self.broker._kafka("pause"):
+                        self.consumer.pause(tp)
+                    return None
+                cost = 0  # held since an earlier call and never settled: a dry run, which commits nothing
+        state.hand_out(record.offset, cost)
+        return self._message(tp, record)
+
+    def _message(self, tp, record) -> ReceivedMessage:
+        position = f"{tp.topic}/{tp.partition}/{record.offset}"
+        headers = tuple(record.headers or ())
+        key = record.key
         return ReceivedMessage(
-            body=record.value or b"", headers=headers, handle=(tp, record.offset),
-            message_id=f"{tp.topic}/{tp.partition}/{record.offset}",
-            position_id=f"{tp.topic}/{tp.partition}/{record.offset}",
-            extra={"key": (record.key or b"").decode("utf-8", "replace"), "topic": tp.topic},
+            body=record.value or b"", headers=_header_view(headers), handle=(tp, record.offset),
+            message_id=position, position_id=position,
+            ordering_key=None if key is None else key.decode("utf-8", "replace"),
+            origin=Origin("kafka", key=key, headers=headers, null_value=record.value is None,
+                          properties={"timestamp": record.timestamp, "timestamp_type": record.timestamp_type}),
+            extra={"topic": tp.topic, "partition": tp.partition, "offset": record.offset},
         )
 
-    def _settle(self, messages: Sequence[ReceivedMessage], state: str) -> None:
+    def _stalled(self, positions: dict) -> BrokerUnavailable:
+        remaining = sum(self._parts[tp].end - (position or self._parts[tp].seen) for tp, position in positions.items())
+        which = ", ".join(str(tp.partition) for tp in sorted(positions))
+        timeout = self.broker.settings.timeout_seconds
+        return BrokerUnavailable(
+            f"{self.broker.name}: read {self.topic}: no record from partition(s) {which} for {timeout:g} s although "
+            f"{remaining} offset(s) remain below the end offsets taken at the start; nothing was committed past them",
+            hint="check the partitions' leaders (kafka-topics.sh --describe) and run again; "
+                 "raise timeout_seconds for a slow broker")
+
+    def _over_budget(self) -> DeliveryFailed:
+        which = ", ".join(str(tp.partition) for tp, s in sorted(self._parts.items()) if s.over_budget)
+        return DeliveryFailed(
+            f"{self.broker.name}: {self.topic} partition(s) {which}: the offsets replayed between messages that "
+            f"stay dead-lettered (not selected, or failed) would no longer fit in the replay group's commit metadata "
+            f"(commit_metadata_max_bytes: {self.broker.settings.commit_metadata_max_bytes}); the rest of these "
+            f"partitions was not read",
+            hint="nothing was lost or replayed twice: replay the messages that stay first (without filters, or with "
+                 "filters that select them), then run this replay again")
+
+    # -- settling -----------------------------------------------------------------------------
+    def _settle(self, messages: Sequence[ReceivedMessage], replayed: bool) -> None:
         for message in messages:
-            self._state[message.handle] = state
+            tp, offset = message.handle
+            state = self._parts.get(tp)
+            if state is not None and state.taken.get(offset) == "held":  # else: the partition went to another member
+                state.settle(offset, replayed)
+                self._settled_any = True
         if self.commit_enabled:
             self._commit()
 
     def ack(self, messages: Sequence[ReceivedMessage]) -> None:
-        self._settle(messages, "done")
+        self._settle(messages, True)
 
     def skip(self, messages: Sequence[ReceivedMessage]) -> None:
-        """Not selected: passed over, a log cannot keep them aside."""
-        self._settle(messages, "done")
+        """Not selected: stays dead-lettered (the commit point stops at it) for a later replay."""
+        self._settle(messages, False)
 
     def release(self, messages: Sequence[ReceivedMessage]) -> None:
-        """Failed: block the commit at this offset so the next replay reads it again."""
-        self._settle(messages, "blocked")
+        """Failed, or beyond the limit: stays dead-lettered; the next replay reads it again."""
+        self._settle(messages, False)
 
-    def _commit(self, only: Any = None) -> None:
+    def _owns(self, tp) -> bool:
+        return True
+
+    def _commit(self) -> None:
         from kafka.structs import OffsetAndMetadata
 
         offsets = {}
-        for tp, queue in self._pending.items():
-            if only is not None and tp not in only:
+        for tp, state in self._parts.items():
+            if not self._owns(tp):
                 continue
-            last = None
-            while queue and self._state.get((tp, queue[0])) == "done":
-                last = queue.popleft()
-                self._state.pop((tp, last), None)
-            if last is not None:
-                offsets[tp] = OffsetAndMetadata(last + 1, "", -1)
+            offset, metadata = state.next_commit()
+            if state.committed != (offset, metadata):
+                offsets[tp] = OffsetAndMetadata(offset, metadata, -1)
         if offsets:
             with self.broker._kafka("commit"):
-                self.consumer.commit(offsets)
+                self.consumer.commit(offsets, timeout_ms=self.broker._timeout_ms)
+            for tp, value in offsets.items():
+                self._parts[tp].committed = (value.offset, value.metadata)
 
     def close(self) -> None:
-        self.consumer.close(autocommit=False)
+        try:
+            if self.commit_enabled and self._settled_any:
+                self._commit()  # partitions read to their end: past the transaction markers there too
+        except BrokerUnavailable:
+            pass  # what was settled was committed with each batch already
+        finally:
+            self.consumer.close(autocommit=False, timeout_ms=self.broker._timeout_ms)
 
 
 class KafkaGroupReader(KafkaTopicReader):
@@ -472,64 +895,74 @@ class KafkaGroupReader(KafkaTopicReader):
     the dead-letter topic's partitions (the broker is the distributed engine).
 
     Each member reads its assigned partitions up to the end offsets taken when it started and
-    commits only settled offsets; a partition taken away in a rebalance first gets its settled
-    offsets committed, and its unsettled messages are read again by the new owner (at worst a
-    duplicate, which the replay journal recognises on the same machine).
+    commits as KafkaTopicReader does (after every settled batch). When a partition taken away in a
+    rebalance comes back and nobody committed in between, the member's own
+    bookkeeping goes on (records handed out are never handed out twice), else it starts from the
+    new commit point, and the unsettled messages it had are read again by their new owner (at worst
+    a duplicate, never a loss).
+
+    Waiting is bounded: for partitions, `join_timeout_seconds` (a rerun right after a killed run
+    waits for the killed member's session to expire and the group to rebalance: never "nothing to
+    replay" while the group is still joining); for records, `timeout_seconds` without any while
+    records remain below the end offsets.
     """
 
-    IDLE_SECONDS = 6.0  # no partition assigned for this long: the other members hold them all
-
     def __init__(self, broker: KafkaBroker, topic: str, group: str) -> None:
-        from kafka import ConsumerRebalanceListener
-
         self._open(broker, topic, group, commit=True)
-        reader = self
-
-        class _OnRebalance(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked):  # noqa: D401 - kafka-python callback
-                reader._revoked(set(revoked))
-
-            def on_partitions_assigned(self, assigned):
-                pass
-
+        self._generation: Any = None  # the group generation whose assignment the bookkeeping reflects
+        self._seen_assignment: set = set()
+        self._join_deadline = time.monotonic() + broker.settings.join_timeout_seconds
         with broker._kafka("join the replay group"):
-            self.consumer.subscribe([topic], listener=_OnRebalance())
+            self.consumer.subscribe([topic])
 
-    def _revoked(self, revoked: set) -> None:
-        """Commit what is settled; keep the rest of our bookkeeping, because the partitions often come
-        straight back (a single member rejoining after a metadata change). Records handed out already
-        are never handed out twice (see `_next`); unsettled ones of a partition that went to another
-        member are read again there: a duplicate at worst, never a loss."""
-        try:
-            self._commit(only=revoked)
-        except BrokerUnavailable:
-            pass
-        self._buffer = deque(item for item in self._buffer if item[0] not in revoked)
+    def _after_poll(self) -> None:
+        """After a rebalance (only poll() rebalances): drop what was read ahead of partitions no longer
+        ours, and load the commit point of each assigned partition. A partition that stayed ours (or
+        came back) keeps our bookkeeping when nobody committed it since; else it starts afresh. (No
+        rebalance listener: kafka-python runs those on its I/O thread, where nothing may block, and
+        every settled batch was committed already.)"""
+        generation = getattr(self.consumer.group_metadata(), "generation_id", None)
+        assigned = set(self.consumer.assignment())
+        if generation == self._generation and assigned == self._seen_assignment:
+            return
+        self._buffer = deque(item for item in self._buffer if item[0] in assigned)
+        committed = self.broker._committed(self.consumer, sorted(assigned)) if assigned else {}
+        self._generation, self._seen_assignment = generation, assigned
+        for tp in assigned:
+            loaded = _PartitionState.load(committed.get(tp), self.begin.get(tp, 0), self.end.get(tp, 0))
+            mine = self._parts.get(tp)
+            if mine is None or mine.committed != loaded.committed:  # another member moved it on
+                self._parts[tp] = loaded
+            elif mine.over_budget:
+                with self.broker._kafka("pause"):
+                    self.consumer.pause(tp)
 
-    def _unfinished(self) -> set:
-        assigned = self.consumer.assignment()
-        return {tp for tp in assigned if self.consumer.position(tp) < self.end.get(tp, 0)}
+    def _assigned(self) -> set:
+        return set(self.consumer.assignment())
 
-    def receive(self, max_messages: int) -> list[ReceivedMessage]:
-        out: list[ReceivedMessage] = []
-        idle_since = time.monotonic()
-        while len(out) < max_messages:
-            if self._buffer:
-                tp, record = self._buffer.popleft()
-                out.append(self._hold(tp, record))
-                continue
-            with self.broker._kafka(f"read {self.topic}"):
-                polled = self.consumer.poll(timeout_ms=300, max_records=max(max_messages, 500))
-                for tp, records in polled.items():
-                    handed_out = self._next.get(tp, -1)
-                    self._buffer.extend((tp, r) for r in records
-                                        if handed_out <= r.offset < self.end.get(tp, 0))
-                if self._buffer:
-                    idle_since = time.monotonic()
-                    continue
-                assigned = self.consumer.assignment()
-                if assigned and not self._unfinished():
-                    break  # every partition of ours is read up to where the DLQ ended at the start
-            if not assigned and time.monotonic() - idle_since > self.IDLE_SECONDS:
-                break
-        return out
+    def _owns(self, tp) -> bool:
+        return tp in self.consumer.assignment()
+
+    def _unfinished(self) -> dict | None:
+        self._after_poll()
+        if not self.consumer.assignment():
+            if time.monotonic() > self._join_deadline:
+                raise self._no_partitions()
+            return None
+        self._join_deadline = time.monotonic() + self.broker.settings.join_timeout_seconds
+        return super()._unfinished()
+
+    def _no_partitions(self) -> BrokerUnavailable:
+        s = self.broker.settings
+        state = str(getattr(self.consumer.group_metadata(), "state", ""))
+        if "stable" in state:
+            return BrokerUnavailable(
+                f"{self.broker.name}: replay group {self.group!r}: other members hold every partition of "
+                f"{self.topic}; this run got none within {s.join_timeout_seconds:g} s",
+                hint="another `wfbus replay` of this dead-letter topic is running: let it finish (see "
+                     "`wfbus depth`), or raise join_timeout_seconds")
+        return BrokerUnavailable(
+            f"{self.broker.name}: replay group {self.group!r} gave this run no partition of {self.topic} within "
+            f"{s.join_timeout_seconds:g} s",
+            hint=f"a killed replay holds its partitions until its session expires ({s.session_timeout_seconds:g} s): "
+                 "run the replay again, or raise join_timeout_seconds")
