@@ -191,7 +191,8 @@ def foreign_records(rng: random.Random, count: int) -> list[tuple]:
             value = json.dumps({"topic": "order.submit", "urn": f"o-{i}", "payload": {"i": i}, "attempt": 1},
                                separators=(",", ":")).encode()
         elif kind == "foreign":
-            value = rng.choice([b"\x00\x01\xff binary", "plain text ünïcode".encode(), b"{not json", b""]) + bytes([i % 256])
+            value = rng.choice([b"\x00\x01\xff binary", "plain text ünïcode".encode(), b"{not json", b""])
+            value += bytes([i % 256])
         else:
             value, key = None, key or b"tomb"
         records.append((key, value, headers))
@@ -213,7 +214,10 @@ def test_replay_republishes_key_null_value_and_every_header_byte_for_byte(wfbus,
     expected = Counter((r.key, r.value, (*r.headers, replayed_from)) for r in dead)
     got = consume_all(kafka_broker["topic"])
     assert Counter(as_sent(r) for r in got) == expected
-    keyed = lambda records: {k: [as_sent(r) for r in records if r.key == k] for k in {r.key for r in records}}  # noqa: E731
+
+    def keyed(records) -> dict:
+        return {k: [as_sent(r) for r in records if r.key == k] for k in {r.key for r in records}}
+
     assert {k: [(v, h[:-1]) for _, v, h in rs] for k, rs in keyed(got).items() if k is not None} == \
         {k: [(v, h) for _, v, h in rs] for k, rs in keyed(dead).items() if k is not None}  # order per key
     for record in got:  # the original key decides the partition, as it did in the DLQ
@@ -242,7 +246,8 @@ def test_order_per_key_is_kept_over_many_batches_on_emit_and_replay(wfbus, kafka
     rng = seeded("order")
     monkeypatch.setattr(KafkaBroker, "publish_batch_size", rng.randrange(150, 400))  # several emit batches
     urns = [f"urn-{i}" for i in range(rng.randrange(7, 12))] + [rng.randrange(10**6)]
-    events = [{"topic": "step", "urn": rng.choice(urns), "payload": {"seq": i}} for i in range(rng.randrange(2000, 2600))]
+    events = [{"topic": "step", "urn": rng.choice(urns), "payload": {"seq": i}}
+              for i in range(rng.randrange(2000, 2600))]
     assert wfbus("emit", "--dead-letter", str(write_jsonl(tmp_path / "e.jsonl", events))).code == 0
 
     def per_key(records) -> dict:

@@ -42,7 +42,8 @@ def test_kcat_reads_back_exactly_what_was_dead_lettered(wfbus, tmp_path):
     settings = kafka_config(tmp_path)
     dlq = settings["dead_letter_topic"]
     events = [{"topic": rng.choice(["order.submit", "billing.charge"]), "urn": f"o-{rng.randrange(6)}",
-               "payload": {"i": i, "text": rng.choice(["größe", "🚚", "\u2028", "plain"])}, "attempt": rng.randrange(3)}
+               "payload": {"i": i, "text": rng.choice(["größe", "🚚", "\u2028", "plain"])},
+               "attempt": rng.randrange(3)}
               for i in range(rng.randrange(20, 60))]
     assert wfbus("emit", "--dead-letter", str(write_jsonl(tmp_path / "e.jsonl", events))).code == 0
     foreign = foreign_records(rng, rng.randrange(20, 50))

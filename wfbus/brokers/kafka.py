@@ -111,7 +111,8 @@ class KafkaSettings(BrokerSettings):
             try:
                 self.topic_template.format(topic="t")
             except (KeyError, IndexError, ValueError, AttributeError) as exc:
-                raise ValueError(f"topic_template {self.topic_template!r}: only {{topic}} can be used ({exc!r})") from None
+                raise ValueError(f"topic_template {self.topic_template!r}: only {{topic}} can be used "
+                                 f"({exc!r})") from None
         return self
 
     def secret_values(self) -> list[str]:
