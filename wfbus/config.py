@@ -24,31 +24,68 @@ _VARIABLE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 @dataclass
 class Config:
-    brokers: dict[str, Any]  # name -> BrokerSettings (validated)
+    """The brokers of one config file.
+
+    Each broker's settings are validated (its pydantic model built, its module imported) when a
+    command first uses that broker, not when the file loads: `wfbus emit -b local` never pays for the
+    Kafka, SQS and RabbitMQ models of the same file.  What needs no model is still checked for every
+    broker at load time: the shape of the file, `${VAR}` interpolation and that each type exists.
+    """
+
+    raw_brokers: dict[str, dict[str, Any]]  # name -> interpolated settings, not yet validated
     default_broker: str | None
     source: Path | None  # None: the built-in default
     base_dir: Path = field(default_factory=Path.cwd)
     warnings: list[str] = field(default_factory=list)  # about the file as a whole
-    broker_warnings: dict[str, list[str]] = field(default_factory=dict)  # said when that broker is opened
     on_warning: Callable[[str], None] | None = None
+    _label: str = "built-in config"
+    _settings: dict[str, Any] = field(default_factory=dict)  # name -> BrokerSettings, validated once
+    _warnings: dict[str, list[str]] = field(default_factory=dict)  # said when that broker is opened
+
+    @property
+    def brokers(self) -> Mapping[str, Any]:
+        """name -> BrokerSettings; a broker is validated when its settings are first looked up."""
+        return _Brokers(self)
+
+    @property
+    def broker_warnings(self) -> dict[str, list[str]]:
+        """Risky settings of every broker (validates them all: for the overview of `wfbus brokers`)."""
+        for name in self.raw_brokers:
+            self.settings(name)
+        return self._warnings
+
+    def settings(self, name: str) -> Any:
+        """The validated settings of one broker (a ConfigError naming the key if invalid)."""
+        found = self._settings.get(name)
+        if found is None:
+            from .brokers import broker_class
+
+            body = self.raw_brokers[name]
+            path = f"brokers.{name}"
+            cls = broker_class(body["type"], where=f"{self._label}: {path}.type")
+            found = self._settings[name] = _validate(cls.settings_model, body, path, self._label)
+            for secret in found.secret_values():
+                redact.register(secret)
+            self._warnings[name] = found.warnings()
+        return found
 
     def resolve_name(self, name: str | None) -> str:
         """The broker a command uses: the one named, else default_broker, else the only one."""
         if name is None:
             if self.default_broker:
                 return self.default_broker
-            if len(self.brokers) == 1:
-                return next(iter(self.brokers))
+            if len(self.raw_brokers) == 1:
+                return next(iter(self.raw_brokers))
             raise UsageError(
                 "no broker named and the config sets no default_broker",
-                hint=f"pass --broker NAME (configured: {', '.join(self.brokers)}) or set default_broker",
+                hint=f"pass --broker NAME (configured: {', '.join(self.raw_brokers)}) or set default_broker",
             )
-        if name not in self.brokers:
-            close = difflib.get_close_matches(name, list(self.brokers), n=1)
+        if name not in self.raw_brokers:
+            close = difflib.get_close_matches(name, list(self.raw_brokers), n=1)
             suggestion = f"did you mean {close[0]!r}? " if close else ""
             raise UsageError(
                 f"unknown broker {name!r}",
-                hint=f"{suggestion}configured brokers: {', '.join(self.brokers)} "
+                hint=f"{suggestion}configured brokers: {', '.join(self.raw_brokers)} "
                 f"(from {self.source or 'the built-in default'}; `wfbus brokers` lists them)",
             )
         return name
@@ -57,11 +94,29 @@ class Config:
         from .brokers import broker_class
 
         resolved = self.resolve_name(name)
-        settings = self.brokers[resolved]
+        settings = self.settings(resolved)
         if self.on_warning is not None:
-            for warning in self.broker_warnings.pop(resolved, ()):  # once per run, only for brokers in use
+            for warning in self._warnings.pop(resolved, ()):  # once per run, only for brokers in use
                 self.on_warning(f"brokers.{resolved}: {warning}")
         return broker_class(settings.type)(resolved, settings, self.base_dir)
+
+
+class _Brokers(Mapping):
+    """A read-only view of Config's brokers that validates each one on first access."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._config.raw_brokers:
+            raise KeyError(name)
+        return self._config.settings(name)
+
+    def __iter__(self):
+        return iter(self._config.raw_brokers)
+
+    def __len__(self) -> int:
+        return len(self._config.raw_brokers)
 
 
 def discover(explicit: str | None) -> Path | None:
@@ -108,7 +163,7 @@ def _clear_secret_warnings(config: Config, path: Path, text: str) -> list[str]:
     except OSError:
         return []
     if not readable_by_others:
-        return []
+        return []  # the usual case costs nothing: no broker's model is built to look for secrets
     clear = [name for name, settings in config.brokers.items()
              if any(secret in text for secret in settings.secret_values())]
     if not clear:
@@ -144,10 +199,9 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
     brokers_raw = raw.get("brokers")
     if not isinstance(brokers_raw, Mapping) or not brokers_raw:
         raise ConfigError(f"{label}: brokers: must be a mapping of broker names to settings")
-    from .brokers import broker_class
+    from .brokers import check_type
 
-    brokers: dict[str, Any] = {}
-    broker_warnings: dict[str, list[str]] = {}
+    brokers: dict[str, dict[str, Any]] = {}
     for name, body in brokers_raw.items():
         path = f"brokers.{name}"
         if not isinstance(name, str) or not name:
@@ -158,11 +212,8 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
         type_name = body.get("type")
         if not isinstance(type_name, str):
             raise ConfigError(f"{label}: {path}.type: required (local, sqs, kafka, rabbitmq or a plugin type)")
-        cls = broker_class(type_name, where=f"{label}: {path}.type")
-        brokers[name] = _validate(cls.settings_model, body, path, label)
-        for secret in brokers[name].secret_values():
-            redact.register(secret)
-        broker_warnings[name] = brokers[name].warnings()
+        check_type(type_name, where=f"{label}: {path}.type")  # a typo is said now, whichever broker is used
+        brokers[name] = body
     default = raw.get("default_broker")
     if default is not None:
         default = interpolate(default, "default_broker", label)
@@ -171,8 +222,7 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
                 f"{label}: default_broker: {default!r} is not a configured broker",
                 hint=f"use one of: {', '.join(brokers)}",
             )
-    return Config(brokers=brokers, default_broker=default, source=source, base_dir=base_dir,
-                  broker_warnings=broker_warnings)
+    return Config(raw_brokers=brokers, default_broker=default, source=source, base_dir=base_dir, _label=label)
 
 
 def _validate(model: Any, body: Mapping[str, Any], path: str, label: str) -> Any:

@@ -7,7 +7,7 @@ their methods, so `wfbus --help` and local work stay fast.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -26,7 +26,9 @@ HEADER_REPLAYED_FROM = "replayed-from"
 class BrokerSettings(BaseModel):
     """Settings every broker type shares; each type extends it (unknown keys are errors)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # the validator of a settings model is built at its first use, not when its module is imported:
+    # a command validates only the brokers it uses (wfbus.config), so the others cost a class, no schema
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: str
     wire: WireFormat = "topic"
@@ -283,6 +285,10 @@ class Broker:
     def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
         """Messages as they are, left in place (None: all of them)."""
         raise NotImplementedError
+
+    def peek_stream(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> Iterator[ReceivedMessage]:
+        """peek() as an iterator, for `wfbus peek --all`; a broker that can page overrides it (memory flat)."""
+        return iter(self.peek(dead_letter=dead_letter, limit=limit, force=force))
 
     def dead_letter_reader(self) -> DeadLetterReader:
         raise NotImplementedError

@@ -175,9 +175,9 @@ def _report(state: State, exc: WfbusError) -> None:
         out.note("".join(traceback.format_exception(exc)).rstrip())
     if isinstance(exc, InputError) and exc.listed:
         for problem in exc.problems:
-            out.err_console.print(problem, markup=False, highlight=False)
+            out.err_line(problem)
         if exc.more:
-            out.err_console.print(f"... and {exc.more} more", markup=False, highlight=False)
+            out.err_line(f"... and {exc.more} more")
     out.error(str(exc))
     if state.output_mode != "text":
         document = {"error": {"exit_code": int(exc.exit_status), "message": exc.message, "hint": exc.hint}}

@@ -1,5 +1,9 @@
 """How wfbus talks to people and scripts: rich on a terminal, plain text in a pipe, JSON on request.
 
+In a pipe (and in tests) rich is not even imported: its console alone costs ~90 ms of start-up, and
+without a terminal it adds nothing but tab expansion, control-code stripping and column padding,
+which `_plain` and `_plain_table` do the same way (tests/test_startup.py keeps rich out of pipes).
+
 Results go to stdout; errors, warnings and progress go to stderr.  NO_COLOR and non-TTY streams
 get no colour and no box drawing, so output is stable to grep and diff.
 
@@ -65,11 +69,51 @@ class Output:
             self.stdout.write(json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n")
         self.stdout.flush()
 
+    def json_stream(self, documents: Iterable[Any]) -> None:
+        """The same text as `json(list(documents))`, written one element at a time (memory stays flat)."""
+        write = self.stdout.write
+        first = True
+        for document in documents:
+            text = json.dumps(document, indent=2, ensure_ascii=False, default=str)
+            write(("[\n  " if first else ",\n  ") + text.replace("\n", "\n  "))
+            first = False
+        write("[]\n" if first else "\n]\n")
+        self.stdout.flush()
+
     # -- text for people --------------------------------------------------------------------
+    @property
+    def _plain_out(self) -> bool:
+        return self._console is None and not _is_tty(self.stdout)
+
+    @property
+    def _plain_err(self) -> bool:
+        return self._err_console is None and not _is_tty(self.stderr)
+
     def line(self, text: str = "", style: str | None = None) -> None:
+        if self._plain_out:
+            self.stdout.write(_plain(text) + "\n")
+            self.stdout.flush()
+            return
         self.console.print(text, style=style, markup=False, highlight=False)
 
+    def err_line(self, text: str) -> None:
+        """A line on stderr as it is (InputError's listed problems)."""
+        self._err(text, None)
+
+    def _err(self, text: str, style: str | None) -> None:
+        if self._plain_err:
+            self.stderr.write(_plain(text) + "\n")
+            self.stderr.flush()
+            return
+        self.err_console.print(text, style=style, markup=False, highlight=False)
+
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
+        if self._plain_out:
+            if title:
+                self.line(title)
+            self.stdout.write(_plain_table(columns, rows))
+            self.stdout.flush()
+            return
         from rich import box
         from rich.table import Table
 
@@ -90,18 +134,18 @@ class Output:
         self.console.print(table)
 
     def error(self, text: str) -> None:
-        self.err_console.print(redact(f"error: {text}"), style="red", markup=False, highlight=False)
+        self._err(redact(f"error: {text}"), "red")
 
     def warn(self, text: str) -> None:
-        self.err_console.print(redact(f"warning: {text}"), style="yellow", markup=False, highlight=False)
+        self._err(redact(f"warning: {text}"), "yellow")
 
     def note(self, text: str) -> None:
-        self.err_console.print(redact(text), style="dim", markup=False, highlight=False)
+        self._err(redact(text), "dim")
 
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[Callable[[int, int | None], None] | None]:
         """A progress bar on stderr for people at a terminal; None (no output) for scripts."""
-        if self.mode != "text" or not self.err_console.is_terminal:
+        if self.mode != "text" or self._plain_err or not self.err_console.is_terminal:
             yield None
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -122,10 +166,51 @@ class Output:
             yield update
 
 
+def _is_tty(stream: IO[str]) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+_CONTROL = str.maketrans("", "", "\x07\x08\x0b\x0c\r")  # what rich strips (rich.control.strip_control_codes)
+
+
+def _plain(text: str) -> str:
+    """Text as rich prints it to a pipe: those control codes dropped, tabs expanded to 8 columns."""
+    text = text.translate(_CONTROL)
+    return text.expandtabs(8) if "\t" in text else text
+
+
+def _cell_len(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len  # wide characters (CJK, emoji) take two columns, as rich counts them
+
+    return cell_len(text)
+
+
+def _plain_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """rich's Table(box=None, show_edge=False, pad_edge=False) in a pipe: header and rows padded to the
+    widest cell of each column, two spaces between columns, a cell's lines below each other."""
+    cells = [[_plain(str(c)).split("\n") for c in columns]]
+    cells += [[_plain("" if c is None else str(c)).split("\n") for c in row] for row in rows]
+    widths = [max(_cell_len(line) for row in cells for line in row[i]) for i in range(len(columns))]
+    out = []
+    for row in cells:
+        for index in range(max(len(cell) for cell in row)):
+            parts = []
+            for cell, width in zip(row, widths):
+                line = cell[index] if index < len(cell) else ""
+                parts.append(line + " " * (width - _cell_len(line)))
+            out.append("  ".join(parts))
+    return "\n".join(out) + "\n" if out else ""
+
+
 def _make_console(stream: IO[str]):
     from rich.console import Console
 
-    is_tty = hasattr(stream, "isatty") and stream.isatty()
+    is_tty = _is_tty(stream)
     return Console(
         file=stream,
         highlight=False,
