@@ -47,25 +47,29 @@ _decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no
 def loads(text: str | bytes) -> Any:
     """Decode one JSON document strictly; raise StrictJSONError naming the line and column.
 
-    Fast path: orjson parses, and cheap counts prove the stdlib would have read the same value:
+    Fast path: orjson parses, and a cheap proof says the stdlib would have read the same value.
+    First proof: orjson writes the value back as exactly the input text (the usual compact line), so
+    no key was dropped as a duplicate, no number rounded, every escape read back as written.  Second:
     with no backslash and no whitespace before a colon in the text, every key is written `"...":`,
     so the number of `":` equals the number of keys unless one was duplicated.  Whatever orjson
-    refuses or the counts cannot prove goes through the stdlib decoder, the reference.
+    refuses or neither proof covers goes through the stdlib decoder, the reference.
     """
-    if _orjson is not None:
-        raw = text.encode("utf-8") if isinstance(text, str) else text
-        if b"\\" not in raw and not any(ws in raw for ws in _WHITESPACE_COLON):
-            try:
-                value = _orjson.loads(raw)
-            except _orjson.JSONDecodeError:
-                value = _orjson  # marker: let the reference decoder explain
-            if value is not _orjson:
-                try:
-                    keys = _count_keys(value)
-                except RecursionError:
-                    keys = -1
-                if keys >= 0 and keys == raw.count(b'":'):
-                    return value
+    if _orjson is None:
+        return _reference_loads(text)
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    try:
+        value = _orjson.loads(raw)
+    except _orjson.JSONDecodeError:
+        return _reference_loads(text)  # it explains what is wrong
+    if _orjson.dumps(value) == raw:
+        return value
+    if b"\\" not in raw and not any(ws in raw for ws in _WHITESPACE_COLON):
+        try:
+            keys = _count_keys(value)
+        except RecursionError:
+            keys = -1
+        if keys >= 0 and keys == raw.count(b'":'):
+            return value
     return _reference_loads(text)
 
 
@@ -136,3 +140,29 @@ def dumps_compact_bytes(value: Any) -> bytes:
 def dumps_canonical(value: Any) -> str:
     """Sorted keys, compact: the same value always gives the same text (for hashing)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+
+
+def _float_spelled_apart(text: bytes) -> bool:
+    """orjson writes a float below 1e-4 as 0.0000... where the stdlib writes 1e-05, and an exponent
+    (always signed: e+16, e-9) where the stdlib may spell the digits otherwise; text that has, or merely
+    looks like it has (inside a string), such a float goes the stdlib's way.  Substring tests, no regex:
+    this runs once per event."""
+    return b"e+" in text or b"e-" in text or b"0.0000" in text
+
+
+def dumps_canonical_bytes(value: Any) -> bytes:
+    """dumps_canonical as UTF-8, byte for byte, by orjson where it provably writes the same text.
+
+    Both escape the same characters the same way and sort keys by code point; they differ only in how
+    some floats are spelled, which `_float_spelled_apart` catches (tests/test_hot_path.py compares both).
+    """
+    if _orjson is not None:
+        try:
+            text = _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS)
+        except (TypeError, _orjson.JSONEncodeError):
+            text = None
+        if text is not None and not _float_spelled_apart(text):
+            return text
+    return dumps_canonical(value).encode("utf-8")

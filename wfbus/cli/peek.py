@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Optional
 
 import typer
+
+TEXT_PAGE = 1000  # rows of one text table: a larger peek is shown page by page
 
 # Far above any queue worth peeking, far below what a broker's API can hold (SQLite's 64-bit
 # integers, SQS and Kafka counts): a larger number is a typo, said as a usage error, not a crash.
@@ -33,24 +36,52 @@ def peek_command(
     if dead_letter and queue:
         raise UsageError("--dead-letter and --queue exclude each other")
     state = ctx.obj
+    out = state.out
+    skipped = 0
+
+    def documents(items):
+        nonlocal skipped
+        for item in items:
+            if item.document is None:
+                skipped += 1
+            else:
+                yield item.document
+
     with state.config.open(broker) as source:
         result = peek(source, dead_letter=dead_letter, limit=None if all_messages else limit, force=force)
-    out = state.out
-    if out.mode == "json":
-        out.json([item.document for item in result.items if item.document is not None])
-    elif out.mode == "jsonl":
-        out.jsonl(item.document for item in result.items if item.document is not None)
-    else:
-        out.table(
-            ["#", "event id", "topic", "urn", "attempt", "body"],
-            [(i, item.event_id, item.topic, item.urn, item.attempt, _short(item.body)) for i, item in
-             enumerate(result.items, 1)],
-            title=f"{result.queue}: {len(result.items)} message(s) shown, left in place",
-        )
-    skipped = [item for item in result.items if item.document is None]
+        if out.mode == "json":
+            out.json_stream(documents(result.items))
+        elif out.mode == "jsonl":
+            out.jsonl(documents(result.items))
+        else:
+            _text(out, result)
     if skipped and out.mode != "text":
-        out.warn(f"{len(skipped)} message(s) are not workflow events and were left out of the {out.mode} output")
+        out.warn(f"{skipped} message(s) are not workflow events and were left out of the {out.mode} output")
     return 0
+
+
+COLUMNS = ["#", "event id", "topic", "urn", "attempt", "body"]
+
+
+def _text(out, result) -> None:
+    """One table when the messages fit a page (as always); past that, a table per page of TEXT_PAGE
+    rows, each aligned on its own, and the count at the end: memory stays flat and rows start at once."""
+    rows = ((i, item.event_id, item.topic, item.urn, item.attempt, _short(item.body))
+            for i, item in enumerate(result.items, 1))
+    page = list(islice(rows, TEXT_PAGE))
+    following = list(islice(rows, TEXT_PAGE))
+    if not following:
+        out.table(COLUMNS, page, title=f"{result.queue}: {len(page)} message(s) shown, left in place")
+        return
+    out.line(f"{result.queue}: more than {TEXT_PAGE:,} messages, shown in pages of {TEXT_PAGE:,} (left in place)")
+    shown = 0
+    while page:
+        out.table(COLUMNS, page)
+        shown += len(page)
+        page, following = following, list(islice(rows, TEXT_PAGE))
+        if page:
+            out.line()
+    out.line(f"{result.queue}: {shown} message(s) shown, left in place")
 
 
 def _short(body: str, width: int = 80) -> str:
