@@ -48,7 +48,9 @@ class Topology:
         self.write()
 
     def write(self) -> None:
-        (self.bench.workdir / "wfbus.yaml").write_text(yaml.safe_dump({"brokers": self.brokers}))
+        path = self.bench.workdir / "wfbus.yaml"
+        path.write_text(yaml.safe_dump({"brokers": self.brokers}))
+        path.chmod(0o600)  # it holds the bench's SQS keys: as a user keeps it (else wfbus warns on every run)
 
     def kafka(self) -> dict:
         if "kafka" not in self.brokers:
@@ -194,6 +196,23 @@ def memory(bench: Bench) -> None:
         bench.rows.append(Row("memory: peak RSS of emit (local)", f"wfbus emit {count:,} events", count,
                               time.perf_counter() - started, 1, peak_rss_kb=rss))
         print(f"   {count:>9} events: peak RSS {rss / 1024:.1f} MiB", file=sys.stderr)
+
+
+def peek_memory(bench: Bench) -> None:
+    """Peak RSS of `peek --all` (JSON lines and the text table) of the local broker: 10k vs 1M messages."""
+    small, large = bench.n(10_000, floor=100), bench.n(1_000_000, floor=1000)
+    config = _memory_config(bench)
+    for count in (small, large):
+        path = _write_jsonl(bench, f"memory-{count}.jsonl", count)
+        (bench.workdir / "mem.db").unlink(missing_ok=True)
+        bench.run([sys.executable, "-m", "wfbus", "--config", str(config), "emit", str(path)])
+        for label, extra in (("-o jsonl", ["-o", "jsonl"]), ("text", [])):
+            started = time.perf_counter()
+            rss = bench.peak_rss_kb([sys.executable, "-m", "wfbus", "--config", str(config), "peek", "--all", *extra])
+            bench.rows.append(Row(f"memory: peak RSS of peek --all {label} (local)",
+                                  f"wfbus peek --all {label}, {count:,} messages", count,
+                                  time.perf_counter() - started, 1, peak_rss_kb=rss))
+            print(f"   peek {label} {count:>9} messages: peak RSS {rss / 1024:.1f} MiB", file=sys.stderr)
 
 
 def _memory_config(bench: Bench) -> Path:
@@ -371,4 +390,5 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "bulk_sqs": bulk_sqs,
     "replay": replay,
     "memory": memory,
+    "peek_memory": peek_memory,
 }
