@@ -70,11 +70,46 @@ def test_resume_sends_exactly_what_was_not_confirmed_and_then_nothing(wfbus, tmp
     assert len(_sent()) == 12
 
 
-def test_resume_of_changed_sources_finds_no_earlier_emit_and_sends_them_all(wfbus, tmp_path, flaky_plugin):
+def test_resume_of_changed_sources_is_refused_and_sends_nothing(wfbus, tmp_path, flaky_plugin):
     write_config(tmp_path / "wfbus.yaml", {"f": {"type": "flaky"}})
     write_jsonl(tmp_path / "e.jsonl", EVENTS)
     assert wfbus("emit", "e.jsonl").code == 1
-    write_jsonl(tmp_path / "e.jsonl", EVENTS[:1])  # another file now: its events were never sent
+    write_jsonl(tmp_path / "e.jsonl", EVENTS + EVENTS[:1])  # another file now: resuming it would duplicate
     write_config(tmp_path / "wfbus.yaml", {"f": {"type": "flaky", "reject_topic": "nothing"}})
-    assert wfbus("emit", "--resume", "e.jsonl").code == 0
-    assert [m.key for m in _sent()] == ["a", "c", "a"]
+    result = wfbus("emit", "--resume", "e.jsonl")
+    assert result.code == 2 and "nothing to resume" in result.err and "run without --resume" in result.err
+    assert [m.key for m in _sent()] == ["a", "c"]
+
+
+def test_resume_after_the_rest_went_to_failed_out_points_at_that_file(wfbus, tmp_path, flaky_plugin):
+    write_config(tmp_path / "wfbus.yaml", {"f": {"type": "flaky"}})
+    write_jsonl(tmp_path / "e.jsonl", EVENTS)
+    assert wfbus("emit", "e.jsonl", "--failed-out", "failed.jsonl").code == 1
+    result = wfbus("emit", "--resume", "e.jsonl")
+    assert result.code == 2 and "failed.jsonl" in result.err and "twice" in result.err
+    assert [m.key for m in _sent()] == ["a", "c"]  # nothing sent twice
+
+
+def test_resume_beside_a_running_emit_is_refused(tmp_path):
+    import os
+    import subprocess
+    import time
+
+    with (tmp_path / "big.jsonl").open("w") as handle:
+        for i in range(300_000):
+            handle.write(json.dumps({"topic": "t", "urn": f"u{i % 9}", "payload": {"i": i}}) + "\n")
+    env = {**os.environ, "NO_COLOR": "1", "WFBUS_STATE_DIR": str(tmp_path / "state")}
+    env.pop("WFBUS_CONFIG", None)
+    first = subprocess.Popen([sys.executable, "-m", "wfbus", "emit", "big.jsonl"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while not (tmp_path / ".wfbus" / "local.db").exists():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        second = subprocess.run([sys.executable, "-m", "wfbus", "emit", "--resume", "big.jsonl"], cwd=tmp_path,
+                                env=env, capture_output=True, timeout=120)
+        assert first.poll() is None, "the first emit ended before the check: make the file larger"
+        assert second.returncode == 2 and b"still running" in second.stderr, second.stderr
+    finally:
+        first.wait(timeout=300)
+    assert first.returncode == 0

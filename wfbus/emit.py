@@ -19,7 +19,7 @@ from typing import IO
 
 from .brokers.base import Broker, Delivery, OutgoingMessage
 from .emit_progress import Earlier, EmitProgress, emit_key
-from .errors import ExitStatus, WfbusError
+from .errors import ExitStatus, UsageError, WfbusError
 from .event import WorkflowEvent
 from .interrupts import deferred, signal_of
 from .redact import redact
@@ -104,30 +104,61 @@ def emit(
             report.samples.append(event.to_dict(broker.wire))
         return report
 
-    record = EmitProgress(emit_key(broker.name, destination, dead_letter, scan.digest.hexdigest(), scan.count),
-                          scan.count, progress_path)
+    record = EmitProgress(emit_key(broker.destination_identity(dead_letter=dead_letter), dead_letter,
+                                   scan.digest.hexdigest(), scan.count), scan.count, progress_path)
     try:
-        earlier = record.earlier() if resume else None
-        if earlier is not None and earlier.done:
-            report.resumed = report.already_complete = True
-            report.skipped_confirmed = scan.count
+        earlier = record.earlier()
+        if earlier is not None and earlier.still_running:
+            if resume:
+                raise UsageError(
+                    f"an emit of these events to {report.destination} is still running (pid {earlier.pid})",
+                    hint=f"wait for it to finish, or stop it (kill {earlier.pid}) and run --resume then")
+            if notice:
+                notice(f"note: another emit of these events to {report.destination} is running (pid "
+                       f"{earlier.pid}); this one sends them again and keeps no resume record")
+            _send(broker, sources, report, None, None, dead_letter=dead_letter, failed_out=failed_out,
+                  progress=progress, notice=notice)
             return report
         if resume:
+            _check_resumable(earlier, report)
+            assert earlier is not None
+            if earlier.done:
+                report.resumed = report.already_complete = True
+                report.skipped_confirmed = scan.count
+                return report
             report.resumed = True
-            if earlier is not None:
-                report.skipped_confirmed = sum(1 for i in range(scan.count) if not earlier.needs(i))
-                if not broker.capabilities.dedup_on_resend:
-                    report.duplicates_bound = min(broker.publish_batch_size, scan.count - report.skipped_confirmed)
+            report.skipped_confirmed = sum(1 for i in range(scan.count) if not earlier.needs(i))
+            if earlier.killed and not broker.capabilities.dedup_on_resend:
+                # a stop that ran its handler accounted the batch on the wire; only a kill can leave one unrecorded
+                report.duplicates_bound = min(broker.publish_batch_size, scan.count - report.skipped_confirmed)
+        else:
+            earlier = None  # a plain emit sends everything and starts a new record
         record.start(earlier)
         _send(broker, sources, report, record, earlier, dead_letter=dead_letter, failed_out=failed_out,
               progress=progress, notice=notice)
-        record.finish(complete=report.undelivered == 0 and not report.interrupted)
+        complete = report.undelivered == 0 and not report.interrupted
+        record.finish(complete=complete, failed_out=str(failed_out) if report.failed_out_written else None)
     finally:
         record.close()
     return report
 
 
-def _send(broker: Broker, sources: EventSources, report: EmitReport, record: EmitProgress,
+def _check_resumable(earlier: Earlier | None, report: EmitReport) -> None:
+    """--resume means "finish that emit": with no record of it, or with its rest already in a
+    --failed-out file, sending anything would duplicate, so it is refused with the way on."""
+    if earlier is None:
+        raise UsageError(
+            f"nothing to resume: no earlier emit of these events to {report.destination} is recorded here",
+            hint="the events or the destination differ from the earlier run's (a changed file, a recreated "
+                 "topic), or it used another WFBUS_STATE_DIR; run without --resume to send them all")
+    if earlier.state == "handed-off":
+        raise UsageError(
+            f"the earlier emit of these events wrote every event it did not deliver to {earlier.failed_out}",
+            hint=f"send that file (`wfbus emit {earlier.failed_out}` with the same --broker/--dead-letter); "
+                 "resuming as well would send them twice")
+
+
+def _send(broker: Broker, sources: EventSources, report: EmitReport, record: EmitProgress | None,
           earlier: Earlier | None, *, dead_letter: bool, failed_out: Path | None,
           progress: ProgressCallback | None, notice: Notice | None) -> None:
     failed_file = FailedOut(failed_out, broker)
@@ -147,8 +178,9 @@ def _send(broker: Broker, sources: EventSources, report: EmitReport, record: Emi
                 report.abort_hint = exc.hint
                 deliveries = [Delivery(m, f"not confirmed: {report.aborted}") for m in batch]
             _account(report, deliveries, failed_file)
-            record.answered([i for i, d in zip(indices, deliveries) if d.ok],
-                            [i for i, d in zip(indices, deliveries) if not d.ok], indices[-1] + 1)
+            if record is not None:
+                record.answered([i for i, d in zip(indices, deliveries) if d.ok],
+                                [i for i, d in zip(indices, deliveries) if not d.ok], indices[-1] + 1)
             batch, indices = [], []
         if progress:
             progress(report.published + report.failed_count, report.total - report.skipped_confirmed)
@@ -179,7 +211,8 @@ def _send(broker: Broker, sources: EventSources, report: EmitReport, record: Emi
         # unsent; both go to --failed-out: a rerun of that file can duplicate, never lose.
         report.stopped_by = signal_of(stop)
         _account(report, [Delivery(m, "not confirmed: stopped") for m in batch], failed_file)
-        record.answered([], indices, 0)
+        if record is not None:
+            record.answered([], indices, 0)
     report.not_attempted = sum(1 for index in range(consumed, report.total) if needed(index))
     try:
         if report.not_attempted and failed_out is not None:

@@ -93,3 +93,16 @@ def test_diagnostics_still_hide_every_registered_secret(wfbus, secret_holding_co
         assert result.code == 5
         for secret in (SASL_PASSWORD, AWS_KEY_ID, AWS_SECRET, f":{URL_PASSWORD}@"):
             assert secret not in result.out + result.err, (name, secret)
+
+
+def test_a_backup_that_must_leave_out_foreign_messages_says_so_and_exits_1(wfbus, target, tmp_path):
+    from contract.drain import inject_foreign_dead_letters
+
+    source = tmp_path / "events.jsonl"
+    source.write_text("".join(_compact(e) + "\n" for e in SECRET_EVENTS), encoding="utf-8")
+    assert wfbus("emit", "-b", "target", "--dead-letter", str(source)).code == 0
+    inject_foreign_dead_letters(tmp_path, [(b"not an event", "k", {"topic": "order.foreign"})])
+    backup = wfbus("peek", "-b", "target", "--dead-letter", "--all", "--force", "-o", "jsonl")
+    assert backup.code == 1, backup.err  # an incomplete backup is never reported as complete
+    assert "1 message(s) are not workflow events" in backup.err
+    assert len(backup.out.splitlines()) == len(SECRET_EVENTS)

@@ -271,6 +271,11 @@ class Broker:
         """Human name of where publish() sends (queue URL, topic, exchange)."""
         return self.settings.target()
 
+    def destination_identity(self, *, dead_letter: bool = False) -> str:
+        """The real identity of where publish() sends (keys an emit's progress record): not the broker's
+        name, which two clusters can share, and not a topic's name, which a recreated topic keeps."""
+        return f"{self.settings.type}:{self.describe_destination(dead_letter=dead_letter)}"
+
     def message_size_limit(self) -> int | None:
         """Largest body the destination accepts, checked before anything is sent."""
         return None

@@ -208,6 +208,17 @@ class KafkaBroker(Broker):
     def describe_destination(self, *, dead_letter: bool = False) -> str:
         return self._dead_letter_topic() if dead_letter else (self.settings.topic or self.settings.topic_template)
 
+    def destination_identity(self, *, dead_letter: bool = False) -> str:
+        """Cluster id and topic id: a recreated topic (same name, new id) is another destination."""
+        topic = self.describe_destination(dead_letter=dead_letter)
+        consumer = self.consumer(None)
+        try:
+            if dead_letter or self.settings.topic:
+                self._partitions(consumer, topic)  # loads the topic's metadata, its id included
+            return self._identity(consumer, topic)
+        finally:
+            consumer.close()
+
     def message_size_limit(self) -> int | None:
         return self.settings.max_request_size - 512  # record overhead: key, headers, batch header
 

@@ -211,6 +211,11 @@ class RabbitMqBroker(Broker):
             return f"queue {self._require_dlq()}"
         return f"exchange {self.settings.exchange}"
 
+    def destination_identity(self, *, dead_letter: bool = False) -> str:
+        if dead_letter:
+            return self.identity(f"queue:{self._require_dlq()}")
+        return self.identity(f"exchange:{self.settings.exchange}")
+
     def _require_dlq(self) -> str:
         if not self.settings.dead_letter_queue:
             raise ConfigError(f"{self.name}: no dead_letter_queue configured",

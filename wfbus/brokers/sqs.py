@@ -183,6 +183,7 @@ class SqsBroker(Broker):
         self._dlq_resolved = bool(settings.dead_letter_queue_url)
         self._attributes: dict[str, str] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._blocked_groups: dict[str, str] = {}  # FIFO groups that must send nothing more: see _send_lane
         self._broken: BrokerUnavailable | None = None  # a request failed for the queue's or network's sake
 
     @classmethod
@@ -300,6 +301,10 @@ class SqsBroker(Broker):
     def describe_destination(self, *, dead_letter: bool = False) -> str:
         return self._url(dead_letter)
 
+    def destination_identity(self, *, dead_letter: bool = False) -> str:
+        url = self._url(dead_letter)
+        return self._queue_arn(url) or url
+
     def message_size_limit(self) -> int | None:
         return int(self.attributes.get("MaximumMessageSize", 262144))
 
@@ -346,12 +351,13 @@ class SqsBroker(Broker):
         """Send entries in their order, one request at a time; retried entries go before the rest.
 
         In a FIFO lane a group whose entry ends unconfirmed (no answer, retries spent, failed request)
-        sends no later entry in this publish: those fail as "not sent", so the group's order holds.
+        sends no later entry for the rest of this broker's use (this emit or replay, across publishes):
+        those fail as "not sent" and so stay behind it, in --failed-out or the dead-letter queue, in order.
         A message SQS refuses for what it is fails alone (it can never be sent as it is).
         """
         answers: dict[int, str | None] = {}
         pending = deque(lane)
-        blocked: dict[str, str] = {}
+        blocked = self._blocked_groups  # shared by the lanes (each group is in one lane) and later publishes
         error: BrokerUnavailable | None = None
         while pending:
             if stop.is_set():

@@ -27,9 +27,10 @@ def brokers_command(ctx: typer.Context) -> int:
         state.out.json({"config": str(config.source) if config.source else None, "brokers": rows})
         return 0
     state.out.table(
-        ["name", "type", "target", "default", "order kept", "resend dropped", "keeps unselected"],
+        ["name", "type", "target", "default", "order kept", "resend recognised", "atomic transfer",
+         "keeps unselected"],
         [(r["name"], r["type"], r["target"], "*" if r["default"] else "", r["capabilities"]["ordering"],
-          _yes(r["capabilities"]["dedup_on_resend"] or r["capabilities"]["atomic_transfer"]),
+          _yes(r["capabilities"]["dedup_on_resend"]), _yes(r["capabilities"]["atomic_transfer"]),
           _yes(r["capabilities"]["keeps_unselected"])) for r in rows],
     )
     state.out.note(f"config: {config.source or 'built-in default (no config file found)'}")

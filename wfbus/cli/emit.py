@@ -121,7 +121,8 @@ def _render(out, report, failed_out: Path | None, rerun: _RerunCommand) -> None:
             "resume": {"resumed": report.resumed, "skipped_confirmed": report.skipped_confirmed,
                        "already_complete": report.already_complete,
                        "may_be_duplicated": report.duplicates_bound} if report.resumed else None,
-            "resume_command": rerun.resume() if report.undelivered else None,
+            "rerun_command": (rerun.of_file(failed_out) if report.failed_out_written else rerun.resume())
+            if report.undelivered else None,
             "samples": report.samples if report.dry_run else [],
             "exit_code": int(report.exit_status),
         })

@@ -30,7 +30,7 @@ def peek_command(
     all_messages: bool = typer.Option(False, "--all", help="Every message (for a backup with --output jsonl)."),
     force: bool = typer.Option(False, "--force", help="Peek even where the broker counts it as a receive (SQS)."),
 ) -> int:
-    from ..errors import UsageError
+    from ..errors import ExitStatus, UsageError
     from ..peek import peek
 
     if dead_letter and queue:
@@ -56,7 +56,11 @@ def peek_command(
         else:
             _text(out, result)
     if skipped and out.mode != "text":
-        out.warn(f"{skipped} message(s) are not workflow events and were left out of the {out.mode} output")
+        # a backup that silently lacks messages is worse than none: say it, and exit 1 (incomplete)
+        out.error(f"{skipped} message(s) are not workflow events and were left out of the {out.mode} output, "
+                  "which is therefore not a complete backup")
+        out.note("  hint: they stay in the queue; `wfbus peek` without --output shows them (body and headers)")
+        return ExitStatus.DELIVERY_FAILED
     return 0
 
 
