@@ -192,7 +192,8 @@ def _cell_len(text: str) -> int:
 
 def _plain_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """rich's Table(box=None, show_edge=False, pad_edge=False) in a pipe: header and rows padded to the
-    widest cell of each column, two spaces between columns, a cell's lines below each other."""
+    widest cell of each column, two spaces between columns, a cell's lines below each other; no
+    trailing spaces (they make `diff` and `grep 'x$'` fail for nothing)."""
     cells = [[_plain(str(c)).split("\n") for c in columns]]
     cells += [[_plain("" if c is None else str(c)).split("\n") for c in row] for row in rows]
     widths = [max(_cell_len(line) for row in cells for line in row[i]) for i in range(len(columns))]
@@ -203,7 +204,7 @@ def _plain_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
             for cell, width in zip(row, widths):
                 line = cell[index] if index < len(cell) else ""
                 parts.append(line + " " * (width - _cell_len(line)))
-            out.append("  ".join(parts))
+            out.append("  ".join(parts).rstrip())
     return "\n".join(out) + "\n" if out else ""
 
 
