@@ -69,6 +69,7 @@ class ReplayReport:
     abort_status: int = ExitStatus.BROKER_UNAVAILABLE  # the error's own exit code when nothing was replayed
     stopped_by: int | None = None  # the signal that stopped the run (2 Ctrl-C, 15 SIGTERM, 1 SIGHUP)
     resumed: int = 0  # confirmed by a killed earlier run; this run only removed them from the source
+    crossed_types: int = 0  # replayed into another broker type: headers as text, properties as headers
     held_elsewhere: int = 0  # at the source but invisible to this run (held by a killed run or a consumer)
     held_return_seconds: float | None = None  # when they become visible again, at the latest
     dead_letter_after: dict | None = None  # the source's dead-letter depth after the run, as `depth` shows it
@@ -94,14 +95,22 @@ class ReplayReport:
 
 
 def outgoing_for(parsed: Parsed, source_label: str, policy: AttemptPolicy = "keep",
-                 wire: WireFormat = "topic") -> OutgoingMessage:
+                 wire: WireFormat = "topic", destination_type: str | None = None) -> OutgoingMessage:
     """The message to publish: same body and headers, plus where it was replayed from.
 
     With an attempt policy other than `keep`, the body is re-encoded with the new attempt (and so
-    gets a new event id); a body that is not a workflow event is always forwarded as it is.
+    gets a new event id); a body that is not a workflow event is always forwarded as it is. Into the
+    same broker type the destination republishes the typed origin exactly; into another type the
+    headers travel as text, and the source's message properties (AMQP correlation_id, reply_to, ...)
+    as text headers named `<type>-<property>`, so nothing the destination can carry is dropped.
     """
     message = parsed.message
     headers = dict(message.headers)  # the user's headers; brokers already left out their own bookkeeping
+    origin = message.origin
+    if origin is not None and destination_type is not None and origin.broker_type != destination_type:
+        for name, value in origin.properties.items():
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                headers.setdefault(f"{origin.broker_type}-{name}", str(value))
     body = message.body
     event = parsed.event
     if event is not None and policy != "keep":
@@ -259,7 +268,10 @@ def _move(reader, chosen: Sequence[Parsed], destination: Broker, report: ReplayR
             chosen = [p for p in chosen if p.message.journal_key not in done]
             if not chosen:
                 return
-    outgoing = [outgoing_for(p, reader.source_label, policy, destination.wire) for p in chosen]
+    outgoing = [outgoing_for(p, reader.source_label, policy, destination.wire, destination.settings.type)
+                for p in chosen]
+    report.crossed_types += sum(1 for p in chosen if p.message.origin is not None
+                                and p.message.origin.broker_type != destination.settings.type)
     messages = [p.message for p in chosen]
     deliveries: list[Delivery] | None = reader.transfer(messages, outgoing, destination)
     if deliveries is None:

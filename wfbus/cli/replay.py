@@ -116,7 +116,7 @@ def _render(out, report) -> None:
             "source": report.source, "destination": report.destination, "dry_run": report.dry_run,
             "examined": report.examined, "selected": report.selected, "replayed": report.replayed,
             "left": report.left, "not_selected": report.examined - report.selected, "resumed": report.resumed,
-            "held_elsewhere": report.held_elsewhere, "held_return_seconds": report.held_return_seconds,
+            "crossed_types": report.crossed_types, "held_elsewhere": report.held_elsewhere, "held_return_seconds": report.held_return_seconds,
             "dead_letter_after": report.dead_letter_after,
             "failed_count": report.failed_count, "failed": [vars(f) for f in report.failed],
             "by_topic": dict(report.by_topic), "by_attempt": {str(k): v for k, v in report.by_attempt.items()},
@@ -144,6 +144,9 @@ def _render(out, report) -> None:
                  f"{report.source} to {report.destination}")
         if report.resumed:
             out.line(f"{report.resumed} of them had been published by an interrupted replay: only removed now")
+    if report.crossed_types:
+        out.note(f"{report.crossed_types} message(s) went to another broker type: their headers were carried as "
+                 "text and their message properties as <type>-<property> headers")
     unselected = report.examined - report.selected
     if unselected:
         where = "passed over (a Kafka topic cannot keep them)" if report.passed_over else "left in the dead-letter queue"
