@@ -23,6 +23,29 @@ HEADER_EVENT_ID = "event-id"
 HEADER_REPLAYED_FROM = "replayed-from"
 
 
+EVENT_TEMPLATE_FIELDS = ("topic", "urn")
+
+
+def check_event_template(value: str, fields: Sequence[str] = EVENT_TEMPLATE_FIELDS) -> str:
+    """A settings template ({topic}, {urn}) that names anything else would fail at the first publish
+    (an internal error mid-emit): refuse it when the config is loaded (a ValueError pydantic reports)."""
+    import string
+
+    known = ", ".join("{" + f + "}" for f in fields)
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"not a valid template ({exc}); it may use {known}") from None
+    unknown = [name or "{}" for name in names if name not in fields]
+    if unknown:
+        raise ValueError(f"unknown field {{{unknown[0]}}} in the template; it may use {known}")
+    try:
+        value.format(**{f: "x" for f in fields})
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise ValueError(f"not a valid template ({exc}); it may use {known}") from None
+    return value
+
+
 class BrokerSettings(BaseModel):
     """Settings every broker type shares; each type extends it (unknown keys are errors)."""
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
-import string
 import threading
 import time
 from collections import Counter
@@ -36,6 +35,7 @@ from pydantic import Field, field_validator
 from ..errors import BrokerUnavailable, ConfigError
 from ..redact import url_password, url_without_password
 from .base import (
+    check_event_template,
     HEADER_ATTEMPT,
     HEADER_EVENT_ID,
     Capabilities,
@@ -79,15 +79,7 @@ class RabbitMqSettings(BrokerSettings):
     @field_validator("routing_key")
     @classmethod
     def _routing_key_names_known_fields(cls, value: str) -> str:
-        """A template naming an unknown field would fail at the first publish: refuse it at load time."""
-        try:
-            fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-        except ValueError as exc:
-            raise ValueError(f"not a valid template ({exc}); use {{topic}} and {{urn}}") from None
-        unknown = [name or "{}" for name in fields if name not in ROUTING_FIELDS]
-        if unknown:
-            raise ValueError(f"unknown field {unknown[0]!r} in the template; it may use {{topic}} and {{urn}}")
-        return value
+        return check_event_template(value, ROUTING_FIELDS)
 
     def secret_values(self) -> list[str]:
         password = url_password(self.url)

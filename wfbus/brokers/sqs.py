@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import string
 import threading
 import time
 import uuid
@@ -34,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import BrokerUnavailable, ConfigError, IncompleteRead, UsageError
 from .base import (
+    check_event_template,
     HEADER_ATTEMPT,
     HEADER_EVENT_ID,
     HEADER_REPLAYED_FROM,
@@ -96,20 +96,7 @@ class SqsSettings(BrokerSettings):
     @field_validator("message_group_id")
     @classmethod
     def _known_fields(cls, value: str) -> str:
-        """A template naming a field an event does not have must fail at load time, not mid-emit."""
-        try:
-            fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-        except ValueError as exc:
-            raise ValueError(f"not a valid template: {exc}") from None
-        for name in fields:
-            if name not in TEMPLATE_FIELDS:
-                known = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
-                raise ValueError(f"unknown field {{{name}}} (an event has {known})")
-        try:
-            value.format(urn="u", topic="t")
-        except (ValueError, KeyError, IndexError, AttributeError) as exc:
-            raise ValueError(f"not a valid template: {exc}") from None
-        return value
+        return check_event_template(value, TEMPLATE_FIELDS)
 
     @model_validator(mode="after")
     def _one_queue(self) -> SqsSettings:
