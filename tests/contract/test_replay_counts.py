@@ -12,6 +12,7 @@ import time
 import yaml
 
 from conftest import write_jsonl
+from contract.drain import count_main
 
 
 def _seed_dead_letters(wfbus, tmp_path, count: int) -> None:
@@ -58,8 +59,7 @@ def test_a_replay_stopped_by_sigterm_reports_what_moved_and_exits_143(wfbus, tar
     report = json.loads(out)
     assert report["interrupted"] is True and report["signal"] == signal.SIGTERM
     assert 0 < report["replayed"] < 400
-    moved = wfbus("peek", "-b", "target", "--all", "--force", "-o", "json").json()
-    assert len(moved) == report["replayed"]
+    assert count_main(tmp_path) == report["replayed"]  # the broker's own count (a FIFO peek cannot pass group heads)
     deadline = time.monotonic() + 30  # SQS: messages the stopped run held become visible again
     while _dead_letter_total(wfbus) != 400 - report["replayed"] and time.monotonic() < deadline:
         time.sleep(0.5)
