@@ -113,3 +113,16 @@ def test_resume_beside_a_running_emit_is_refused(tmp_path):
     finally:
         first.wait(timeout=300)
     assert first.returncode == 0
+
+
+def test_many_failures_are_counted_and_sampled_not_all_kept_and_all_written(wfbus, tmp_path, flaky_plugin):
+    """1M unroutable events must not mean 1M objects in the report: counts and a sample, the file has all."""
+    from wfbus.emit import FAILED_SAMPLE_SIZE
+
+    write_config(tmp_path / "wfbus.yaml", {"f": {"type": "flaky"}})
+    count = FAILED_SAMPLE_SIZE * 3 + 7
+    write_jsonl(tmp_path / "e.jsonl", [{"topic": "reject.me", "urn": f"u{i}"} for i in range(count)])
+    doc = wfbus("-o", "json", "emit", "e.jsonl", "--failed-out", "failed.jsonl").json()
+    assert doc["failed_count"] == count and len(doc["failed"]) == FAILED_SAMPLE_SIZE
+    lines = (tmp_path / "failed.jsonl").read_text().splitlines()
+    assert [json.loads(line)["urn"] for line in lines] == [f"u{i}" for i in range(count)]

@@ -152,9 +152,10 @@ def _render(out, report) -> None:
         where = "passed over (a Kafka topic cannot keep them)" if report.passed_over else "left in the dead-letter queue"
         out.line(f"{unselected} message(s) not selected: {where}")
     if report.held_elsewhere:
-        back = f" within {report.held_return_seconds:.0f} s" if report.held_return_seconds is not None else ""
+        back = (f"; held by a killed wfbus run they return within {report.held_return_seconds:.0f} s"
+                if report.held_return_seconds is not None else "")
         out.error(f"{report.held_elsewhere} message(s) in the dead-letter queue are held elsewhere (in flight: a "
-                  f"killed earlier run or another consumer) and were not examined; they return{back}")
+                  f"killed earlier run or another consumer) and were not examined{back}")
         out.note("  hint: run the same replay again once they are back; `wfbus depth` shows them as in flight")
     if report.failed:
         out.table(["message id", "event id", "topic", "error"],
