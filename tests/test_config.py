@@ -10,7 +10,7 @@ def test_without_any_config_the_builtin_local_broker_is_used(wfbus):
     assert doc["config"] is None
     (local,) = doc["brokers"]
     assert {k: local[k] for k in ("name", "type", "target", "default")} == {
-        "name": "local", "type": "local", "target": ".wfbus/local.db (<name>)", "default": True}
+        "name": "local", "type": "local", "target": ".wfbus/local.db", "default": True}  # no <name> placeholder
     assert local["capabilities"]["ordering"] == "per-queue" and local["capabilities"]["atomic_transfer"] is True
 
 

@@ -59,7 +59,8 @@ class ReplayReport:
     replayed: int = 0
     failed: list[FailedReplay] = field(default_factory=list)  # the first FAILED_SAMPLE_SIZE
     failed_count: int = 0
-    by_topic: Counter = field(default_factory=Counter)
+    by_topic: Counter = field(default_factory=Counter)  # examined
+    selected_by_topic: Counter = field(default_factory=Counter)
     by_attempt: Counter = field(default_factory=Counter)
     by_reason: Counter = field(default_factory=Counter)
     samples: list[dict] = field(default_factory=list)
@@ -202,6 +203,7 @@ def replay(
                     report.by_reason[message.dead_letter_reason] += 1
                 if selection.accepts(parsed):
                     report.selected += 1
+                    report.selected_by_topic[parsed.topic] += 1
                     chosen.append(parsed)
                     if len(report.samples) < options.sample_size:
                         report.samples.append(_sample(parsed))

@@ -88,3 +88,16 @@ def test_a_publish_confirmed_before_a_crash_is_not_published_again(wfbus, target
     assert (result.json()["replayed"], result.json()["resumed"]) == (4, 1)
     assert same_events(target, _peek(wfbus), EVENTS[1:])
     assert _depth(wfbus)["dead-letter"] == 0
+
+
+def test_the_plan_shows_what_is_selected_beside_what_was_examined(wfbus, target, tmp_path):
+    _seed(wfbus, tmp_path)
+    plan = wfbus("replay", "-b", "target", "--dry-run", "--topic", "order.*", "-o", "json").json()
+    assert plan["selected_by_topic"] == {"order.submit": 2, "order.ship": 1}
+    text = wfbus("replay", "-b", "target", "--dry-run", "--topic", "order.*").out
+    assert "topic           examined  selected" in text and "billing.charge  1         0" in text
+
+
+def test_contradictory_attempt_bounds_are_a_usage_error(wfbus, target):
+    result = wfbus("replay", "-b", "target", "--min-attempt", "3", "--max-attempt", "1")
+    assert result.code == 2 and "--min-attempt 3 is above --max-attempt 1" in result.err

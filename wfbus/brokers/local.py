@@ -51,7 +51,7 @@ class LocalSettings(BrokerSettings):
     dead_letter_queue: str | None = None  # default: "<queue>.dlq"
 
     def target(self) -> str:
-        return f"{self.path} ({self.queue or '<name>'})"
+        return f"{self.path}#{self.queue}" if self.queue else self.path  # the queue defaults to the broker's name
 
 
 class LocalBroker(Broker):

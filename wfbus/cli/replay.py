@@ -42,6 +42,9 @@ def replay_command(
     from ..replay import ReplayOptions, replay
     from ..selection import Selection
 
+    if min_attempt is not None and max_attempt is not None and min_attempt > max_attempt:
+        raise UsageError(f"--min-attempt {min_attempt} is above --max-attempt {max_attempt}: nothing could match",
+                         hint="swap them, or drop one")
     if attempt not in ("keep", "increment", "reset"):
         raise UsageError(f"--attempt {attempt!r}: use keep, increment or reset")
     state = ctx.obj
@@ -119,7 +122,7 @@ def _render(out, report) -> None:
             "crossed_types": report.crossed_types, "held_elsewhere": report.held_elsewhere, "held_return_seconds": report.held_return_seconds,
             "dead_letter_after": report.dead_letter_after,
             "failed_count": report.failed_count, "failed": [vars(f) for f in report.failed],
-            "by_topic": dict(report.by_topic), "by_attempt": {str(k): v for k, v in report.by_attempt.items()},
+            "by_topic": dict(report.by_topic), "selected_by_topic": dict(report.selected_by_topic), "by_attempt": {str(k): v for k, v in report.by_attempt.items()},
             "by_reason": dict(report.by_reason), "samples": report.samples,
             "unselected_passed_over": report.passed_over,
             "aborted": report.aborted, "hint": report.abort_hint, "interrupted": report.interrupted,
@@ -130,7 +133,9 @@ def _render(out, report) -> None:
     if report.dry_run:
         out.line(f"plan: {report.examined} dead-lettered message(s) in {report.source}; {report.selected} selected "
                  f"would go to {report.destination}")
-        out.table(["topic", "messages"], sorted(report.by_topic.items()), title="by topic")
+        out.table(["topic", "examined", "selected"],
+                  [(topic, count, report.selected_by_topic.get(topic, 0)) for topic, count in sorted(report.by_topic.items())],
+                  title="by topic")
         out.table(["attempt", "messages"], sorted(report.by_attempt.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)),
                   title="by attempt")
         if report.by_reason:
