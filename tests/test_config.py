@@ -111,3 +111,26 @@ def test_the_example_config_documents_valid_settings_for_every_type(wfbus, monke
     assert result.code == 0, result.err
     assert {b["type"] for b in result.json()["brokers"]} == {"local", "sqs", "kafka", "rabbitmq"}
     assert "s3cret-pass" not in result.out
+
+
+def test_an_unset_variable_blocks_only_the_broker_that_uses_it_and_all_are_listed_at_once(wfbus, tmp_path):
+    write_config(tmp_path / "wfbus.yaml", {
+        "local": {"type": "local"},
+        "order": {"type": "sqs", "queue_url": "${WFBUS_UNSET_URL}", "region": "${WFBUS_UNSET_REGION}"},
+    }, default="local")
+    assert wfbus("emit", "-b", "local", "--topic", "a", "--urn", "b", "--dry-run").code == 0
+    result = wfbus("emit", "-b", "order", "--topic", "a", "--urn", "b")
+    assert result.code == 4
+    assert "brokers.order.queue_url: environment variable WFBUS_UNSET_URL is not set" in result.err
+    assert "brokers.order.region: environment variable WFBUS_UNSET_REGION is not set" in result.err
+    assert "export WFBUS_UNSET_REGION=... WFBUS_UNSET_URL=..." in result.err
+
+
+def test_a_password_from_the_environment_is_not_a_secret_in_clear(wfbus, tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("WFBUS_TEST_RABBIT_PASSWORD", "guest")  # equal to the user name written in the file
+    write_config(tmp_path / "wfbus.yaml", {"r": {"type": "rabbitmq",
+                                                 "url": "amqp://guest:${WFBUS_TEST_RABBIT_PASSWORD}@127.0.0.1:9/%2F"}})
+    os.chmod(tmp_path / "wfbus.yaml", 0o644)
+    assert "holds secrets in clear" not in wfbus("brokers").err

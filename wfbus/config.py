@@ -40,6 +40,10 @@ class Config:
     on_warning: Callable[[str], None] | None = None
     _label: str = "built-in config"
     _settings: dict[str, Any] = field(default_factory=dict)  # name -> BrokerSettings, validated once
+    # name -> "path: environment variable X is not set" for each unset ${VAR} of that broker: an error only
+    # when a command uses that broker, and then all of them at once
+    _unset: dict[str, list[str]] = field(default_factory=dict)
+    _uninterpolated: dict[str, Any] = field(default_factory=dict)  # name -> the body as written in the file
     _warnings: dict[str, list[str]] = field(default_factory=dict)  # said when that broker is opened
 
     @property
@@ -60,6 +64,12 @@ class Config:
         if found is None:
             from .brokers import broker_class
 
+            unset = self._unset.get(name)
+            if unset:
+                names = sorted({line.rsplit(" variable ", 1)[1].split()[0] for line in unset})
+                raise ConfigError("\n".join(f"{self._label}: {line}" for line in unset),
+                                  hint=f"export {' '.join(n + '=...' for n in names)}, or write ${{VAR:-default}} "
+                                       "in the config")
             body = self.raw_brokers[name]
             path = f"brokers.{name}"
             cls = broker_class(body["type"], where=f"{self._label}: {path}.type")
@@ -164,12 +174,26 @@ def _clear_secret_warnings(config: Config, path: Path, text: str) -> list[str]:
         return []
     if not readable_by_others:
         return []  # the usual case costs nothing: no broker's model is built to look for secrets
-    clear = [name for name, settings in config.brokers.items()
-             if any(secret in text for secret in settings.secret_values())]
+    clear = [name for name in config.raw_brokers if _secret_written_in_clear(config, name)]
     if not clear:
         return []
     return [f"{path} holds secrets in clear (brokers: {', '.join(clear)}) and is readable by other users: "
             f"`chmod 600 {path}`, or write them as ${{VAR}} and keep them in the environment"]
+
+
+def _secret_written_in_clear(config: Config, name: str) -> bool:
+    """A secret setting whose value is written in the file itself; one taken from ${VAR} is not, even
+    when its value also appears elsewhere in the file (a password equal to the user name)."""
+    from .brokers import broker_class
+
+    body = config._uninterpolated.get(name)
+    if not isinstance(body, Mapping) or not isinstance(body.get("type"), str):
+        return False
+    try:
+        as_written = broker_class(body["type"]).settings_model.model_validate(dict(body))
+    except Exception:  # noqa: BLE001 - the file as written need not validate (a ${PORT} in an int field)
+        return False
+    return any(secret and "${" not in secret for secret in as_written.secret_values())
 
 
 def parse_yaml(text: str, label: str) -> Any:
@@ -202,13 +226,19 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
     from .brokers import check_type
 
     brokers: dict[str, dict[str, Any]] = {}
+    unset: dict[str, list[str]] = {}
     for name, body in brokers_raw.items():
         path = f"brokers.{name}"
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{label}: {path}: broker names must be non-empty strings")
         if not isinstance(body, Mapping):
             raise ConfigError(f"{label}: {path}: must be a mapping with at least `type:`")
-        body = interpolate(body, path, label)
+        missing: list[str] = []
+        body = interpolate(body, path, label, missing)
+        if missing:
+            if any(line.startswith(f"{path}.type:") for line in missing):
+                raise ConfigError(f"{label}: {missing[0]}", hint="the broker type cannot come from an unset variable")
+            unset[name] = missing
         type_name = body.get("type")
         if not isinstance(type_name, str):
             raise ConfigError(f"{label}: {path}.type: required (local, sqs, kafka, rabbitmq or a plugin type)")
@@ -222,7 +252,8 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
                 f"{label}: default_broker: {default!r} is not a configured broker",
                 hint=f"use one of: {', '.join(brokers)}",
             )
-    return Config(raw_brokers=brokers, default_broker=default, source=source, base_dir=base_dir, _label=label)
+    return Config(raw_brokers=brokers, default_broker=default, source=source, base_dir=base_dir, _label=label,
+                  _unset=unset, _uninterpolated={n: b for n, b in brokers_raw.items() if isinstance(n, str)})
 
 
 def _validate(model: Any, body: Mapping[str, Any], path: str, label: str) -> Any:
@@ -250,18 +281,22 @@ def _did_you_mean(word: str, options: Any) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def interpolate(value: Any, path: str, label: str) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string; $${VAR} is a literal ${VAR}."""
+def interpolate(value: Any, path: str, label: str, missing: list[str] | None = None) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string; $${VAR} is a literal ${VAR}.
+
+    With `missing`, an unset variable is noted there (and left as written) instead of raised, so the
+    caller can say every one at once, and only for the brokers a command uses.
+    """
     if isinstance(value, str):
-        return _interpolate_string(value, path, label)
+        return _interpolate_string(value, path, label, missing)
     if isinstance(value, Mapping):
-        return {k: interpolate(v, f"{path}.{k}", label) for k, v in value.items()}
+        return {k: interpolate(v, f"{path}.{k}", label, missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, f"{path}[{i}]", label) for i, v in enumerate(value)]
+        return [interpolate(v, f"{path}[{i}]", label, missing) for i, v in enumerate(value)]
     return value
 
 
-def _interpolate_string(text: str, path: str, label: str) -> str:
+def _interpolate_string(text: str, path: str, label: str, missing: list[str] | None = None) -> str:
     def substitute(match: re.Match[str]) -> str:
         escaped, name, default = match.groups()
         if escaped:
@@ -270,6 +305,9 @@ def _interpolate_string(text: str, path: str, label: str) -> str:
         if value is None:
             if default is not None:
                 return default
+            if missing is not None:
+                missing.append(f"{path}: environment variable {name} is not set")
+                return match.group(0)
             raise ConfigError(
                 f"{label}: {path}: environment variable {name} is not set",
                 hint=f"export {name}=... or write ${{{name}:-default}} in the config",
