@@ -56,7 +56,12 @@ def _global_options(
     state.config_path = config
     state.output_mode = output
     state.verbose = verbose
+    if output == "jsonl" and ctx.invoked_subcommand not in LINE_COMMANDS:
+        raise UsageError(f"--output jsonl: `{ctx.invoked_subcommand}` prints one document, not lines",
+                         hint="use --output json (jsonl is for `peek` and `depth --watch`)")
 
+
+LINE_COMMANDS = ("peek", "depth")  # the commands with a line form (depth: with --watch)
 
 for module in (emit, validate, replay, depth, peek, brokers_cmd, schema):
     module.register(app)

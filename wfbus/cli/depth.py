@@ -22,7 +22,7 @@ def depth_command(
                                                "until Ctrl-C."),
 ) -> int:
     from ..depth import Thresholds, measure
-    from ..errors import ExitStatus
+    from ..errors import UsageError
     from ..redact import redact
 
     state = ctx.obj
@@ -30,34 +30,51 @@ def depth_command(
     for name in brokers or []:
         config.resolve_name(name)  # unknown names are usage errors before anything is contacted
     thresholds = Thresholds(max_ready, max_dead, max_lag)
-    if watch:
-        return _watch(state.out, config, list(brokers or []), thresholds, watch)
-    report = measure(config, list(brokers or []), thresholds)
     out = state.out
+    if out.mode == "jsonl" and not watch:
+        raise UsageError("--output jsonl: `depth` prints one document; its line form is `depth --watch`",
+                         hint="use --output json, or add --watch SECONDS for one JSON line per refresh")
+    if watch:
+        return _watch(out, config, list(brokers or []), thresholds, watch)
+    report = measure(config, list(brokers or []), thresholds)
     if out.mode != "text":
-        out.json({
-            "queues": [_row_document(row) for row in report.rows],
-            "errors": {name: {"message": redact(exc.message), "exit_code": int(exc.exit_status)}
-                       for name, exc in report.errors.items()},
-            "breaches": report.breaches,
-        })
+        out.json(_document(report, redact))
     else:
-        out.table(
-            ["broker", "queue", "role", "ready", "in flight", "delayed", "consumers", "lag"],
-            [(r.broker, r.queue, r.role, _n(r.ready, r.approximate), _n(r.in_flight, r.approximate),
-              _n(r.delayed, r.approximate), _n(r.consumers, False), _n(r.lag, False)) for r in report.rows],
-        )
+        columns = ["broker", "queue", "role", "ready", "in flight", "delayed", "consumers", "lag"]
+        rows = [(r.broker, r.queue, r.role, _n(r.ready, r.approximate), _n(r.in_flight, r.approximate),
+                 _n(r.delayed, r.approximate), _n(r.consumers, False), _n(r.lag, False)) for r in report.rows]
+        if report.errors:  # an unreachable broker is a row too, so a script reading the table sees it
+            columns.append("error")
+            rows = [(*row, "") for row in rows]
+            rows += [(name, "-", "-", "-", "-", "-", "-", "-", redact(exc.message).splitlines()[0])
+                     for name, exc in report.errors.items()]
+        out.table(columns, rows)
         if any(r.approximate for r in report.rows):
             out.note("~ approximate: the broker reports these counts as estimates")
         for name, exc in report.errors.items():
             out.error(f"{name}: {exc}")
         for breach in report.breaches:
             out.error(f"threshold exceeded: {breach}")
+    return _status(report)
+
+
+def _status(report) -> int:
+    from ..errors import ExitStatus
+
     if report.errors:
         return max(int(exc.exit_status) for exc in report.errors.values())
     if report.breaches:
         return ExitStatus.THRESHOLD_EXCEEDED
     return ExitStatus.OK
+
+
+def _document(report, redact) -> dict:
+    return {
+        "queues": [_row_document(row) for row in report.rows],
+        "errors": {name: {"message": redact(exc.message), "exit_code": int(exc.exit_status)}
+                   for name, exc in report.errors.items()},
+        "breaches": report.breaches,
+    }
 
 
 def _watch(out, config, names, thresholds, seconds: float) -> int:
@@ -92,17 +109,27 @@ def _watch(out, config, names, thresholds, seconds: float) -> int:
             table.add_row("", "", "ALARM", breach, "", "", "", "", "", "")
         return table
 
+    last = None
     try:
+        if out.mode != "text":  # one JSON document per refresh, one per line (jsonl and json alike)
+            while True:
+                last = measure(config, names, thresholds)
+                out.jsonl([{"time": datetime.now().isoformat(timespec="seconds"), **_document(last, redact)}])
+                time.sleep(seconds)
         if out.console.is_terminal:
-            with Live(render(measure(config, names, thresholds)), console=out.console, auto_refresh=False) as live:
+            last = measure(config, names, thresholds)
+            with Live(render(last), console=out.console, auto_refresh=False) as live:
                 while True:
                     time.sleep(seconds)
-                    live.update(render(measure(config, names, thresholds)), refresh=True)
+                    last = measure(config, names, thresholds)
+                    live.update(render(last), refresh=True)
         while True:
-            out.console.print(render(measure(config, names, thresholds)))
+            last = measure(config, names, thresholds)
+            out.console.print(render(last))
             time.sleep(seconds)
     except KeyboardInterrupt:
-        return 0
+        # a watch ends with the status of its last refresh: 6 while a threshold is breached, 5 unreachable
+        return _status(last) if last is not None else 0
 
 
 def _delta(now, before) -> str:
