@@ -47,3 +47,11 @@ def test_an_unreachable_broker_is_a_row_of_the_table_in_a_pipe(wfbus, tmp_path):
     lines = result.out.splitlines()
     assert lines[0].split()[-1] == "error"
     assert any(line.startswith("down ") and "127.0.0.1:9" in line for line in lines), result.out
+
+
+def test_a_broker_error_names_the_broker_once(wfbus, tmp_path):
+    write_config(tmp_path / "wfbus.yaml", {
+        "down": {"type": "rabbitmq", "url": "amqp://u:p@127.0.0.1:9/%2F", "queue": "q", "timeout_seconds": 1}})
+    result = wfbus("depth")
+    assert result.code == 5 and "down: down:" not in result.err + result.out, result.err
+    assert "error: down: " in result.err

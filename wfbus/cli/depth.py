@@ -46,13 +46,14 @@ def depth_command(
         if report.errors:  # an unreachable broker is a row too, so a script reading the table sees it
             columns.append("error")
             rows = [(*row, "") for row in rows]
-            rows += [(name, "-", "-", "-", "-", "-", "-", "-", redact(exc.message).splitlines()[0])
+            rows += [(name, "-", "-", "-", "-", "-", "-", "-",
+                      redact(exc.message).splitlines()[0].removeprefix(f"{name}: "))
                      for name, exc in report.errors.items()]
         out.table(columns, rows)
         if any(r.approximate for r in report.rows):
             out.note("~ approximate: the broker reports these counts as estimates")
-        for name, exc in report.errors.items():
-            out.error(f"{name}: {exc}")
+        for name, exc in report.errors.items():  # broker errors already start with the broker's name
+            out.error(str(exc) if exc.message.startswith(f"{name}: ") else f"{name}: {exc}")
         for breach in report.breaches:
             out.error(f"threshold exceeded: {breach}")
     return _status(report)
