@@ -177,3 +177,30 @@ def test_an_unsafe_integer_given_inline_is_refused(wfbus):
     result = wfbus("emit", "--topic", "t", "--urn", "u", "--attempt", str(2**60))
     assert result.code == 3 and "attempt:" in result.err, result.err
     assert _depth_ready(wfbus) == [0, 0]
+
+
+@pytest.mark.parametrize("topic", [" ", "\t", "  \n ", "\u00a0", "order\nsubmit", "a\x00b", "tab\tinside", "del\x7f",
+                                   "c1\x85", "\x1b[31mred"])
+def test_a_topic_of_only_whitespace_or_with_control_characters_is_refused_by_validator_and_schema(topic):
+    for key in ("topic", "event"):
+        doc = {key: topic, "urn": "u"}
+        with pytest.raises(EventInvalid) as caught:
+            parse_event(doc)
+        assert any(p.startswith(f"{key}:") for p in caught.value.problems), caught.value.problems
+        assert not _schema_accepts(doc), doc
+
+
+@pytest.mark.parametrize("topic", ["order.submit", " padded ", "ordre.créée", "注文", "a b", "x" * 300])
+def test_topics_with_visible_characters_stay_valid_for_both(topic):
+    doc = {"topic": topic, "urn": "u"}
+    assert parse_event(doc).topic == topic
+    assert _schema_accepts(doc)
+
+
+def test_a_whitespace_topic_in_a_file_is_an_input_error_and_nothing_is_sent(wfbus, tmp_path):
+    path = _write(tmp_path, "e.jsonl", ['{"topic":"ok","urn":"a"}', '{"topic":"  ","urn":"b"}',
+                                         '{"topic":"a\\u0007b","urn":"c"}'])
+    result = wfbus("emit", str(path))
+    assert result.code == 3, result.err
+    assert "e.jsonl:2: topic:" in result.err and "e.jsonl:3: topic:" in result.err
+    assert _depth_ready(wfbus) == [0, 0]

@@ -139,7 +139,7 @@ def parse_event(doc: Any, *, ints_checked: bool = False) -> WorkflowEvent:
         attempt = doc.get("attempt", 0)
         payload = doc.get("payload", ABSENT)
         kind = type(urn)
-        if (type(topic) is str and topic and "event" not in doc
+        if (type(topic) is str and topic and topic.isprintable() and not topic.isspace() and "event" not in doc
                 and ((kind is str and urn) or (kind is int and -MAX_SAFE_INTEGER <= urn <= MAX_SAFE_INTEGER))
                 and type(attempt) is int and 0 <= attempt <= MAX_SAFE_INTEGER
                 and len(doc) == 2 + ("attempt" in doc) + (payload is not ABSENT)
@@ -166,6 +166,8 @@ def _parse_event_slowly(doc: Any) -> WorkflowEvent:
         for name, value in (("topic", topic), ("event", event)):
             if value is not ABSENT and (type(value) is not str or not value):
                 problems.append(f"{name}: must be a non-empty string, got {_show(value)}")
+            elif value is not ABSENT:
+                problems.extend(f"{name}: {reason}" for reason in _topic_text_problems(value))
         if topic is not ABSENT and event is not ABSENT and topic != event:
             problems.append(f"event: differs from topic ({_show(event)} vs {_show(topic)}); give one of them")
         if topic is ABSENT:
@@ -193,6 +195,23 @@ def _parse_event_slowly(doc: Any) -> WorkflowEvent:
     if problems:
         raise EventInvalid(problems)
     return WorkflowEvent(topic, urn, attempt, payload)
+
+
+_TOPIC_TEXT = {"pattern": "\\S", "not": {"pattern": "[\\x00-\\x1f\\x7f-\\x9f]"}}
+"""A topic is a name a transition listens for: some non-space character, no control character (C0,
+DEL, C1).  `" "` or `"order\\n"` would be sent and never match a transition; the schema says the same
+(unanchored patterns: `$` would let a trailing newline through in Python's re)."""
+
+
+def _topic_text_problems(topic: str) -> list[str]:
+    """Why a non-empty topic string cannot be a name (checked only off the fast path)."""
+    if topic.isspace():
+        return [f"is only whitespace ({_show(topic)}); give the event's name"]
+    controls = sorted({c for c in topic if c < " " or "\x7f" <= c <= "\x9f"})
+    if controls:
+        codes = ", ".join(f"U+{ord(c):04X}" for c in controls)
+        return [f"has a control character ({codes}) in {_show(topic)}; a topic is a visible name"]
+    return []
 
 
 def _all_safe(value: Any) -> bool:
@@ -280,8 +299,11 @@ EVENT_JSON_SCHEMA: dict[str, Any] = {
     "the same double) but counted as an out-of-range integer here.",
     "type": "object",
     "properties": {
-        "topic": {"type": "string", "minLength": 1, "description": "event name a transition listens for"},
-        "event": {"type": "string", "minLength": 1, "description": "newer name of topic; equal to topic if both"},
+        "topic": {"type": "string", "minLength": 1, **_TOPIC_TEXT,
+                  "description": "event name a transition listens for: not only whitespace, no control "
+                  "characters"},
+        "event": {"type": "string", "minLength": 1, **_TOPIC_TEXT,
+                  "description": "newer name of topic; equal to topic if both"},
         "urn": {
             "description": "entity id; the FIFO group / Kafka key. Its JSON type is kept. An integer "
             "must be written without fraction or exponent, within ±(2^53−1).",
