@@ -140,3 +140,13 @@ def test_an_event_the_broker_refuses_fails_alone_with_exit_1_and_the_rest_are_co
     assert json.loads((tmp_path / "failed.jsonl").read_text())["urn"] == "big"
     assert wfbus("emit", "--topic", "t", "--urn", "after").code == 0  # the producer carries on
     assert [r.key for r in _consume_all(name)] == [b"before", b"after"]
+
+
+def test_an_unreachable_cluster_is_said_within_the_connect_timeout_not_the_delivery_timeout(wfbus, tmp_path):
+    """The connection set-up is bounded apart from delivery (timeout_seconds 30 here): exit 5 in seconds."""
+    write_config(tmp_path / "wfbus.yaml", {"down": {"type": "kafka", "bootstrap_servers": ["127.0.0.1:9"],
+                                                    "topic": "t", "timeout_seconds": 30}})
+    started = time.monotonic()
+    result = wfbus("depth")
+    assert result.code == 5 and "no Kafka broker reachable" in result.err
+    assert time.monotonic() - started < 15  # was 30 s: the whole delivery timeout

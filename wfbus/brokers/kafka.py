@@ -74,6 +74,9 @@ class KafkaSettings(BrokerSettings):
     # every call to the broker (metadata, offsets, commit, position) waits at most this long; a read that
     # gets no record for this long while records remain below the end offsets taken at the start fails
     timeout_seconds: float = Field(10, gt=0)
+    # the first connection to any bootstrap server: bounded apart from delivery and request timeouts, so an
+    # unreachable cluster is said in seconds (like SQS and RabbitMQ), not after timeout_seconds
+    connect_timeout_seconds: float = Field(2, gt=0)
     # how long a replay waits for the replay group to give it partitions: a rerun right after a killed run
     # waits for the killed member's session to expire (session_timeout_seconds) and the group to rebalance
     join_timeout_seconds: float = Field(60, gt=0)
@@ -149,7 +152,7 @@ class KafkaBroker(Broker):
             "client_id": s.client_id,
             "security_protocol": s.security_protocol,
             "request_timeout_ms": int(s.timeout_seconds * 1000),
-            "bootstrap_timeout_ms": int(s.timeout_seconds * 1000),
+            "bootstrap_timeout_ms": int(min(s.connect_timeout_seconds, s.timeout_seconds) * 1000),
             "reconnect_backoff_max_ms": 1000,
         }
         if s.security_protocol in ("SSL", "SASL_SSL"):
