@@ -55,3 +55,20 @@ def test_a_broker_error_names_the_broker_once(wfbus, tmp_path):
     result = wfbus("depth")
     assert result.code == 5 and "down: down:" not in result.err + result.out, result.err
     assert "error: down: " in result.err
+
+
+def test_an_unreachable_broker_fails_an_emit_the_same_way_on_every_broker_type(wfbus, tmp_path):
+    """Before anything is sent: one error document, exit 5, no --failed-out (the input is the resume point)."""
+    write_config(tmp_path / "wfbus.yaml", {
+        "k": {"type": "kafka", "bootstrap_servers": ["127.0.0.1:9"], "topic": "t"},
+        "r": {"type": "rabbitmq", "url": "amqp://u:p@127.0.0.1:9/%2F", "exchange": "x", "timeout_seconds": 1},
+        "s": {"type": "sqs", "queue_url": "http://127.0.0.1:9/000000000000/q", "region": "us-east-1",
+              "aws_access_key_id": "x", "aws_secret_access_key": "y", "endpoint_url": "http://127.0.0.1:9",
+              "timeout_seconds": 1},
+    })
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps({"topic": "t", "urn": f"u{i}"}) + "\n" for i in range(60)))
+    for name in ("k", "r", "s"):
+        result = wfbus("-o", "json", "emit", "-b", name, "e.jsonl", "--failed-out", f"f-{name}.jsonl")
+        assert result.code == 5, (name, result.err)
+        assert set(result.json()) == {"error"} and result.json()["error"]["exit_code"] == 5, name
+        assert not (tmp_path / f"f-{name}.jsonl").exists(), name

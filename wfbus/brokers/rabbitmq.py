@@ -204,6 +204,8 @@ class RabbitMqBroker(Broker):
         return f"exchange {self.settings.exchange}"
 
     def destination_identity(self, *, dead_letter: bool = False) -> str:
+        """Also connects: an unreachable broker fails before anything is sent, as on SQS and Kafka."""
+        self.connection  # noqa: B018 - opens the connection the publishes then use
         if dead_letter:
             return self.identity(f"queue:{self._require_dlq()}")
         return self.identity(f"exchange:{self.settings.exchange}")
