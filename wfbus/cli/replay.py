@@ -57,10 +57,10 @@ def replay_command(
     options = ReplayOptions(selection=selection, dry_run=dry_run, attempt=attempt, batch_size=batch, rate=rate)
     if native:
         if to or topics or urns or matches or min_attempt is not None or max_attempt is not None or limit \
-                or attempt != "keep" or dry_run or rate:
+                or attempt != "keep" or rate:
             raise UsageError("--native moves the whole dead-letter queue as it is",
-                             hint="drop the filters, --to, --attempt, --rate and --dry-run, or replay without --native")
-        return _native(state, source_name)
+                             hint="drop the filters, --to, --attempt and --rate, or replay without --native")
+        return _native(state, source_name, dry_run=dry_run)
     interactive = not yes and not dry_run and out.mode == "text" and sys.stdin.isatty() and sys.stderr.isatty()
     with config.open(source_name) as source:
         destination = source if destination_name == source_name else config.open(destination_name)
@@ -87,13 +87,25 @@ def replay_command(
     return report.exit_status
 
 
-def _native(state, source_name: str) -> int:
+def _native(state, source_name: str, *, dry_run: bool = False) -> int:
     from ..errors import DeliveryFailed
 
     with state.config.open(source_name) as source:
         if not source.capabilities.native_move:
             raise UsageError(f"--native: broker {source_name!r} ({source.settings.type}) has no native redrive",
                              hint="it exists for SQS (StartMessageMoveTask); replay without --native")
+        if dry_run:  # the preview: what the server would move, and where; nothing is started
+            dead = next((row for row in source.depth() if row.role == "dead-letter"), None)
+            ready = dead.ready if dead is not None else None
+            plan = {"native": True, "dry_run": True, "source": source.describe_destination(dead_letter=True),
+                    "destination": source.describe_destination(), "messages": ready}
+            if state.out.mode != "text":
+                state.out.json(plan)
+            else:
+                count = "?" if ready is None else f"~{ready}"
+                state.out.line(f"plan (server-side move): {count} message(s) in {plan['source']} would be moved "
+                               f"as they are to {plan['destination']} by the broker (StartMessageMoveTask)")
+            return 0
         with state.out.progress("moving (server-side)", None) as progress:
             result = source.native_move(progress=progress)
     if state.out.mode != "text":
@@ -129,6 +141,9 @@ def _render(out, report) -> None:
             "signal": report.stopped_by,
             "exit_code": int(report.exit_status),
         })
+        return
+    if report.examined == 0 and not report.aborted and not report.interrupted and not report.held_elsewhere:
+        out.line(f"nothing to replay: the dead-letter queue of {report.source.removesuffix(' (dead-letter)')} is empty")
         return
     if report.dry_run:
         out.line(f"plan: {report.examined} dead-lettered message(s) in {report.source}; {report.selected} selected "
