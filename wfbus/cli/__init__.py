@@ -23,7 +23,7 @@ app = typer.Typer(
     help="Publish and replay workflow events ({topic, urn, payload, attempt}) through SQS, Kafka, "
     "RabbitMQ and an embedded local broker.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: rich's help renderer alone costs ~180 ms of imports
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -6,6 +6,8 @@ from typing import List, Optional
 
 import typer
 
+from .completion import broker_names
+
 
 def register(app: typer.Typer) -> None:
     app.command("depth", help="Show queue depth / lag; exit 6 when a --max-* threshold is exceeded.")(depth_command)
@@ -13,7 +15,8 @@ def register(app: typer.Typer) -> None:
 
 def depth_command(
     ctx: typer.Context,
-    brokers: Optional[List[str]] = typer.Option(None, "--broker", "-b", help="Broker name (repeatable; default: all)."),
+    brokers: Optional[List[str]] = typer.Option(None, "--broker", "-b", autocompletion=broker_names,
+                                                help="Broker name (repeatable; default: all)."),
     max_ready: Optional[int] = typer.Option(None, "--max-ready", min=0, help="Alarm when a main queue holds more."),
     max_dead: Optional[int] = typer.Option(None, "--max-dead", min=0, help="Alarm when a dead-letter queue holds more."),
     max_lag: Optional[int] = typer.Option(None, "--max-lag", min=0, help="Alarm when consumer lag is higher."),

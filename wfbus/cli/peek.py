@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from .completion import broker_names
+
 TEXT_PAGE = 1000  # rows of one text table: a larger peek is shown page by page
 
 # Far above any queue worth peeking, far below what a broker's API can hold (SQLite's 64-bit
@@ -22,7 +24,8 @@ def register(app: typer.Typer) -> None:
 
 def peek_command(
     ctx: typer.Context,
-    broker: Optional[str] = typer.Option(None, "--broker", "-b", help="Broker name from the config."),
+    broker: Optional[str] = typer.Option(None, "--broker", "-b", autocompletion=broker_names,
+                                         help="Broker name from the config."),
     dead_letter: bool = typer.Option(False, "--dead-letter", "-d", help="Peek the dead-letter queue."),
     queue: bool = typer.Option(False, "--queue", help="Peek the main queue (the default)."),
     limit: int = typer.Option(10, "--limit", "-n", min=1, max=MAX_LIMIT,

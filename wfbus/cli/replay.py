@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from .completion import broker_names
+
 from ..errors import UsageError
 
 
@@ -18,8 +20,10 @@ def register(app: typer.Typer) -> None:
 
 def replay_command(
     ctx: typer.Context,
-    broker: Optional[str] = typer.Option(None, "--broker", "-b", help="Broker whose dead-letter queue to read."),
-    to: Optional[str] = typer.Option(None, "--to", help="Send to this broker's main destination instead."),
+    broker: Optional[str] = typer.Option(None, "--broker", "-b", autocompletion=broker_names,
+                                         help="Broker whose dead-letter queue to read."),
+    to: Optional[str] = typer.Option(None, "--to", autocompletion=broker_names,
+                                     help="Send to this broker's main destination instead."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Replay at most N messages."),
     topics: Optional[List[str]] = typer.Option(None, "--topic", help="Only topics matching this glob (repeatable)."),
     urns: Optional[List[str]] = typer.Option(None, "--urn", help="Only this urn (repeatable)."),
