@@ -124,6 +124,18 @@ class SpoolBroker(Broker):
     def dead_letter_reader(self) -> SpoolDeadLetterReader:
         return SpoolDeadLetterReader(self)
 
+    def purge(self, *, dead_letter: bool = False) -> int | None:
+        """Removes the ready files (what a reader holds is its own until it acks or releases them)."""
+        directory = self.queue_dir(dead_letter)
+        removed = 0
+        for name in message_files(directory):
+            try:
+                os.unlink(directory / name)
+                removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
 
 class SpoolDeadLetterReader(DeadLetterReader):
     """Claims dead-lettered files by renaming them into its own holder directory, in name order, up to

@@ -321,6 +321,13 @@ class Broker:
     def dead_letter_reader(self) -> DeadLetterReader:
         raise NotImplementedError
 
+    def purge(self, *, dead_letter: bool = False) -> int | None:
+        """Empty the queue (`wfbus purge`); how many messages were removed (None: the broker cannot say)."""
+        from ..errors import UsageError
+
+        raise UsageError(f"broker {self.name!r} ({self.settings.type}) cannot purge",
+                         hint="empty it with the broker's own tools")
+
     def native_move(self, progress: Any = None) -> dict[str, Any]:
         """The server's own redrive, where `capabilities.native_move` says there is one."""
         raise NotImplementedError

@@ -415,6 +415,30 @@ class KafkaBroker(Broker):
                     "lag_by_partition": per_partition},
         )
 
+    def purge(self, *, dead_letter: bool = False) -> int | None:
+        """A log cannot be emptied for one reader: the group that reads it (the replay group for the
+        dead-letter topic, `consumer_group` for the main one) is moved to the end, which is what `depth`
+        measures; the records stay for other groups."""
+        from kafka.structs import OffsetAndMetadata
+
+        from ..errors import UsageError
+
+        topic = self._dead_letter_topic() if dead_letter else self.describe_destination()
+        group = self.settings.replay_group if dead_letter else self.settings.consumer_group
+        if not group:
+            raise UsageError(f"{self.name}: purge of the main topic needs `consumer_group` in the config",
+                             hint="it moves that group to the end of the topic")
+        before = self._lag_row(topic, group, "dead-letter" if dead_letter else "main").ready or 0
+        consumer = self.consumer(group)
+        try:
+            partitions = self._partitions(consumer, topic)
+            _, end = self._offsets(consumer, partitions)
+            with self._kafka(f"commit {group}"):
+                consumer.commit({tp: OffsetAndMetadata(end[tp], "", -1) for tp in partitions})
+        finally:
+            consumer.close()
+        return before
+
     def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
         """Read from the group's position (replay group for the DLQ) without committing."""
         topic = self._dead_letter_topic() if dead_letter else self.describe_destination()

@@ -102,6 +102,10 @@ class LocalBroker(Broker):
             QueueDepth(self.name, self.dead_letter_queue, "dead-letter", ready=rows.get(self.dead_letter_queue, 0)),
         ]
 
+    def purge(self, *, dead_letter: bool = False) -> int | None:
+        with transaction(self.db):
+            return self.db.execute("DELETE FROM messages WHERE queue = ?", (self._queue(dead_letter),)).rowcount
+
     def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
         return list(self.peek_stream(dead_letter=dead_letter, limit=limit, force=force))
 

@@ -294,6 +294,16 @@ class RabbitMqBroker(Broker):
             raise ConfigError(f"{self.name}: depth needs `queue` or `dead_letter_queue` in the config")
         return rows
 
+    def purge(self, *, dead_letter: bool = False) -> int | None:
+        queue = self._require_dlq() if dead_letter else self._require_queue()
+        with self._amqp(f"queue {queue!r}"):
+            channel = self.connection.channel()
+            try:
+                return channel.queue_purge(queue).method.message_count
+            finally:
+                if channel.is_open:
+                    channel.close()
+
     def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
         queue = self._require_dlq() if dead_letter else self._require_queue()
         with RabbitQueueReader(self, queue) as reader:  # nothing acked: closing puts every message back in place

@@ -288,6 +288,14 @@ class SqsBroker(Broker):
     def describe_destination(self, *, dead_letter: bool = False) -> str:
         return self._url(dead_letter)
 
+    def purge(self, *, dead_letter: bool = False) -> int | None:
+        """PurgeQueue: SQS removes the messages within about a minute and allows one purge a minute."""
+        url = self._url(dead_letter)
+        row = self._depth_row(url, "dead-letter" if dead_letter else "main")
+        with self._aws(url):
+            self.client.purge_queue(QueueUrl=url)
+        return (row.ready or 0) + (row.in_flight or 0) + (row.delayed or 0)
+
     def destination_identity(self, *, dead_letter: bool = False) -> str:
         url = self._url(dead_letter)
         return self._queue_arn(url) or url
