@@ -8,7 +8,7 @@ SAMPLES = REPO / "sample_events"
 
 
 def test_invalid_file_exits_3_names_file_line_and_field_and_sends_nothing(wfbus):
-    result = wfbus("emit", str(SAMPLES / "invalid-events.jsonl"))
+    result = wfbus("emit", str(REPO / "sample_events_invalid" / "invalid-events.jsonl"))
     assert result.code == 3
     assert "invalid-events.jsonl:2: atempt: unknown key (did you mean attempt?)" in result.err
     assert "invalid-events.jsonl:4: attempt: must be an integer ≥ 0, got -1" in result.err
@@ -116,7 +116,7 @@ def test_emit_json_output_is_one_document_for_scripts(wfbus):
 
 
 def test_input_errors_in_json_mode_give_a_json_error_document(wfbus):
-    result = wfbus("-o", "json", "validate", str(SAMPLES / "invalid-events.jsonl"))
+    result = wfbus("-o", "json", "validate", str(REPO / "sample_events_invalid" / "invalid-events.jsonl"))
     assert result.code == 3
     assert result.json()["error"]["exit_code"] == 3
     assert len(result.json()["error"]["problems"]) == 5
@@ -151,3 +151,115 @@ def test_depth_thresholds_exit_6_naming_each_breached_queue(wfbus):
     assert result.code == 6
     assert "local/local: ready 1 > 0" in result.err and "local/local.dlq: dead-lettered 1 > 0" in result.err
     assert wfbus("-o", "json", "depth", "--max-dead", "0").json()["breaches"] == ["local/local.dlq: dead-lettered 1 > 0"]
+
+
+# --- inline events (issue 15 item 13) ---
+
+def test_an_integer_urn_can_be_given_inline_and_keeps_its_json_type(wfbus):
+    assert wfbus("emit", "--topic", "t", "--urn-int", "42").code == 0
+    assert wfbus("emit", "--topic", "t", "--urn", "42").code == 0
+    assert wfbus("emit", "--topic", "t", "--urn-int", "-7", "--attempt", "2").code == 0
+    assert json.loads(wfbus("peek", "--limit", "10", "-o", "json").out) == [
+        {"topic": "t", "urn": 42, "attempt": 0}, {"topic": "t", "urn": "42", "attempt": 0},
+        {"topic": "t", "urn": -7, "attempt": 2},
+    ]
+
+
+def test_urn_and_urn_int_together_or_a_non_integer_are_usage_errors(wfbus):
+    assert wfbus("emit", "--topic", "t", "--urn", "a", "--urn-int", "1").code == 2
+    assert wfbus("emit", "--topic", "t", "--urn-int", "1.5").code == 2
+    result = wfbus("emit", "--topic", "t", "--urn-int", str(2**60))
+    assert result.code == 3 and "--topic/--urn: urn:" in result.err, result.err
+    assert wfbus("depth", "-o", "json").json()["queues"][0]["ready"] == 0
+
+
+def test_an_empty_inline_topic_or_urn_is_an_input_error_naming_the_field(wfbus):
+    result = wfbus("emit", "--topic", "", "--urn", "u")
+    assert result.code == 3, result.err
+    assert "--topic/--urn: topic:" in result.err and "empty" in result.err
+    result = wfbus("emit", "--topic", "t", "--urn", "")
+    assert result.code == 3 and "--topic/--urn: urn:" in result.err, result.err
+    result = wfbus("emit", "--topic", " \t", "--urn", "u")
+    assert result.code == 3 and "--topic/--urn: topic:" in result.err, result.err
+    assert wfbus("depth", "-o", "json").json()["queues"][0]["ready"] == 0
+
+
+def test_inline_payload_from_stdin(wfbus):
+    result = wfbus("emit", "--topic", "t", "--urn", "u", "--payload", "@-", stdin=b'{"n": [1, "two"]}\n')
+    assert result.code == 0, result.err
+    assert json.loads(wfbus("peek", "-o", "json").out) == [
+        {"topic": "t", "urn": "u", "payload": {"n": [1, "two"]}, "attempt": 0}]
+
+
+def test_payload_from_stdin_and_events_from_stdin_is_a_usage_error(wfbus):
+    result = wfbus("emit", "-", "--topic", "t", "--urn", "u", "--payload", "@-", stdin=b'{"topic":"t","urn":"x"}')
+    assert result.code == 2 and "stdin" in result.err
+    assert wfbus("depth", "-o", "json").json()["queues"][0]["ready"] == 0
+
+
+def test_emit_help_documents_urn_int_and_payload_from_stdin():
+    from conftest import run_process
+
+    help_text = run_process("emit", "--help", cwd=REPO, env={"COLUMNS": "200"}).out
+    assert "--urn-int" in help_text and "@-" in help_text
+
+
+# --- what a person at a terminal sees (issue 15 item 12) ---
+
+def _run_on_a_terminal(args: list[str], cwd, typed: bytes | None = None, *, stderr_tty: bool = False,
+                       timeout: float = 60) -> tuple[int, str]:
+    """wfbus with stdin (and optionally stderr) on a pseudo-terminal; returns (exit code, stderr text)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "wfbus", *args], cwd=cwd, env=env, stdin=slave,
+                            stdout=subprocess.PIPE, stderr=slave if stderr_tty else subprocess.PIPE)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    if typed is not None:
+        while b"stdin" not in seen and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 4096)  # the terminal echoes what is typed, and stderr if on the pty
+            elif not stderr_tty:
+                break  # the message goes to a pipe: read it at the end
+        os.write(master, typed + b"\n\x04")
+    while proc.poll() is None and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:
+                break
+    code = proc.wait(timeout=5)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    os.close(master)
+    return code, err + seen.decode(errors="replace")
+
+
+def test_reading_stdin_on_a_terminal_says_so_and_how_to_end(tmp_path):
+    code, err = _run_on_a_terminal(["emit", "-"], tmp_path, typed=b'{"topic": "t", "urn": "typed"}')
+    assert code == 0, err
+    assert "reading events from stdin (Ctrl-D to end)" in err
+    from conftest import run_process
+
+    assert run_process("-o", "json", "depth", cwd=tmp_path).json()["queues"][0]["ready"] == 1
+    piped = run_process("emit", "-", cwd=tmp_path, stdin=b'{"topic": "t", "urn": "piped"}')
+    assert piped.code == 0 and "Ctrl-D" not in piped.err, piped.err
+
+
+def test_the_validation_pass_is_labelled_validating_on_a_terminal(tmp_path):
+    import re
+
+    write_jsonl(tmp_path / "many.jsonl", [{"topic": "t", "urn": f"u{i}", "payload": {"i": i}} for i in range(3000)])
+    code, err = _run_on_a_terminal(["emit", "many.jsonl"], tmp_path, stderr_tty=True)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err)
+    assert code == 0, text
+    assert "validating" in text, text
+    assert not re.search(r"emitting[^\n0-9]*0/\?", text), text

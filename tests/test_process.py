@@ -45,7 +45,7 @@ def test_help_and_local_commands_import_no_broker_driver(tmp_path, args):
 
 def test_exit_codes_seen_by_a_shell(tmp_path):
     assert run_process("emit", "--topic", "t", "--urn", "u", cwd=tmp_path).code == 0
-    assert run_process("emit", str(REPO / "sample_events" / "invalid-events.jsonl"), cwd=tmp_path).code == 3
+    assert run_process("emit", str(REPO / "sample_events_invalid" / "invalid-events.jsonl"), cwd=tmp_path).code == 3
     assert run_process("emit", "--broker", "nope", "--topic", "t", "--urn", "u", cwd=tmp_path).code == 2
     (tmp_path / "wfbus.yaml").write_text("brokers: [")
     assert run_process("depth", cwd=tmp_path).code == 4

@@ -208,6 +208,7 @@ class Ran:
 
 def run_tour(text: str, shell: Shell) -> list[Ran]:
     shutil.copytree(REPO / "sample_events", shell.work / "sample_events")
+    shutil.copytree(REPO / "sample_events_invalid", shell.work / "sample_events_invalid")
     for command in install_commands(text):
         code, output = shell.run(command)
         assert code == 0, f"the install line's `{command}` exited {code}:\n{output}"

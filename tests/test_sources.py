@@ -119,3 +119,66 @@ def test_stdin_from_another_file_is_not_a_duplicate(tmp_path):
                               capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert run_process("-o", "json", "depth", cwd=tmp_path).json()["queues"][0]["ready"] == 5
+
+
+# --- directories, pipes and hints (issue 15 item 14) ---
+
+def test_a_directory_skips_hidden_files_and_folders(wfbus, tmp_path):
+    rng = random.Random(os.environ.get("SEED", "15"))
+    root = tmp_path / "in"
+    (root / ".git" / "objects").mkdir(parents=True)
+    (root / "sub" / ".cache").mkdir(parents=True)
+    visible = {"a.jsonl": "a", "sub/b.json": "b", "sub/c.ndjson": "c"}
+    hidden = [".hidden.jsonl", ".git/x.json", ".git/objects/y.jsonl", "sub/.cache/z.json", "sub/.d.ndjson"]
+    for name, urn in visible.items():
+        write_jsonl(root / name, [{"topic": "t", "urn": urn}])
+    for name in hidden:  # not even valid events: reading them would fail the whole emit
+        (root / name).write_text("not json " * rng.randint(1, 5))
+    result = wfbus("emit", "in")
+    assert result.code == 0, result.err
+    assert [e["urn"] for e in json.loads(wfbus("peek", "--limit", "10", "-o", "json").out)] == ["a", "b", "c"]
+
+
+def test_a_directory_names_the_broken_links_it_skipped(wfbus, tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    write_jsonl(root / "a.jsonl", _events("a", 2))
+    (root / "gone.jsonl").symlink_to(tmp_path / "missing.jsonl")
+    (root / "dangling.json").symlink_to("nowhere.json")
+    result = wfbus("emit", "in")
+    assert result.code == 0, result.err
+    assert "gone.jsonl" in result.err and "dangling.json" in result.err and "broken link" in result.err
+    assert _ready(wfbus) == 2
+
+
+def test_process_substitution_and_dev_stdin_are_read_like_stdin(tmp_path):
+    events = _events("p", 7)
+    write_jsonl(tmp_path / "e.jsonl", events)
+    script = (f"{sys.executable} -m wfbus validate <(cat e.jsonl) && "
+              f"{sys.executable} -m wfbus emit <(cat e.jsonl) && "
+              f"cat e.jsonl | {sys.executable} -m wfbus emit /dev/stdin")
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "NO_COLOR": "1"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "7 valid event(s)" in proc.stdout or "7" in proc.stdout, proc.stdout
+    assert run_process("-o", "json", "depth", cwd=tmp_path).json()["queues"][0]["ready"] == 14
+
+
+def test_json_lines_in_a_json_file_get_a_hint_to_name_it_jsonl(wfbus, tmp_path):
+    write_jsonl(tmp_path / "e.json", _events("j", 3))
+    result = wfbus("validate", "e.json")
+    assert result.code == 3
+    assert ".jsonl" in result.err and "JSON lines" in result.err, result.err
+    (tmp_path / "broken.json").write_text('{"topic": "t", "urn": "u",,}')
+    assert ".jsonl" not in wfbus("validate", "broken.json").err
+
+
+def test_the_sample_events_folder_can_be_emitted_as_a_whole(wfbus):
+    from conftest import REPO
+
+    result = wfbus("emit", str(REPO / "sample_events"))
+    assert result.code == 0, result.err
+    count = sum(len(json.load(open(p))) if p.suffix == ".json" and json.load(open(p)).__class__ is list else
+                (1 if p.suffix == ".json" else sum(1 for line in open(p) if line.strip()))
+                for p in (REPO / "sample_events").rglob("*") if p.is_file())
+    assert _ready(wfbus) == count

@@ -26,7 +26,7 @@ from .redact import redact
 from .sources import EventSources
 from .strictjson import dumps_compact
 
-ProgressCallback = Callable[[int, int], None]  # (done, total)
+ProgressCallback = Callable[..., None]  # (done, total, phase="emitting"); "validating" has total None
 Notice = Callable[[str], None]  # what is happening now, for the person waiting (stderr)
 FAILED_SAMPLE_SIZE = 1000  # failures kept in the report; --failed-out has every one
 
@@ -95,7 +95,10 @@ def emit(
     sample_size: int = 5,
 ) -> EmitReport:
     size_limit = None if dry_run else broker.message_size_limit()
-    scan = sources.scan(wire=broker.wire, size_limit=size_limit)
+    if progress:
+        progress(0, None, "validating")
+    scan = sources.scan(wire=broker.wire, size_limit=size_limit,
+                        progress=(lambda read: progress(read, None, "validating")) if progress else None)
     scan.raise_if_invalid()
     destination = broker.describe_destination(dead_letter=dead_letter)
     report = EmitReport(broker.name, redact(destination), scan.count, dry_run)

@@ -10,13 +10,14 @@ same file, or `-` twice) is refused before anything is read: it would be sent tw
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -27,8 +28,12 @@ from .event import EventInvalid, WireFormat, WorkflowEvent, parse_event
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 JSON_SUFFIXES = (".json",) + JSON_LINES_SUFFIXES
 MAX_LISTED_PROBLEMS = 20
+PROGRESS_EVERY = 1000
 STDIN = "-"
+PAYLOAD_FROM_STDIN = "@-"
 BOM = b"\xef\xbb\xbf"
+STDIN_ON_A_TERMINAL = "reading events from stdin (Ctrl-D to end)"
+Notice = Callable[[str], None]  # what the person waiting should know (the CLI prints it on stderr)
 
 
 class Located(NamedTuple):
@@ -74,23 +79,26 @@ class ScanReport:
 
 @dataclass(frozen=True, slots=True)
 class InlineEvent:
-    """The event given with --topic/--urn/--payload/--attempt."""
+    """The event given with --topic/--urn (or --urn-int)/--payload/--attempt.
+
+    `payload_origin` is set when the payload text was read already (`--payload @-`: stdin, read once)."""
 
     topic: str
-    urn: str
+    urn: str | int
     payload: str | None = None
     attempt: int = 0
+    payload_origin: str | None = None
 
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"topic": self.topic, "urn": self.urn, "attempt": self.attempt}
         if self.payload is not None:
-            doc["payload"] = _inline_payload(self.payload)
+            doc["payload"] = _inline_payload(self.payload, self.payload_origin)
         return doc
 
 
-def _inline_payload(text: str) -> Any:
-    origin = "--payload"
-    if text.startswith("@"):
+def _inline_payload(text: str, read_from: str | None = None) -> Any:
+    origin = read_from or "--payload"
+    if read_from is None and text.startswith("@"):
         path = Path(text[1:])
         origin = f"--payload {text}"
         try:
@@ -116,11 +124,14 @@ class EventSources:
         specs: Sequence[str],
         inline: InlineEvent | None = None,
         stdin: IO[bytes] | None = None,
+        notice: Notice | None = None,
     ) -> None:
         self._specs = list(specs)
-        self._inline = inline
         self._stdin = stdin
-        self._spool: Path | None = None
+        self._notice = notice
+        self._spools: dict[str, Path] = {}  # stdin and pipes (`<(cmd)`, /dev/stdin): read once, kept here
+        self._streams: set[str] = set()  # the specs that are such pipes or devices
+        self._inline = self._read_inline_payload(inline)
         self._files = self._expand(self._specs)
 
     def __enter__(self) -> EventSources:
@@ -130,9 +141,35 @@ class EventSources:
         self.close()
 
     def close(self) -> None:
-        if self._spool is not None:
-            self._spool.unlink(missing_ok=True)
-            self._spool = None
+        for spool in self._spools.values():
+            spool.unlink(missing_ok=True)
+        self._spools.clear()
+
+    def _read_inline_payload(self, inline: InlineEvent | None) -> InlineEvent | None:
+        """`--payload @-`: the payload is stdin's text, read once here (events are read twice)."""
+        if inline is None or inline.payload != PAYLOAD_FROM_STDIN or inline.payload_origin is not None:
+            return inline
+        if STDIN in self._specs:
+            raise UsageError("--payload @- and - both read stdin: it can be read only once",
+                             hint="put the payload in a file (--payload @file.json) or the events in a file")
+        stream = self._stdin_stream()
+        buffer = io.BytesIO()
+        _copy(stream, buffer, self._say_if_terminal(stream, "reading the payload from stdin (Ctrl-D to end)"))
+        try:
+            text = buffer.getvalue().decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError("--payload @-: stdin is not UTF-8 text") from None
+        return replace(inline, payload=text, payload_origin="--payload @- (stdin)")
+
+    def _stdin_stream(self) -> IO[bytes]:
+        return self._stdin if self._stdin is not None else sys.stdin.buffer
+
+    def _say_if_terminal(self, stream: IO[bytes], message: str) -> bool:
+        """A person at a terminal would otherwise see a command that seems to hang; True on a terminal."""
+        terminal = _is_terminal(stream)
+        if terminal and self._notice is not None:
+            self._notice(message)
+        return terminal
 
     @property
     def empty(self) -> bool:
@@ -169,9 +206,7 @@ class EventSources:
                 continue
             path = Path(spec)
             if path.is_dir():
-                found = sorted(
-                    str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in JSON_SUFFIXES
-                )
+                found = self._directory_files(path)
                 if not found:
                     raise UsageError(
                         f"{spec}: directory has no .json, .jsonl or .ndjson files",
@@ -181,24 +216,55 @@ class EventSources:
                     add(file, f"{file} (in directory {spec})")
             elif path.is_file():
                 add(spec, spec)
+            elif _is_stream(path):  # `<(cmd)` (/dev/fd/63), /dev/stdin on a pipe, a named FIFO
+                add(spec, spec)
+                self._streams.add(spec)
             else:
                 raise UsageError(f"{spec}: no such file or directory", hint="check the path (use - for stdin)")
         return files
 
+    def _directory_files(self, root: Path) -> list[str]:
+        """Event files below `root`, sorted; hidden names (`.git/`, `.env.json`) are not the user's events.
+
+        A link whose target is gone is skipped and named: it is a file the user may think was sent.
+        """
+        found: list[str] = []
+        broken: list[str] = []
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in names:
+                if name.startswith(".") or Path(name).suffix.lower() not in JSON_SUFFIXES:
+                    continue
+                path = os.path.join(folder, name)
+                if os.path.isfile(path):
+                    found.append(path)
+                elif os.path.islink(path) and not os.path.exists(path):
+                    broken.append(path)
+        if broken and self._notice is not None:
+            more = f" and {len(broken) - 10} more" if len(broken) > 10 else ""
+            shown = ", ".join(sorted(broken)[:10]) + more
+            self._notice(f"note: skipped {len(broken)} broken link(s) in {root}: {shown}")
+        return sorted(found)
+
     def _stdin_file(self) -> tuple[int, int] | None:
-        """The identity of the file stdin is redirected from (`< a.jsonl`), if it is a regular file."""
+        """The identity of what stdin is redirected from (`< a.jsonl`, a pipe), if a file or a pipe."""
         if self._stdin is not None:
             return None  # injected by a test or a caller: not a descriptor
         try:
             status = os.fstat(sys.stdin.fileno())
         except (AttributeError, OSError, ValueError):
             return None
-        return _identity(status) if stat.S_ISREG(status.st_mode) else None
+        return _identity(status) if stat.S_ISREG(status.st_mode) or stat.S_ISFIFO(status.st_mode) else None
 
-    def scan(self, *, wire: WireFormat = "topic", size_limit: int | None = None) -> ScanReport:
-        """Validation pass: count the events and collect every problem, holding none in memory."""
+    def scan(self, *, wire: WireFormat = "topic", size_limit: int | None = None,
+             progress: Callable[[int], None] | None = None) -> ScanReport:
+        """Validation pass: count the events and collect every problem, holding none in memory.
+
+        `progress(events read)` every PROGRESS_EVERY events: a long validation shows it is moving."""
         report = ScanReport()
         for item in self:
+            if progress is not None and report.count % PROGRESS_EVERY == 0:
+                progress(report.count)
             if item.empty:
                 report.empty.append(item.place)
                 report.add(item.place, item.problems)
@@ -226,20 +292,54 @@ class EventSources:
             yield _located("--topic/--urn", self._inline.document())
         for spec in self._files:
             found = 0
-            for item in self._read_stdin() if spec == STDIN else read_file(Path(spec), spec):
+            streamed = spec == STDIN or spec in self._streams
+            for item in self._read_stream(spec) if streamed else read_file(Path(spec), spec):
                 found += 1
                 yield item
             if not found:
                 yield Located("<stdin>" if spec == STDIN else spec, None, (EMPTY_PROBLEM,), empty=True)
 
-    def _read_stdin(self) -> Iterator[Located]:
-        if self._spool is None:
-            stream = self._stdin if self._stdin is not None else sys.stdin.buffer
+    def _read_stream(self, spec: str) -> Iterator[Located]:
+        """stdin or a pipe given by path: copied to a temporary file on the first pass, read from it after."""
+        if spec not in self._spools:
             fd, name = tempfile.mkstemp(prefix="wfbus-stdin-", suffix=".json")
+            self._spools[spec] = Path(name)
             with os.fdopen(fd, "wb") as spool:
-                shutil.copyfileobj(stream, spool, 1 << 20)
-            self._spool = Path(name)
-        yield from read_file(self._spool, "<stdin>", detect=True)
+                if spec == STDIN:
+                    stream = self._stdin_stream()
+                    _copy(stream, spool, self._say_if_terminal(stream, STDIN_ON_A_TERMINAL))
+                else:
+                    with open(spec, "rb") as stream:
+                        shutil.copyfileobj(stream, spool, 1 << 20)
+        label = "<stdin>" if spec == STDIN else spec
+        yield from read_file(self._spools[spec], label, detect=True)
+
+
+def _copy(stream: IO[bytes], target: IO[bytes], terminal: bool) -> None:
+    """Copy to the end. On a terminal, one Ctrl-D ends it: a buffered read(n) would take the first
+    Ctrl-D as the end of a short read and wait for a second one."""
+    if not terminal:
+        shutil.copyfileobj(stream, target, 1 << 20)
+        return
+    read = getattr(stream, "read1", stream.read)
+    while chunk := read(1 << 16):
+        target.write(chunk)
+
+
+def _is_terminal(stream: IO[bytes]) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _is_stream(path: Path) -> bool:
+    """A pipe or character device: readable once, like stdin (`validate <(cmd)`, `emit /dev/stdin`)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
 def _identity(status: os.stat_result) -> tuple[int, int]:
@@ -267,7 +367,7 @@ def read_file(path: Path, label: str, *, detect: bool = False) -> Iterator[Locat
         if lines_mode:
             yield from _read_lines(handle, label)
         else:
-            yield from _read_document(handle.read(), label)
+            yield from _read_document(handle.read(), label, lines_hint=path.suffix.lower() == ".json")
 
 
 def _looks_like_json_lines(path: Path) -> bool:
@@ -311,7 +411,7 @@ def _read_lines(handle: IO[bytes], label: str) -> Iterator[Located]:
 _BOM_PROBLEM = "starts with a UTF-8 byte order mark; save the file as UTF-8 without BOM"
 
 
-def _read_document(data: bytes, label: str) -> Iterator[Located]:
+def _read_document(data: bytes, label: str, *, lines_hint: bool = False) -> Iterator[Located]:
     if data.startswith(BOM):
         yield Located(label, None, (_BOM_PROBLEM,))
         return
@@ -328,7 +428,8 @@ def _read_document(data: bytes, label: str) -> Iterator[Located]:
     except strictjson.StrictJSONError as exc:
         place = f"{label}:{exc.line}" if exc.line else label
         column = f" (column {exc.column})" if exc.column else ""
-        yield Located(place, None, (exc.message + column,))
+        hint = _JSON_LINES_HINT if lines_hint and _is_json_lines(text) else ""
+        yield Located(place, None, (exc.message + column + hint,))
         return
     if isinstance(doc, list):
         if not doc:
@@ -337,6 +438,22 @@ def _read_document(data: bytes, label: str) -> Iterator[Located]:
             yield _located(f"{label}[{index}]", item)
     else:
         yield _located(label, doc)
+
+
+_JSON_LINES_HINT = "; the file looks like JSON lines (one event per line): name it .jsonl"
+
+
+def _is_json_lines(text: str) -> bool:
+    """Two or more lines, the first two each a whole JSON value: JSON lines in a file named .json."""
+    lines = [line for line in text.splitlines() if line.strip()][:2]
+    if len(lines) < 2:
+        return False
+    try:
+        for line in lines:
+            strictjson.loads(line)
+    except strictjson.StrictJSONError:
+        return False
+    return True
 
 
 def _located(place: str, doc: Any, ints_checked: bool = False) -> Located:

@@ -19,12 +19,21 @@ def register(app: typer.Typer) -> None:
 def emit_command(
     ctx: typer.Context,
     sources: Optional[List[str]] = typer.Argument(
-        None, metavar="[SOURCE]...", help="A .json file (object or array), .jsonl/.ndjson, a directory, or - for stdin."
+        None, metavar="[SOURCE]...",
+        help="A .json file (object or array), .jsonl/.ndjson, a directory (hidden files skipped), "
+        "- or /dev/stdin for stdin, or a pipe such as <(cmd).",
     ),
     broker: Optional[str] = typer.Option(None, "--broker", "-b", help="Broker name from the config."),
     topic: Optional[str] = typer.Option(None, "--topic", help="Inline event: its topic."),
-    urn: Optional[str] = typer.Option(None, "--urn", help="Inline event: its urn (a string)."),
-    payload: Optional[str] = typer.Option(None, "--payload", help="Inline event: JSON payload, or @file.json."),
+    urn: Optional[str] = typer.Option(
+        None, "--urn", help="Inline event: its urn, as a string (\"42\" stays a string)."
+    ),
+    urn_int: Optional[int] = typer.Option(
+        None, "--urn-int", metavar="N", help="Inline event: its urn as a JSON integer (instead of --urn)."
+    ),
+    payload: Optional[str] = typer.Option(
+        None, "--payload", help="Inline event: JSON payload, @file.json, or @- to read it from stdin."
+    ),
     attempt: int = typer.Option(0, "--attempt", min=0, help="Inline event: its attempt."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show what would be sent; send nothing."),
     dead_letter: bool = typer.Option(False, "--dead-letter", help="Send to the broker's dead-letter destination."),
@@ -45,36 +54,69 @@ def emit_command(
 
     state = ctx.obj
     check_output_path(failed_out)  # before anything is sent: undelivered events need somewhere to go
-    inline = _inline(topic, urn, payload, attempt, ctx)
+    if urn is not None and urn_int is not None:
+        raise UsageError("--urn and --urn-int both give the urn",
+                         hint="give one: --urn for a string, --urn-int for an integer")
+    inline_urn = urn_int if urn_int is not None else urn
+    inline = _inline(topic, inline_urn, payload, attempt, ctx)
     if not sources and inline is None:
         raise UsageError(
             "nothing to emit", hint="give event files, a directory, - for stdin, or --topic and --urn"
         )
-    with EventSources(sources or [], inline, stdin=state.stdin) as event_sources:
+    with EventSources(sources or [], inline, stdin=state.stdin, notice=state.out.note) as event_sources:
         with state.config.open(broker) as target:
-            with state.out.progress("emitting", None) as progress:
+            with _Phases(state.out) as progress:
                 report = emit(
                     target, event_sources, dead_letter=dead_letter, dry_run=dry_run,
-                    failed_out=failed_out, resume=resume, progress=progress, notice=state.out.note,
+                    failed_out=failed_out, resume=resume, progress=progress.update,
+                    notice=state.out.note,
                 )
-            rerun = _RerunCommand(state.config_path, target.name, dead_letter, sources or [], topic, urn, payload,
-                                  attempt if inline is not None else None)
+            rerun = _RerunCommand(state.config_path, target.name, dead_letter, sources or [], topic, inline_urn,
+                                  payload, attempt if inline is not None else None)
     _render(state.out, report, failed_out, rerun)
     return report.exit_status
+
+
+class _Phases:
+    """The terminal's progress display, one bar per phase ("validating", then "emitting"): a bar that
+    read "emitting 0/?" while every event was still being checked said something untrue."""
+
+    def __init__(self, out) -> None:
+        from contextlib import ExitStack
+
+        self._out = out
+        self._stack = ExitStack()
+        self._phase: str | None = None
+        self._bar = None
+
+    def __enter__(self) -> _Phases:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def update(self, done: int, total: int | None, phase: str = "emitting") -> None:
+        if phase != self._phase:
+            self._stack.close()
+            self._bar = self._stack.enter_context(self._out.progress(phase, total))
+            self._phase = phase
+        if self._bar is not None:  # None: no display (a pipe, JSON output)
+            self._bar(done, total)
 
 
 class _RerunCommand:
     """The command lines the hints give: every option that chose the destination, repeated exactly."""
 
     def __init__(self, config: str | None, broker: str, dead_letter: bool, sources: list[str],
-                 topic: str | None, urn: str | None, payload: str | None, attempt: int | None) -> None:
+                 topic: str | None, urn: str | int | None, payload: str | None, attempt: int | None) -> None:
         import shlex
 
         head = ["wfbus"] + (["--config", config] if config else []) + ["emit", "--broker", broker]
         head += ["--dead-letter"] if dead_letter else []
         inline: list[str] = []
         if topic is not None and urn is not None:
-            inline = ["--topic", topic, "--urn", urn] + (["--payload", payload] if payload is not None else [])
+            urn_option = ["--urn-int", str(urn)] if isinstance(urn, int) else ["--urn", urn]
+            inline = ["--topic", topic, *urn_option] + (["--payload", payload] if payload is not None else [])
             inline += ["--attempt", str(attempt)] if attempt else []
         self._head = head
         self._sources = list(sources) + inline
@@ -94,8 +136,8 @@ def _inline(topic, urn, payload, attempt, ctx):
         if payload is not None or ctx.get_parameter_source("attempt").name != "DEFAULT":
             raise UsageError("--payload and --attempt describe an inline event", hint="give --topic and --urn too")
         return None
-    if not topic or not urn:
-        raise UsageError("an inline event needs both --topic and --urn")
+    if topic is None or urn is None:  # given but empty is the event's fault: an input error naming the field
+        raise UsageError("an inline event needs both --topic and --urn (or --urn-int)")
     return InlineEvent(topic, urn, payload, attempt)
 
 

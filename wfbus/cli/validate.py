@@ -18,7 +18,7 @@ def validate_command(
     from ..sources import EventSources
 
     state = ctx.obj
-    with EventSources(sources, stdin=state.stdin) as event_sources:
+    with EventSources(sources, stdin=state.stdin, notice=state.out.note) as event_sources:
         report = event_sources.scan()
     report.raise_if_invalid(
         consequence=f"{report.count} event(s) read" if report.count else "nothing to validate",
