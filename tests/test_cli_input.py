@@ -252,6 +252,9 @@ def test_reading_stdin_on_a_terminal_says_so_and_how_to_end(tmp_path):
     assert run_process("-o", "json", "depth", cwd=tmp_path).json()["queues"][0]["ready"] == 1
     piped = run_process("emit", "-", cwd=tmp_path, stdin=b'{"topic": "t", "urn": "piped"}')
     assert piped.code == 0 and "Ctrl-D" not in piped.err, piped.err
+    code, err = _run_on_a_terminal(["emit", "/dev/stdin"], tmp_path, typed=b'{"topic": "t", "urn": "dev"}')
+    assert code == 0 and "reading events from /dev/stdin (Ctrl-D to end)" in err, err
+    assert run_process("-o", "json", "depth", cwd=tmp_path).json()["queues"][0]["ready"] == 3
 
 
 def test_the_validation_pass_is_labelled_validating_on_a_terminal(tmp_path):

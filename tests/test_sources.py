@@ -182,3 +182,10 @@ def test_the_sample_events_folder_can_be_emitted_as_a_whole(wfbus):
                 (1 if p.suffix == ".json" else sum(1 for line in open(p) if line.strip()))
                 for p in (REPO / "sample_events").rglob("*") if p.is_file())
     assert _ready(wfbus) == count
+
+
+def test_a_directory_given_as_dot_names_its_files_without_a_dot_slash(wfbus, tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.jsonl").write_text('{"topic": "t"}\n')
+    result = wfbus("validate", ".")
+    assert result.code == 3 and "sub/a.jsonl:1: urn: required" in result.err and "./sub" not in result.err

@@ -235,7 +235,7 @@ class EventSources:
             for name in names:
                 if name.startswith(".") or Path(name).suffix.lower() not in JSON_SUFFIXES:
                     continue
-                path = os.path.join(folder, name)
+                path = str(Path(folder) / name)  # as rglob spelled it: `a.jsonl` below `.`, not `./a.jsonl`
                 if os.path.isfile(path):
                     found.append(path)
                 elif os.path.islink(path) and not os.path.exists(path):
@@ -309,8 +309,9 @@ class EventSources:
                     stream = self._stdin_stream()
                     _copy(stream, spool, self._say_if_terminal(stream, STDIN_ON_A_TERMINAL))
                 else:
-                    with open(spec, "rb") as stream:
-                        shutil.copyfileobj(stream, spool, 1 << 20)
+                    with open(spec, "rb") as stream:  # /dev/stdin or /dev/tty on a terminal: say so too
+                        _copy(stream, spool, self._say_if_terminal(stream, f"reading events from {spec} "
+                                                                           "(Ctrl-D to end)"))
         label = "<stdin>" if spec == STDIN else spec
         yield from read_file(self._spools[spec], label, detect=True)
 
