@@ -172,6 +172,11 @@ class EventSources:
         return terminal
 
     @property
+    def inline(self) -> InlineEvent | None:
+        """The inline event, its payload text read already if it came from stdin (`--payload @-`)."""
+        return self._inline
+
+    @property
     def empty(self) -> bool:
         return not self._files and self._inline is None
 

@@ -71,6 +71,8 @@ def emit_command(
                     failed_out=failed_out, resume=resume, progress=progress.update,
                     notice=state.out.note,
                 )
+            if event_sources.inline is not None and event_sources.inline.payload_origin is not None:
+                payload = event_sources.inline.payload  # `@-`: a rerun cannot read the same stdin again
             rerun = _RerunCommand(state.config_path, target.name, dead_letter, sources or [], topic, inline_urn,
                                   payload, attempt if inline is not None else None)
     _render(state.out, report, failed_out, rerun)
