@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from .completion import broker_names
+
 from ..errors import UsageError
 
 
@@ -23,7 +25,8 @@ def emit_command(
         help="A .json file (object or array), .jsonl/.ndjson, a directory (hidden files skipped), "
         "- or /dev/stdin for stdin, or a pipe such as <(cmd).",
     ),
-    broker: Optional[str] = typer.Option(None, "--broker", "-b", help="Broker name from the config."),
+    broker: Optional[str] = typer.Option(None, "--broker", "-b", autocompletion=broker_names,
+                                         help="Broker name from the config."),
     topic: Optional[str] = typer.Option(None, "--topic", help="Inline event: its topic."),
     urn: Optional[str] = typer.Option(
         None, "--urn", help="Inline event: its urn, as a string (\"42\" stays a string)."
