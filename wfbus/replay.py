@@ -225,19 +225,36 @@ def replay(
     except KeyboardInterrupt as stop:
         report.stopped_by = signal_of(stop)
     except WfbusError as exc:
-        report.aborted = redact(exc.message)
-        report.abort_hint = exc.hint
-        report.abort_status = exc.exit_status
+        _abort(report, exc)
     finally:
-        try:
-            if not report.aborted and not report.interrupted and selection.limit is None:
-                held = reader.held_elsewhere()
-                if held:
-                    report.held_elsewhere, report.held_return_seconds = held
-        finally:
-            reader.close()
+        _finish_reading(reader, report, ask_held=selection.limit is None)
     report.dead_letter_after = _dead_letter_depth(source)
     return report
+
+
+def _finish_reading(reader, report: ReplayReport, *, ask_held: bool) -> None:
+    """Ask what others hold, and close the reader, without losing the report: a broker lost at this
+    point (its connection reset while closing) is said as the reason the replay stopped; what it did
+    not confirm removing stays at the source (the journal recognises it on the next run)."""
+    try:
+        if ask_held and not report.aborted and not report.interrupted:
+            held = reader.held_elsewhere()
+            if held:
+                report.held_elsewhere, report.held_return_seconds = held
+    except WfbusError as exc:
+        _abort(report, exc)
+    try:
+        reader.close()
+    except WfbusError as exc:
+        _abort(report, exc)
+
+
+def _abort(report: ReplayReport, exc: WfbusError) -> None:
+    if report.aborted is None:
+        report.aborted = redact(exc.message)
+        report.abort_hint = exc.hint or ("run the replay again: a message whose removal was not confirmed is "
+                                         "recognised and only removed")
+        report.abort_status = exc.exit_status
 
 
 def _dead_letter_depth(source: Broker) -> dict | None:

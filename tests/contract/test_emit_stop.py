@@ -52,7 +52,8 @@ def test_emit_stopped_by_a_signal_at_a_random_point_loses_nothing_after_recovery
         source = tmp_path / f"events-{trial}.jsonl"
         source.write_text("".join(json.dumps(e) + "\n" for e in events))
         failed_out = tmp_path / f"failed-{trial}.jsonl"
-        kill_at = already_there + int(count * rng.uniform(0.15, 0.85))
+        baseline = count_main(tmp_path)  # what the destination holds before this trial's emit starts
+        kill_at = baseline + int(count * rng.uniform(0.15, 0.85))
 
         proc = subprocess.Popen([sys.executable, "-m", "wfbus", "-o", "json", "emit", "-b", "target", str(source),
                                  "--failed-out", str(failed_out)], cwd=tmp_path, stdout=subprocess.PIPE,
@@ -61,7 +62,7 @@ def test_emit_stopped_by_a_signal_at_a_random_point_loses_nothing_after_recovery
             time.sleep(0.02)
         proc.send_signal(stop)
         out, err = proc.communicate(timeout=300)
-        before_recovery = count_main(tmp_path) - already_there
+        before_recovery = count_main(tmp_path) - baseline
         stopped = proc.returncode == (-stop if stop == signal.SIGKILL else 128 + stop)
         mid_way = 0 < before_recovery < count and stopped
         landed_mid_way += mid_way
@@ -83,6 +84,9 @@ def test_emit_stopped_by_a_signal_at_a_random_point_loses_nothing_after_recovery
                 assert recovered.returncode == 0, recovered.stderr.decode()
             else:
                 assert not failed_out.exists()
+        elif proc.returncode == -stop:  # the signal came before wfbus could handle it: nothing was sent
+            assert before_recovery == 0, err.decode()
+            assert _wfbus(tmp_path, "emit", "-b", "target", str(source)).returncode == 0
         else:
             assert proc.returncode == 0, err.decode()  # it finished before the signal arrived
 
