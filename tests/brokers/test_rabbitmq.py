@@ -8,18 +8,9 @@ import time
 import pytest
 
 from conftest import write_config, write_jsonl
-from contract.kits import RABBITMQ_URL, RabbitMqKit, rabbit_channel
+from contract.kits import RABBITMQ_URL, rabbit_channel
 
 pytestmark = pytest.mark.broker("rabbitmq")
-
-
-@pytest.fixture
-def rabbit(tmp_path):
-    kit = RabbitMqKit()
-    settings = kit.settings(tmp_path)
-    write_config(tmp_path / "wfbus.yaml", {"r": settings}, "r")
-    yield settings
-    kit.cleanup()
 
 
 def _reject_all(queue: str, expected: int) -> None:

@@ -8,13 +8,12 @@ import datetime
 import decimal
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import write_config, write_jsonl
-from contract.kits import RabbitMqKit, rabbit_channel
+from brokers.conftest import reject_all
+from contract.kits import rabbit_channel
 
 pytestmark = pytest.mark.broker("rabbitmq")
 
@@ -24,15 +23,6 @@ PROPERTY_NAMES = ("content_type", "content_encoding", "delivery_mode", "priority
                   "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
 
 
-@pytest.fixture
-def rabbit(tmp_path):
-    kit = RabbitMqKit()
-    settings = kit.settings(tmp_path)
-    write_config(tmp_path / "wfbus.yaml", {"r": settings}, "r")
-    yield settings
-    kit.cleanup()
-
-
 def publish_raw(items: list[tuple[str, str, bytes, Any]]) -> None:
     """(exchange, routing key, body, pika.BasicProperties) published as a foreign application would."""
     connection, channel = rabbit_channel()
@@ -40,21 +30,6 @@ def publish_raw(items: list[tuple[str, str, bytes, Any]]) -> None:
         channel.confirm_delivery()
         for exchange, routing_key, body, properties in items:
             channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
-    finally:
-        connection.close()
-
-
-def reject_all(queue: str) -> int:
-    """A failing consumer: basic.nack(requeue=False) dead-letters every message, in queue order."""
-    connection, channel = rabbit_channel()
-    rejected = 0
-    try:
-        while True:
-            method, _, _ = channel.basic_get(queue)
-            if method is None:
-                return rejected
-            channel.basic_nack(method.delivery_tag, requeue=False)
-            rejected += 1
     finally:
         connection.close()
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from brokers.test_rabbitmq_fidelity import DEATH_KEYS, dead_letter_typed_messages, rabbit  # noqa: F401 - fixture
+from brokers.test_rabbitmq_fidelity import DEATH_KEYS, dead_letter_typed_messages
 from conftest import REPO
 from contract.kits import RABBITMQ_URL
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, write_config, write_jsonl
+from brokers.conftest import reject_all
 from contract.kits import RABBITMQ_URL, RabbitMqKit, rabbit_channel
 
 pytestmark = pytest.mark.broker("rabbitmq")
@@ -48,21 +49,6 @@ def lower_consumer_timeout_briefly(timeout_ms: int, window_ms: int) -> None:
                         f"ok = application:set_env(rabbit, consumer_timeout, {timeout_ms}), "
                         f"{{ok, _}} = timer:apply_after({window_ms}, application, set_env, "
                         f"[rabbit, consumer_timeout, Old]), ok.")
-
-
-def reject_all(queue: str) -> int:
-    """A failing consumer: basic.nack(requeue=False) dead-letters every message, in queue order."""
-    connection, channel = rabbit_channel()
-    rejected = 0
-    try:
-        while True:
-            method, _, _ = channel.basic_get(queue)
-            if method is None:
-                return rejected
-            channel.basic_nack(method.delivery_tag, requeue=False)
-            rejected += 1
-    finally:
-        connection.close()
 
 
 def drain(queue: str, *, remove: bool = True) -> list[dict]:
