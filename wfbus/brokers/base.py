@@ -154,6 +154,47 @@ class Delivery:
         return self.error is None
 
 
+class PendingPublish:
+    """A batch handed to the broker whose answer has not been read yet.
+
+    Pipelining: emit and replay keep up to `Broker.pipeline_window` of these in flight and read their
+    answers oldest first, so the broker works on the next batch while the previous one is confirmed.
+    `result()` waits for the answer: one Delivery per message, in order, exactly like `publish()`, and
+    raises the same WfbusError (BrokerUnavailable) when nothing of the batch was confirmed.
+
+    A broker that cannot pipeline answers at once (`PendingPublish.answered`), which is the default.
+    A broker that can must keep its ordering promise across batches in flight: a message of a later batch
+    never overtakes one of an earlier batch with the same ordering key (Kafka key / partition, SQS FIFO
+    message group, RabbitMQ channel).
+    """
+
+    def __init__(self, messages: Sequence[OutgoingMessage]) -> None:
+        self.messages = messages
+
+    @classmethod
+    def answered(cls, messages: Sequence[OutgoingMessage], deliveries: list[Delivery] | None = None,
+                 error: Exception | None = None) -> PendingPublish:
+        """An answer already in hand (the broker published synchronously, or refused at once)."""
+        return _Answered(messages, deliveries, error)
+
+    def result(self) -> list[Delivery]:
+        raise NotImplementedError
+
+
+class _Answered(PendingPublish):
+    def __init__(self, messages: Sequence[OutgoingMessage], deliveries: list[Delivery] | None,
+                 error: Exception | None) -> None:
+        super().__init__(messages)
+        self._deliveries = deliveries
+        self._error = error
+
+    def result(self) -> list[Delivery]:
+        if self._error is not None:
+            raise self._error
+        assert self._deliveries is not None
+        return self._deliveries
+
+
 @dataclass(slots=True)
 class ReceivedMessage:
     """A message read from a queue; `handle` is the broker's own token to ack or release it."""
@@ -266,6 +307,10 @@ class Broker:
 
     settings_model: ClassVar[type[BrokerSettings]] = BrokerSettings
     publish_batch_size: ClassVar[int] = 500
+    # batches in flight at once (see PendingPublish); 1: each batch waits for the previous one's answer.
+    # A kill can leave up to pipeline_window * publish_batch_size events sent but unrecorded (the
+    # `may_be_duplicated` bound of `emit --resume`).
+    pipeline_window: ClassVar[int] = 1
     implements: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, name: str, settings: BrokerSettings, base_dir: Path) -> None:
@@ -306,6 +351,11 @@ class Broker:
     def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
         """Send a batch; return one Delivery per message, in order, once the broker answered."""
         raise NotImplementedError
+
+    def submit(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> PendingPublish:
+        """Hand a batch to the broker without waiting for its answer (pipelining); the default publishes
+        now. May raise what publish() raises when the broker refuses before anything is sent."""
+        return PendingPublish.answered(messages, self.publish(messages, dead_letter=dead_letter))
 
     def depth(self) -> list[QueueDepth]:
         raise NotImplementedError
