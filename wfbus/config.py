@@ -18,7 +18,7 @@ from . import redact
 from .errors import ConfigError, UsageError
 
 DEFAULT_LOCAL = {"type": "local"}
-TOP_LEVEL_KEYS = ("default_broker", "brokers")
+TOP_LEVEL_KEYS = ("default_broker", "brokers", "serve")
 _VARIABLE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -45,6 +45,7 @@ class Config:
     _unset: dict[str, list[str]] = field(default_factory=dict)
     _uninterpolated: dict[str, Any] = field(default_factory=dict)  # name -> the body as written in the file
     _warnings: dict[str, list[str]] = field(default_factory=dict)  # said when that broker is opened
+    serve: Any = None  # the `serve:` mapping as written (interpolated); validated by wfbus.serve.settings
 
     @property
     def brokers(self) -> Mapping[str, Any]:
@@ -252,8 +253,10 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
                 f"{label}: default_broker: {default!r} is not a configured broker",
                 hint=f"use one of: {', '.join(brokers)}",
             )
+    serve = interpolate(raw["serve"], "serve", label) if raw.get("serve") is not None else None
     return Config(raw_brokers=brokers, default_broker=default, source=source, base_dir=base_dir, _label=label,
-                  _unset=unset, _uninterpolated={n: b for n, b in brokers_raw.items() if isinstance(n, str)})
+                  _unset=unset, _uninterpolated={n: b for n, b in brokers_raw.items() if isinstance(n, str)},
+                  serve=serve)
 
 
 def _validate(model: Any, body: Mapping[str, Any], path: str, label: str) -> Any:
