@@ -123,6 +123,9 @@ class Bench:
                     extra += f" peak RSS {row.peak_rss_kb / 1024:.0f} MiB"
                 lines.append(f"| {scenario} | {row.tool}{extra} | {row.events:,} | {row.seconds:.3f} | {rate} | {ratio} |")
                 data.append({**row.__dict__, "events_per_second": row.rate, "ratio": ratio})
+        from .targets import markdown as targets
+
+        lines.extend(targets(self.rows))
         return {"markdown": "\n".join(lines), "data": {"machine": machine, "scale": self.scale,
                                                        "repeat": self.repeat, "rows": data}}
 

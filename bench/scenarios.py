@@ -59,17 +59,23 @@ class Topology:
             topic = f"bench-{self.id}"
             admin = KafkaAdminClient(bootstrap_servers=KAFKA)
             admin.create_topics([NewTopic(topic, 3, 1), NewTopic(f"{topic}.dlq", 3, 1),
-                                 NewTopic(f"{topic}.kcat", 3, 1), NewTopic(f"{topic}.console", 3, 1)])
+                                 NewTopic(f"{topic}.dlq-py", 3, 1), NewTopic(f"{topic}.kcat", 3, 1),
+                                 NewTopic(f"{topic}.console", 3, 1)])
             admin.close()
 
             def drop() -> None:
                 admin = KafkaAdminClient(bootstrap_servers=KAFKA)
-                admin.delete_topics([topic, f"{topic}.dlq", f"{topic}.kcat", f"{topic}.console"])
+                admin.delete_topics([topic, f"{topic}.dlq", f"{topic}.dlq-py", f"{topic}.kcat",
+                                     f"{topic}.console"])
                 admin.close()
 
             self.bench.cleanups.append(drop)
             self.brokers["kafka"] = {"type": "kafka", "bootstrap_servers": [KAFKA], "topic": topic,
                                      "dead_letter_topic": f"{topic}.dlq", "replay_group": f"bench-replay-{self.id}"}
+            # the same topics through the other driver (the default, `auto`, is librdkafka)
+            self.brokers["kafka-python"] = {**self.brokers["kafka"], "driver": "kafka-python",
+                                            "dead_letter_topic": f"{topic}.dlq-py",
+                                            "replay_group": f"bench-replay-py-{self.id}"}
             self.write()
         return self.brokers["kafka"]
 
@@ -221,27 +227,76 @@ def _memory_config(bench: Bench) -> Path:
     return path
 
 
+# the producer settings of wfbus's kafka-python driver, so the bare loop is the fair floor of that driver
+KAFKA_PYTHON_PRODUCER = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "batch_size": 256 * 1024}
+
+
+def _kafka_python_loop(topic: str, keyed: list[tuple[bytes, bytes]]) -> float:
+    """A bare kafka-python producer: send every record, flush, every future checked (the same work)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=KAFKA, **KAFKA_PYTHON_PRODUCER)
+    started = time.perf_counter()
+    futures = [producer.send(topic, key=key, value=value) for key, value in keyed]
+    producer.flush()
+    failed = sum(1 for f in futures if f.failed())
+    elapsed = time.perf_counter() - started
+    producer.close()
+    if failed:
+        raise RuntimeError(f"bare kafka-python loop: {failed} records failed")
+    return elapsed
+
+
+def _librdkafka_loop(topic: str, keyed: list[tuple[bytes, bytes]]) -> float:
+    """A bare confluent-kafka producer with a delivery callback per message, idempotent, acks=all."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": KAFKA, "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 5})
+    failed = []
+    started = time.perf_counter()
+    for key, value in keyed:
+        while True:
+            try:
+                producer.produce(topic, value, key,
+                                 on_delivery=lambda err, _msg: failed.append(err) if err else None)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush()
+    elapsed = time.perf_counter() - started
+    if failed:
+        raise RuntimeError(f"bare librdkafka loop: {len(failed)} records failed")
+    return elapsed
+
+
 def bulk_kafka(bench: Bench) -> None:
     topo = _topology(bench)
     kafka = topo.kafka()
     count = bench.n(100_000, floor=200)
     path = _write_jsonl(bench, f"bulk-{count}.jsonl", count)
-    keyed = bench.workdir / f"bulk-{count}.keyed"
-    if not keyed.exists():
-        with path.open() as source, keyed.open("w") as target:
-            for line in source:
-                target.write(f"{json.loads(line)['urn']}\t{line}")
-    contenders = {"wfbus emit (acks=all, idempotent)": (count, lambda: bench.clock(
-        lambda: bench.wfbus("emit", "-b", "kafka", str(path))))}
+    keyed_path = bench.workdir / f"bulk-{count}.keyed"
+    records = []
+    with path.open("rb") as source:
+        for line in source:
+            records.append((json.loads(line)["urn"].encode(), line.rstrip(b"\n")))
+    if not keyed_path.exists():
+        keyed_path.write_bytes(b"".join(key + b"\t" + value + b"\n" for key, value in records))
+    contenders = {
+        "wfbus emit, librdkafka driver (acks=all, idempotent)": (count, lambda: bench.clock(
+            lambda: bench.wfbus("emit", "-b", "kafka", str(path)))),
+        "wfbus emit, kafka-python driver (acks=all, idempotent)": (count, lambda: bench.clock(
+            lambda: bench.wfbus("emit", "-b", "kafka-python", str(path)))),
+        "bare kafka-python producer loop (same settings)": (count, lambda: _kafka_python_loop(
+            f"{kafka['topic']}.console", records)),
+        "bare confluent-kafka producer loop (idempotent)": (count, lambda: _librdkafka_loop(
+            f"{kafka['topic']}.console", records)),
+    }
     if shutil.which("kcat"):
-        contenders["kcat -P -K (acks=all)"] = (count, lambda: bench.clock(lambda: bench.run(
-            ["kcat", "-P", "-b", KAFKA, "-t", f"{kafka['topic']}.kcat", "-K", "\t", "-X", "acks=all", "-l",
-             str(keyed)])))
-    if (KAFKA_JARS / ".complete").exists() and shutil.which("java"):
-        contenders["kafka-console-producer (acks=all)"] = (count, lambda: bench.clock(lambda: bench.run(
-            ["java", "-cp", f"{KAFKA_JARS}/*", "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server",
-             KAFKA, "--topic", f"{kafka['topic']}.console", "--producer-property", "acks=all", "--property",
-             "parse.key=true", "--property", "key.separator=\t"], stdin=keyed.read_bytes())))
+        contenders["kcat -P -K (acks=all, idempotent)"] = (count, lambda: bench.clock(lambda: bench.run(
+            ["kcat", "-P", "-b", KAFKA, "-t", f"{kafka['topic']}.kcat", "-K", "\t", "-X", "acks=all",
+             "-X", "enable.idempotence=true", "-l", str(keyed_path)])))
     bench.compare("bulk emit: Kafka, 3 partitions", contenders, repeat=max(1, bench.repeat - 1))
     rss = bench.peak_rss_kb([sys.executable, "-m", "wfbus", "emit", "-b", "kafka", str(path)])
     bench.rows[-len(contenders)].peak_rss_kb = rss
@@ -315,9 +370,28 @@ def bulk_sqs(bench: Bench) -> None:
             client.send_message(QueueUrl=sqs["queue_url"], MessageBody=body)
         return time.perf_counter() - started
 
+    def boto3_threads() -> float:
+        """The fair peer: send_message_batch of 10 from 8 threads (what a tuned script does)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        chunks = [bodies[i:i + 10] for i in range(0, count, 10)]
+
+        def send(chunk: list[str]) -> int:
+            answer = client.send_message_batch(QueueUrl=sqs["queue_url"], Entries=[
+                {"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)])
+            return len(answer.get("Failed", []))
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            failed = sum(pool.map(send, chunks))
+        elapsed = time.perf_counter() - started
+        if failed:
+            raise RuntimeError(f"boto3 threads: {failed} messages failed")
+        return elapsed
+
     contenders = {
-        "wfbus emit (batches of 10, 8 in flight)": (count, lambda: bench.clock(
-            lambda: bench.wfbus("emit", "-b", "sqs", str(path)))),
+        "wfbus emit": (count, lambda: bench.clock(lambda: bench.wfbus("emit", "-b", "sqs", str(path)))),
+        "boto3 send_message_batch, 8 threads": (count, boto3_threads),
         "boto3 loop, one SendMessage per event": (loop, boto3_loop),
     }
     if shutil.which("aws"):
@@ -339,8 +413,8 @@ def replay(bench: Bench) -> None:
     topo = _topology(bench)
     count = bench.n(10_000, floor=100)
     path = _write_jsonl(bench, f"bulk-{count}.jsonl", count)
-    for broker, prepare in (("local", lambda: None), ("kafka", topo.kafka), ("rabbitmq", topo.rabbit),
-                            ("sqs", topo.sqs)):
+    for broker, prepare in (("local", lambda: None), ("kafka", topo.kafka), ("kafka-python", topo.kafka),
+                            ("rabbitmq", topo.rabbit), ("sqs", topo.sqs)):
         prepare()
 
         def seed(broker: str = broker) -> None:
