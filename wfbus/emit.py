@@ -12,12 +12,13 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
-from .brokers.base import Broker, Delivery, OutgoingMessage
+from .brokers.base import Broker, Delivery, OutgoingMessage, PendingPublish
 from .emit_progress import Earlier, EmitProgress, emit_key
 from .errors import ExitStatus, UsageError, WfbusError
 from .event import WorkflowEvent
@@ -59,7 +60,7 @@ class EmitReport:
     resumed: bool = False
     skipped_confirmed: int = 0  # --resume: confirmed by the earlier run, not sent again
     already_complete: bool = False  # --resume: the earlier emit had finished; nothing sent
-    duplicates_bound: int = 0  # --resume: events that may arrive twice (the batch on the wire at the kill)
+    duplicates_bound: int = 0  # --resume: events that may arrive twice (the batches in flight at the kill)
     samples: list[dict] = field(default_factory=list)
 
     @property
@@ -133,7 +134,9 @@ def emit(
             report.skipped_confirmed = sum(1 for i in range(scan.count) if not earlier.needs(i))
             if earlier.killed and not broker.capabilities.dedup_on_resend:
                 # a stop that ran its handler accounted the batch on the wire; only a kill can leave one unrecorded
-                report.duplicates_bound = min(broker.publish_batch_size, scan.count - report.skipped_confirmed)
+                # every batch in flight at the kill may have arrived unrecorded
+                in_flight = max(1, broker.pipeline_window) * broker.publish_batch_size
+                report.duplicates_bound = min(in_flight, scan.count - report.skipped_confirmed)
         else:
             earlier = None  # a plain emit sends everything and starts a new record
         record.start(earlier)
@@ -161,32 +164,70 @@ def _check_resumable(earlier: Earlier | None, report: EmitReport) -> None:
                  "resuming as well would send them twice")
 
 
+class _InFlight(NamedTuple):
+    """A batch handed to the broker whose answer has not been accounted yet."""
+
+    pending: PendingPublish
+    messages: list[OutgoingMessage]
+    indices: list[int]  # each message's index in the sources
+
+
 def _send(broker: Broker, sources: EventSources, report: EmitReport, record: EmitProgress | None,
           earlier: Earlier | None, *, dead_letter: bool, failed_out: Path | None,
           progress: ProgressCallback | None, notice: Notice | None) -> None:
+    """Stream the events to the broker with up to `pipeline_window` batches in flight.
+
+    Each batch's answer is accounted (report, --failed-out, progress record) oldest first, so the
+    progress record's mark only ever passes batches whose answer was read: a kill leaves at most the
+    batches in flight unrecorded (sent again by --resume: the duplicates bound). A stop signal reads
+    the answers of every batch already on the wire before it stops, so --failed-out stays exact.
+    """
     failed_file = FailedOut(failed_out, broker)
-    batch: list[OutgoingMessage] = []  # read but not yet accounted: being built, or on the wire
+    window = max(1, broker.pipeline_window)
+    batch: list[OutgoingMessage] = []  # read, not yet handed to the broker
     indices: list[int] = []  # each one's index in the sources
+    in_flight: deque[_InFlight] = deque()  # handed over, answer not accounted yet; oldest first
 
     def needed(index: int) -> bool:
         return earlier is None or earlier.needs(index)
 
-    def send() -> None:
+    def submit() -> None:
+        """Hand the batch over; inside deferred() so a stop finds it either built or in flight."""
         nonlocal batch, indices
         with deferred():
             try:
-                deliveries = broker.publish(batch, dead_letter=dead_letter)
+                pending = broker.submit(batch, dead_letter=dead_letter)
+            except WfbusError as exc:  # refused before anything was sent: answered like a failed result
+                pending = PendingPublish.answered(batch, error=exc)
+            in_flight.append(_InFlight(pending, batch, indices))
+            batch, indices = [], []
+
+    def settle_oldest() -> None:
+        """Read the oldest batch's answer and account it whole (a stop waits for the block's end)."""
+        with deferred():
+            oldest = in_flight[0]
+            try:
+                deliveries = oldest.pending.result()
             except WfbusError as exc:
-                report.aborted = redact(exc.message)
-                report.abort_hint = exc.hint
-                deliveries = [Delivery(m, f"not confirmed: {report.aborted}") for m in batch]
+                reason = redact(exc.message)
+                if report.aborted is None:
+                    report.aborted, report.abort_hint = reason, exc.hint
+                deliveries = [Delivery(m, f"not confirmed: {reason}") for m in oldest.messages]
+            in_flight.popleft()
             _account(report, deliveries, failed_file)
             if record is not None:
-                record.answered([i for i, d in zip(indices, deliveries) if d.ok],
-                                [i for i, d in zip(indices, deliveries) if not d.ok], indices[-1] + 1)
-            batch, indices = [], []
+                record.answered([i for i, d in zip(oldest.indices, deliveries) if d.ok],
+                                [i for i, d in zip(oldest.indices, deliveries) if not d.ok],
+                                oldest.indices[-1] + 1)
         if progress:
             progress(report.published + report.failed_count, report.total - report.skipped_confirmed)
+
+    def unsent_back() -> None:
+        """The batch being built was never handed over: it goes back to the rest (not attempted)."""
+        nonlocal batch, indices, consumed
+        if batch:
+            consumed = indices[0]
+            batch, indices = [], []
 
     consumed = 0  # events taken from the sources; after a stop the rest is read again from there
 
@@ -204,21 +245,35 @@ def _send(broker: Broker, sources: EventSources, report: EmitReport, record: Emi
             indices.append(index)
             consumed = index + 1  # after the append: a stop in between can duplicate an event in --failed-out, not lose it
             if len(batch) >= broker.publish_batch_size:
-                send()
+                while len(in_flight) >= window:
+                    settle_oldest()
                 if report.aborted:
                     break
+                submit()
         if batch and not report.aborted:
-            send()
+            submit()
+        while in_flight:  # after an abort too: an answer read is accounted as it is (never lost nor doubled)
+            settle_oldest()
+        unsent_back()
     except KeyboardInterrupt as stop:
-        # the batch being built or on the wire is unconfirmed (it may or may not have arrived), the rest
-        # unsent; both go to --failed-out: a rerun of that file can duplicate, never lose.
+        # every batch on the wire is read and accounted exactly; the batch being built was not sent: it
+        # goes to --failed-out unconfirmed (a rerun of that file can duplicate, never lose), the rest unsent
         report.stopped_by = signal_of(stop)
-        _account(report, [Delivery(m, "not confirmed: stopped") for m in batch], failed_file)
-        if record is not None:
-            record.answered([], indices, 0)
+        try:
+            while in_flight:
+                settle_oldest()
+        except KeyboardInterrupt:  # a second stop: the answers not read yet stay unconfirmed (resume is exact)
+            report.failed_out_cut_short = True
+        unread = [(f.messages, f.indices) for f in in_flight] + ([(batch, indices)] if batch else [])
+        for messages, numbers in unread:
+            _account(report, [Delivery(m, "not confirmed: stopped") for m in messages], failed_file)
+            if record is not None:
+                record.answered([], numbers, 0)
+        in_flight.clear()
+        batch, indices = [], []
     report.not_attempted = sum(1 for index in range(consumed, report.total) if needed(index))
     try:
-        if report.not_attempted and failed_out is not None:
+        if report.not_attempted and failed_out is not None and not report.failed_out_cut_short:
             if report.interrupted and notice:
                 notice(f"stopping: writing the {report.not_attempted} event(s) not sent to {failed_out} "
                        "(stop again to skip this: `wfbus emit --resume` will still send exactly those)")

@@ -3,9 +3,10 @@
 Ctrl-C, SIGTERM and SIGHUP leave an exact `--failed-out`; SIGKILL, an OOM kill or a power cut leave
 nothing but this record. Every emit writes it (one small SQLite update per batch, after the broker
 answered): the index below which every event was answered, and the indices of the events that were
-not confirmed. `--resume` sends exactly those and the ones after the mark, so a killed emit is
-finished without re-sending the file; only the batch that was on the wire when the process died can
-arrive twice.
+not confirmed. Answers are recorded oldest batch first, so the mark never passes a batch whose answer
+was not read. `--resume` sends exactly those and the ones after the mark, so a killed emit is finished
+without re-sending the file; only the batches in flight when the process died (at most the broker's
+`pipeline_window` batches) can arrive twice.
 
 An emit is named by what it sends and where: the destination's real identity (an SQS queue's ARN, a
 Kafka cluster id and topic id, a RabbitMQ host, vhost and exchange: a recreated topic is another
@@ -75,7 +76,7 @@ class Earlier:
 
     @property
     def killed(self) -> bool:
-        """It never reached its end: the batch on the wire when it died may have arrived unrecorded."""
+        """It never reached its end: the batches in flight when it died may have arrived unrecorded."""
         return self.state == "running"
 
     @property
