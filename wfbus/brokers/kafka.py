@@ -1,4 +1,10 @@
-"""Apache Kafka (kafka-python): keyed, acks=all idempotent emit; lag-based depth; dead-letter-topic replay.
+"""Apache Kafka: keyed, acks=all idempotent emit; lag-based depth; dead-letter-topic replay.
+
+Two drivers (`driver:` in the settings): librdkafka through confluent-kafka (`kafka_publish_librdkafka`;
+what `auto`, the default, picks when confluent-kafka is installed) and kafka-python
+(`kafka_publish_python`). The driver decides how records are published; reading (peek, depth, replay,
+purge) is done with kafka-python for both drivers, so the replay group's commit point and the
+replayed-offset ranges in its commit metadata are read and written by one implementation.
 
 A topic is a log, not a queue: a replay reads the dead-letter topic (read_committed) with the replay
 group up to the end offsets taken when it starts, produces every selected message, waits for every
@@ -34,6 +40,7 @@ from .base import (
     Delivery,
     Origin,
     OutgoingMessage,
+    PendingPublish,
     QueueDepth,
     ReceivedMessage,
 )
@@ -51,8 +58,17 @@ def _importable(module: str) -> bool:
         return False
 
 
+DRIVERS = ("auto", "librdkafka", "kafka-python")
+
+
+def librdkafka_installed() -> bool:
+    return _importable("confluent_kafka")
+
+
 class KafkaSettings(BrokerSettings):
     type: str = "kafka"
+    # auto: librdkafka (confluent-kafka) when it is installed, else kafka-python
+    driver: Literal["auto", "librdkafka", "kafka-python"] = "auto"
     bootstrap_servers: list[str]
     topic: str | None = None
     topic_template: str | None = None  # e.g. "wf.{topic}": route by event topic
@@ -95,10 +111,28 @@ class KafkaSettings(BrokerSettings):
     def _acks_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
 
+    @field_validator("driver")
+    @classmethod
+    def _driver_installed(cls, value: str) -> str:
+        if value == "librdkafka" and not librdkafka_installed():
+            raise ValueError("driver librdkafka needs the Python package confluent-kafka, which is not installed: "
+                             "`pip install confluent-kafka`, or set driver: kafka-python (or auto)")
+        return value
+
+    def resolved_driver(self) -> str:
+        """The driver that publishes: `auto` is librdkafka when confluent-kafka is installed."""
+        if self.driver == "auto":
+            return "librdkafka" if librdkafka_installed() else "kafka-python"
+        return self.driver
+
     @field_validator("compression_type")
     @classmethod
-    def _codec_installed(cls, value: str | None) -> str | None:
-        """A codec whose library is missing would only fail when the first record is sent (exit 70)."""
+    def _codec_installed(cls, value: str | None, info: Any) -> str | None:
+        """A codec whose library is missing would only fail when the first record is sent (exit 70).
+        librdkafka brings its own codecs; the check is for kafka-python, which needs Python packages."""
+        driver = info.data.get("driver", "auto")
+        if driver == "librdkafka" or (driver == "auto" and librdkafka_installed()):
+            return value
         if value in _CODECS:
             modules, package = _CODECS[value]
             if not any(_importable(m) for m in modules):
@@ -122,7 +156,8 @@ class KafkaSettings(BrokerSettings):
         return [self.sasl_password] if self.sasl_password else []
 
     def target(self) -> str:
-        return f"{','.join(self.bootstrap_servers)} topic {self.topic or self.topic_template}"
+        return (f"{','.join(self.bootstrap_servers)} topic {self.topic or self.topic_template} "
+                f"(driver {self.resolved_driver()})")
 
     def warnings(self) -> list[str]:
         out = []
@@ -136,13 +171,14 @@ class KafkaSettings(BrokerSettings):
 class KafkaBroker(Broker):
     settings_model = KafkaSettings
     publish_batch_size = 5000
+    # batches in flight: the idempotent producer keeps order per partition across them (both drivers)
+    pipeline_window = 4
     implements = Capabilities(ordering="per-key", keeps_unselected=True)
     settings: KafkaSettings
 
     def __init__(self, name, settings, base_dir) -> None:
         super().__init__(name, settings, base_dir)
-        self._producer = None
-        self._known_topics: set[str] = set()
+        self._publisher: Any = None
         self._lost: BrokerUnavailable | None = None  # publishing stopped for the broker's sake
 
     def _common(self) -> dict[str, Any]:
@@ -237,118 +273,41 @@ class KafkaBroker(Broker):
 
     # -- publish -----------------------------------------------------------------------------
     @property
-    def producer(self):
-        if self._producer is None:
-            from kafka import KafkaProducer
+    def driver(self) -> str:
+        """The driver that publishes: "librdkafka" or "kafka-python" (`driver: auto` resolved)."""
+        return self.settings.resolved_driver()
 
-            s = self.settings
-            try:
-                producer = self._new_producer(KafkaProducer)
-            except RuntimeError as exc:  # "Libraries for lz4 compression codec not found"
-                raise ConfigError(f"{self.name}: compression_type {s.compression_type}: {exc}",
-                                  hint=f"install the codec's Python package or change brokers.{self.name}"
-                                       ".compression_type") from None
-            self._producer = producer
-        return self._producer
+    @property
+    def publisher(self) -> Any:
+        if self._publisher is None:
+            if self.driver == "librdkafka":
+                from .kafka_publish_librdkafka import LibrdkafkaPublisher
 
-    def _new_producer(self, KafkaProducer):  # noqa: N803 - the driver's class, imported by the caller
-        s = self.settings
-        with self._kafka("connect"):
-            return KafkaProducer(
-                **self._common(),
-                acks="all" if s.acks == "all" else int(s.acks),
-                enable_idempotence=s.acks == "all",
-                compression_type=s.compression_type,
-                linger_ms=5,
-                batch_size=256 * 1024,
-                max_request_size=s.max_request_size,
-                max_block_ms=int(s.timeout_seconds * 1000),
-                delivery_timeout_ms=int(self._delivery_timeout() * 1000),
-                retries=5,
-            )
+                self._publisher = LibrdkafkaPublisher(self)
+            else:
+                from .kafka_publish_python import KafkaPythonPublisher
+
+                self._publisher = KafkaPythonPublisher(self)
+        return self._publisher
 
     def _delivery_timeout(self) -> float:
         """Seconds a record may take, retries included, before it counts as not delivered."""
         return self.settings.timeout_seconds * 3 + 5
 
-    def _check_topic(self, topic: str) -> None:
-        if topic in self._known_topics:
-            return
-        import kafka.errors as kx
+    def _no_topic(self, topic: str) -> BrokerUnavailable:
+        return BrokerUnavailable(f"{self.name}: topic {topic!r} does not exist",
+                                 hint="create it (kafka-topics.sh --create) or fix the topic name in the config")
 
-        try:
-            with self._kafka(f"topic {topic}"):
-                partitions = self.producer.partitions_for(topic)
-        except BrokerUnavailable as exc:
-            raise BrokerUnavailable(f"{self.name}: topic {topic!r} is not available: {exc.message}",
-                                    hint="create the topic or fix its name; check that the broker is up") from None
-        except kx.KafkaError:
-            partitions = None
-        if not partitions:
-            raise BrokerUnavailable(f"{self.name}: topic {topic!r} does not exist",
-                                    hint="create it (kafka-topics.sh --create) or fix the topic name in the config")
-        self._known_topics.add(topic)
-
-    def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
-        import kafka.errors as kx
-
+    def submit(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> PendingPublish:
+        """Hand the batch to the driver; its answer comes from that batch's delivery reports only."""
         if self._lost is not None:
             raise self._lost
-        producer = self.producer
-        futures: list[Any] = []
-        for message in messages:
-            topic = self.topic_for(message.topic, dead_letter)
-            self._check_topic(topic)
-            key, value, headers = record_for(message)
-            try:
-                futures.append(producer.send(topic, key=key, value=value, headers=headers))
-            except kx.KafkaTimeoutError as exc:
-                # no metadata or no buffer space within max_block_ms: every further send would wait
-                # as long again, so the rest of the batch is not sent at all
-                futures.extend([exc] * (len(messages) - len(futures)))
-                break
-            except (kx.KafkaError, ValueError, TypeError) as exc:  # e.g. neither key nor value: this record only
-                futures.append(exc)
-        try:
-            with self._kafka("flush"):
-                producer.flush(timeout=self._delivery_timeout() + self.settings.timeout_seconds)
-        except BrokerUnavailable:
-            pass  # flush gave up waiting: the futures still say which records were acknowledged
-        deliveries = []
-        broker_trouble = False  # a connection or timeout failure, as opposed to one event's own fault
-        for message, future in zip(messages, futures):
-            error = future if isinstance(future, Exception) else None
-            if error is None and not future.is_done:
-                broker_trouble = True
-                deliveries.append(Delivery(message, "no acknowledgement from Kafka before the timeout"))
-                continue
-            if error is None and future.failed():
-                error = future.exception
-            if error is None:
-                deliveries.append(Delivery(message))
-            else:
-                broker_trouble = broker_trouble or bool(getattr(error, "retriable", False))
-                deliveries.append(Delivery(message, _refusal(error)))
-        if broker_trouble:
-            # the producer retried for the whole delivery timeout and the broker still did not take
-            # these records: stop (exit 5, or 1 after a partial success) instead of waiting out the
-            # same timeout batch after batch
-            trouble = next(d.error for d in deliveries if not d.ok)
-            self._lost = BrokerUnavailable(f"{self.name}: publish: {trouble}",
-                                           hint="check that the Kafka broker is up and reachable; rerun with "
-                                                "--failed-out to resend what was not confirmed")
-            if not any(d.ok for d in deliveries):
-                raise self._lost
-        elif self._producer_failed():
-            # kafka-python's idempotent producer takes some refusals of one record (MessageSizeTooLarge)
-            # as fatal and fails every later record: the next publish gets a fresh producer
-            self.close()
-        return deliveries
+        if not messages:
+            return PendingPublish.answered(messages, [])
+        return self.publisher.submit(messages, dead_letter)
 
-    def _producer_failed(self) -> bool:
-        manager = getattr(self._producer, "_transaction_manager", None)
-        has_fatal_error = getattr(manager, "has_fatal_error", None)
-        return bool(has_fatal_error and has_fatal_error())
+    def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
+        return self.submit(messages, dead_letter=dead_letter).result()
 
     # -- reading -----------------------------------------------------------------------------
     def consumer(self, group: str | None, **extra: Any):
@@ -451,19 +410,8 @@ class KafkaBroker(Broker):
         return KafkaGroupReader(self, self._dead_letter_topic(), self.settings.replay_group)
 
     def close(self) -> None:
-        if self._producer is not None:
-            import kafka.errors as kx
-
-            producer, self._producer = self._producer, None
-            try:
-                producer.close(timeout=self.settings.timeout_seconds)
-            except kx.KafkaError:
-                # kafka-python's close() raises when its flush times out (the broker is gone) and leaves
-                # the sender running; what is still buffered was reported as not confirmed: drop it
-                sender = getattr(producer, "_sender", None)
-                if sender is not None:
-                    sender.force_close()
-                producer._closed = True  # its __del__ would otherwise try (and fail) to close again
+        if self._publisher is not None:
+            self._publisher.close()
 
 
 _REFUSALS = {  # what the user can act on, for the refusals a producer meets most
@@ -474,11 +422,16 @@ _REFUSALS = {  # what the user can act on, for the refusals a producer meets mos
 }
 
 
+def _refusal_text(name: str, text: str) -> str:
+    """A refusal the user can act on, named as kafka-python names it (whichever driver met it)."""
+    return f"{name}: {_REFUSALS[name]}" if name in _REFUSALS else f"{name}: {text}"
+
+
 def _refusal(error: Exception) -> str:
     """kafka-python's str() of an error the broker answered is only `[Error 10] MessageSizeTooLargeError`."""
     name = type(error).__name__
     if name in _REFUSALS:
-        return f"{name}: {_REFUSALS[name]}"
+        return _refusal_text(name, "")
     text = str(error)
     if text.endswith(name) or text.endswith("None"):
         text = (getattr(error, "description", "") or "").split(". ")[0]
@@ -490,7 +443,8 @@ def _refusal(error: Exception) -> str:
 # -- the record as it was -----------------------------------------------------------------------------
 
 
-def record_for(message: OutgoingMessage) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+def record_for(message: OutgoingMessage, *, null_headers: bool = False,
+               ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]:
     """The key, value and headers to produce for a message.
 
     A message read from Kafka (a replay from a Kafka dead-letter topic) is republished as it was: its
@@ -498,15 +452,15 @@ def record_for(message: OutgoingMessage) -> tuple[bytes | None, bytes | None, li
     tombstone), and every header with its bytes, repeats and order. wfbus adds `replayed-from` (or
     rewrites an earlier one in place) and rewrites `attempt` / `event-id` in place where an attempt
     policy gave them new values; the headers an emit sets but the record never had are not added, so
-    the record stays the one that was dead-lettered. kafka-python cannot send a null header value:
-    one is sent empty.
+    the record stays the one that was dead-lettered. A null header value stays null with
+    `null_headers` (librdkafka); kafka-python cannot send one: it is sent empty.
     Anything else (an emit, a replay from another broker type) is keyed by the urn, or by the
     ordering key a foreign message came with.
     """
     origin = message.origin
     if origin is not None and origin.broker_type == "kafka":
         value = None if origin.null_value and not message.body else message.body
-        return origin.key, value, _merged_headers(origin.headers, message.headers)
+        return origin.key, value, _merged_headers(origin.headers, message.headers, null_headers)
     key = message.key or message.ordering_key or ""
     return key.encode("utf-8"), message.body, [(k, v.encode("utf-8")) for k, v in message.headers.items()]
 
@@ -520,10 +474,12 @@ def _header_view(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str]:
     return {key: _header_text(value) for key, value in headers}
 
 
-def _merged_headers(original: Sequence[tuple[str, bytes | None]], wanted: dict[str, str]) -> list[tuple[str, bytes]]:
+def _merged_headers(original: Sequence[tuple[str, bytes | None]], wanted: dict[str, str],
+                    null_headers: bool = False) -> list[tuple[str, bytes | None]]:
     from .base import HEADER_ATTEMPT, HEADER_EVENT_ID
 
-    headers = [(key, b"" if value is None else value) for key, value in original]
+    headers: list[tuple[str, bytes | None]] = (
+        list(original) if null_headers else [(key, b"" if value is None else value) for key, value in original])
     view = _header_view(original)
     for name in (HEADER_ATTEMPT, HEADER_EVENT_ID, HEADER_REPLAYED_FROM):
         new = wanted.get(name)

@@ -1,0 +1,258 @@
+"""Publishing with librdkafka (confluent-kafka; `driver: librdkafka`, what `auto` picks when installed).
+
+Every record gets a delivery callback, and a Delivery comes only from that report: confirmed when
+librdkafka says the broker acknowledged it (acks=all, idempotent producer), failed with the broker's or
+librdkafka's reason otherwise, and "no acknowledgement" when no report came within the delivery timeout.
+A batch is handed over with `produce` (librdkafka batches and sends in its own threads) and its answer is
+read by polling until that batch's reports are in, so several batches are in flight
+(`KafkaBroker.pipeline_window`). Order per partition across them holds because the producer is
+idempotent (at most 5 requests in flight, librdkafka's own limit for idempotence).
+
+Nothing is printed: librdkafka's log lines go to a silent logger, its errors to `error_cb`, which keeps
+the last ones so an unreachable cluster or a refused login is reported as such (secrets never appear in
+them: librdkafka does not log passwords).
+
+Reading (peek, depth, replay, purge) stays on kafka-python for both drivers (see KafkaBroker).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BrokerUnavailable, ConfigError
+from .base import Delivery, OutgoingMessage, PendingPublish
+from .kafka_outcome import UNANSWERED, Outcome, deliveries_for
+
+if TYPE_CHECKING:
+    from .kafka import KafkaBroker
+
+LINGER_MS = 5
+BATCH_MESSAGES = 10_000
+
+# librdkafka's names for the refusals kafka-python names otherwise: the user reads one text either way
+_NAMES = {"MSG_SIZE_TOO_LARGE": "MessageSizeTooLargeError", "INVALID_RECORD": "InvalidRecordError",
+          "TOPIC_AUTHORIZATION_FAILED": "TopicAuthorizationFailedError"}
+
+_SILENT = logging.getLogger("wfbus.librdkafka")
+_SILENT.addHandler(logging.NullHandler())
+_SILENT.propagate = False
+
+
+def librdkafka_config(broker: KafkaBroker) -> dict[str, Any]:
+    """The KafkaSettings as librdkafka configuration (connection, TLS, SASL): one mapping, shared by
+    every librdkafka client wfbus makes."""
+    s = broker.settings
+    config: dict[str, Any] = {
+        "bootstrap.servers": ",".join(s.bootstrap_servers),
+        "client.id": s.client_id,
+        "security.protocol": s.security_protocol,
+        "socket.connection.setup.timeout.ms": int(min(s.connect_timeout_seconds, s.timeout_seconds) * 1000),
+        "reconnect.backoff.max.ms": 1000,
+        "logger": _SILENT,
+    }
+    if s.security_protocol in ("SSL", "SASL_SSL"):
+        for key, value in (("ssl.ca.location", s.ssl_cafile), ("ssl.certificate.location", s.ssl_certfile),
+                           ("ssl.key.location", s.ssl_keyfile)):
+            if value:
+                config[key] = broker.resolve_path(value)
+        config["ssl.endpoint.identification.algorithm"] = "https" if s.ssl_check_hostname else "none"
+    if s.security_protocol.startswith("SASL"):
+        config.update({"sasl.mechanism": s.sasl_mechanism or "PLAIN", "sasl.username": s.sasl_username or "",
+                       "sasl.password": s.sasl_password or ""})
+    return config
+
+
+def refusal(error: Any) -> str:
+    """A KafkaError as the user reads it (the same names as the kafka-python driver's where known)."""
+    name = error.name()
+    known = _NAMES.get(name.lstrip("_"))
+    if known:
+        from .kafka import _refusal_text
+
+        return _refusal_text(known, error.str())
+    return f"{name}: {error.str()}"
+
+
+class LibrdkafkaPublisher:
+    """The confluent-kafka producer of one broker, created at the first publish."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+        self._producer: Any = None
+        self._known_topics: set[str] = set()
+        self._errors: deque[Any] = deque(maxlen=50)  # the last errors error_cb reported
+
+    # -- the producer --------------------------------------------------------------------------
+    @property
+    def producer(self) -> Any:
+        if self._producer is None:
+            from confluent_kafka import KafkaException, Producer
+
+            s = self.broker.settings
+            config = librdkafka_config(self.broker)
+            config.update({
+                "acks": "all" if s.acks == "all" else s.acks,
+                "enable.idempotence": s.acks == "all",
+                "max.in.flight.requests.per.connection": 5,
+                "linger.ms": LINGER_MS,
+                "batch.num.messages": BATCH_MESSAGES,
+                "message.max.bytes": s.max_request_size,
+                "request.timeout.ms": int(s.timeout_seconds * 1000),
+                "message.timeout.ms": int(self.broker._delivery_timeout() * 1000),
+                "queue.buffering.max.messages": 1_000_000,
+                "allow.auto.create.topics": False,  # a mistyped topic is an error, never a new topic
+                "error_cb": self._errors.append,
+            })
+            if s.compression_type:
+                config["compression.type"] = s.compression_type
+            try:
+                self._producer = Producer(config)
+            except (KafkaException, ValueError, TypeError) as exc:
+                raise ConfigError(f"{self.broker.name}: librdkafka refused the settings: {exc}",
+                                  hint=f"check brokers.{self.broker.name} (or use driver: kafka-python)") from None
+        return self._producer
+
+    def _check_topic(self, topic: str) -> None:
+        """The topic exists (librdkafka would otherwise hold its records until the delivery timeout).
+        The first call is the connection: bounded by connect_timeout_seconds."""
+        if topic in self._known_topics:
+            return
+        from confluent_kafka import KafkaError, KafkaException
+
+        broker, s = self.broker, self.broker.settings
+        first = not self._known_topics
+        wait = min(s.connect_timeout_seconds, s.timeout_seconds) if first else s.timeout_seconds
+        try:
+            metadata = self.producer.list_topics(topic, timeout=wait)
+        except KafkaException as exc:
+            raise self._connection_failed(f"topic {topic}", exc.args[0] if exc.args else None) from None
+        found = metadata.topics.get(topic)
+        error = getattr(found, "error", None)
+        if error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise BrokerUnavailable(f"{broker.name}: topic {topic}: not allowed: {error.str()}",
+                                    hint="check sasl_username / sasl_password and the ACLs")
+        if found is None or error is not None or not found.partitions:
+            raise broker._no_topic(topic)
+        self._known_topics.add(topic)
+
+    def _connection_failed(self, what: str, error: Any) -> BrokerUnavailable:
+        from confluent_kafka import KafkaError
+
+        broker = self.broker
+        self.producer.poll(0)  # collects the error callbacks of the failed attempt
+        codes = {e.code() for e in self._errors if hasattr(e, "code")}
+        if codes & {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}:
+            return BrokerUnavailable(f"{broker.name}: {what}: not allowed: authentication failed",
+                                     hint="check sasl_username / sasl_password and the ACLs")
+        return broker._unreachable(what)
+
+    # -- publishing ----------------------------------------------------------------------------
+    def submit(self, messages: Sequence[OutgoingMessage], dead_letter: bool) -> PendingPublish:
+        from confluent_kafka import KafkaException
+
+        from .kafka import record_for
+
+        producer = self.producer
+        produce, poll = producer.produce, producer.poll
+        topic_for = self.broker.topic_for
+        pending = _Pending(self, messages)
+        report = pending.reporter
+        block_until = time.monotonic() + self.broker.settings.timeout_seconds
+        last_topic, last_name = None, None
+        for index, message in enumerate(messages):
+            if message.topic != last_name:  # one lookup per run of one event topic, not per record
+                last_name, last_topic = message.topic, topic_for(message.topic, dead_letter)
+                self._check_topic(last_topic)
+            key, value, headers = record_for(message, null_headers=True)
+            while True:
+                try:
+                    produce(last_topic, value, key, headers=headers, on_delivery=report(index))
+                    break
+                except BufferError:  # librdkafka's queue is full: serve reports until there is room
+                    if time.monotonic() > block_until:
+                        pending.refuse_rest(index, ("librdkafka's send queue stayed full", True))
+                        return pending
+                    poll(0.05)
+                except KafkaException as exc:  # this record only (e.g. larger than message.max.bytes)
+                    pending.refuse(index, (refusal(exc.args[0]), False))
+                    break
+                except (TypeError, ValueError) as exc:
+                    pending.refuse(index, (f"{type(exc).__name__}: {exc}", False))
+                    break
+        poll(0)
+        return pending
+
+    def wait(self, pending: _Pending, deadline: float) -> None:
+        """Serve delivery reports (of any batch) until every report of `pending` is in, or `deadline`."""
+        poll = pending.producer.poll
+        while pending.waiting and time.monotonic() < deadline:
+            poll(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def fatal(self) -> bool:
+        """librdkafka raised a fatal error (idempotence state lost): this producer sends no more."""
+        return any(getattr(e, "fatal", lambda: False)() for e in self._errors)
+
+    def close(self) -> None:
+        if self._producer is None:
+            return
+        producer, self._producer = self._producer, None
+        self._known_topics.clear()
+        # what is still queued was reported as not confirmed (or will be read by nobody): drop it
+        producer.flush(min(self.broker.settings.timeout_seconds, 5))
+        producer.purge()
+        producer.poll(0)
+
+
+class _Pending(PendingPublish):
+    """One batch: a slot per record filled by its delivery report."""
+
+    def __init__(self, publisher: LibrdkafkaPublisher, messages: Sequence[OutgoingMessage]) -> None:
+        super().__init__(messages)
+        self._publisher = publisher
+        self.producer = publisher.producer  # the one its records went to (a failed one is replaced)
+        self._outcomes: list[Outcome] = [UNANSWERED] * len(messages)
+        self.waiting = len(messages)
+        self._deliveries: list[Delivery] | None = None
+
+    def reporter(self, index: int):
+        def on_delivery(error: Any, _message: Any) -> None:
+            if error is not None:
+                self._outcomes[index] = self._failure(error)
+            else:
+                self._outcomes[index] = None
+            self.waiting -= 1
+
+        return on_delivery
+
+    @staticmethod
+    def _failure(error: Any) -> Outcome:
+        from confluent_kafka import KafkaError
+
+        trouble = error.retriable() or error.code() in (
+            KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+            KafkaError._TIMED_OUT, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
+        return refusal(error), trouble
+
+    def refuse(self, index: int, outcome: Outcome) -> None:
+        self._outcomes[index] = outcome
+        self.waiting -= 1
+
+    def refuse_rest(self, index: int, outcome: Outcome) -> None:
+        for i in range(index, len(self._outcomes)):
+            self.refuse(i, outcome)
+
+    def result(self) -> list[Delivery]:
+        if self._deliveries is None:
+            publisher = self._publisher
+            broker = publisher.broker
+            if self.waiting:
+                publisher.wait(self, time.monotonic() + broker._delivery_timeout() + broker.settings.timeout_seconds)
+            deliveries, trouble = deliveries_for(broker, self.messages, self._outcomes)
+            if not trouble and publisher.fatal():
+                publisher.close()  # the next batch gets a fresh producer
+            self._deliveries = deliveries
+        return self._deliveries
