@@ -155,6 +155,16 @@ class KafkaKit(Kit):
                 "replay_group": f"replay-{name}", "timeout_seconds": 10}
 
 
+class KafkaPythonKit(KafkaKit):
+    """The same topology, published with the kafka-python driver (kind `kafka` is the default driver:
+    librdkafka when confluent-kafka is installed)."""
+
+    kind = "kafka-python"
+
+    def create(self, tmp_path: Path) -> dict:
+        return {**super().create(tmp_path), "driver": "kafka-python"}
+
+
 RABBITMQ_URL = os.environ.get("WFBUS_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5673/%2F")
 
 
@@ -219,7 +229,7 @@ class PluginKit(Kit):
 
 
 KITS: dict[str, type[Kit]] = {"local": LocalKit, "sqs": SqsKit, "sqs-fifo": SqsFifoKit, "kafka": KafkaKit,
-                              "rabbitmq": RabbitMqKit, "plugin": PluginKit}
+                              "kafka-python": KafkaPythonKit, "rabbitmq": RabbitMqKit, "plugin": PluginKit}
 
 
 def selected_kinds() -> list[str]:
