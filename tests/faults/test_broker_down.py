@@ -72,12 +72,13 @@ class RabbitMqTarget:
 
 class KafkaTarget:
     service = "kafka"
+    driver: dict = {}  # the default driver (librdkafka when confluent-kafka is installed)
 
     def __init__(self) -> None:
         self.name = f"wfbus-down-{uuid.uuid4().hex[:8]}"
         kafka_create_topics(self.name)
         self.settings = {"type": "kafka", "bootstrap_servers": [KAFKA_BOOTSTRAP], "topic": self.name,
-                         "timeout_seconds": 5}
+                         "timeout_seconds": 5, **self.driver}
 
     def _consumer(self, **extra):
         from kafka import KafkaConsumer, TopicPartition
@@ -112,8 +113,13 @@ class KafkaTarget:
         return seen
 
 
+class KafkaPythonTarget(KafkaTarget):
+    driver = {"driver": "kafka-python"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", [RabbitMqTarget, KafkaTarget], ids=["rabbitmq", "kafka"])
+@pytest.mark.parametrize("kind", [RabbitMqTarget, KafkaTarget, KafkaPythonTarget],
+                         ids=["rabbitmq", "kafka", "kafka-python"])
 def test_broker_stopped_mid_emit_exits_promptly_and_failed_out_completes_the_set(tmp_path, wfbus, kind):
     target = kind()
     write_config(tmp_path / "wfbus.yaml", {"b": target.settings}, "b")

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from conftest import write_config, write_jsonl
-from contract.kits import KafkaKit, RabbitMqKit
+from contract.kits import KafkaKit, KafkaPythonKit, RabbitMqKit
 from faults.test_broker_down import ctl
 
 N = 2000
@@ -26,10 +26,11 @@ def _moved(wfbus) -> Counter:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kit_class", [RabbitMqKit, KafkaKit], ids=["rabbitmq", "kafka"])
+@pytest.mark.parametrize("kit_class", [RabbitMqKit, KafkaKit, KafkaPythonKit],
+                         ids=["rabbitmq", "kafka", "kafka-python"])
 def test_broker_restart_during_replay_loses_nothing_and_says_why_it_stopped(tmp_path, wfbus, kit_class):
     kit = kit_class()
-    service = kit.kind
+    service = "kafka" if kit.kind.startswith("kafka") else kit.kind  # both Kafka drivers: one server
     write_config(tmp_path / "wfbus.yaml", {"target": {**kit.settings(tmp_path), "timeout_seconds": 5}}, "target")
     events = [{"topic": "order.submit", "urn": f"r{i:05d}"} for i in range(N)]
     write_jsonl(tmp_path / "dlq.jsonl", events)
