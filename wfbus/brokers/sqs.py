@@ -6,9 +6,11 @@ boto3 is imported only when a broker of this type is used.  Every botocore error
 Publishing keeps SQS's rules on this side of the wire, so one bad message never takes others down:
 each message is checked first (UTF-8 text of characters SQS accepts, the attribute rules, the size
 limit counted with attributes) and one SQS refuses fails alone; every SendMessageBatch request is
-accounted by its own answer; an entry SQS did not answer is a failure.  On a FIFO queue the messages
-of one message group go out in order (groups in parallel, each group's sub-batches one after the
-other), and a group whose message could not be confirmed sends no later message in that publish.
+accounted by its own answer; an entry SQS did not answer is a failure.  Up to `pipeline_window`
+batches are in flight at once (submit): their requests share one thread pool.  On a FIFO queue the
+messages of one message group go out in order (groups in parallel, each group's requests one after
+the other, across the batches in flight too), and a group whose message could not be confirmed
+sends no later message for the rest of the run.
 One case stays out of reach: SQS answers a request entry by entry, so when it reports a server-side
 failure for one entry (rare: InternalError/ServiceUnavailable per entry) and accepts a later entry of
 the same group in that same request, the retried entry lands after it.
@@ -24,7 +26,8 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -46,6 +49,7 @@ from .base import (
     Delivery,
     Origin,
     OutgoingMessage,
+    PendingPublish,
     QueueDepth,
     ReceivedMessage,
 )
@@ -156,9 +160,43 @@ def read_answer(ids: Sequence[str], response: dict[str, Any]) -> _Answer:
     return answer
 
 
+class _Halt:
+    """Shared by the batches in flight: the first request that failed for the queue's or the network's
+    sake stops every request of them not sent yet (they fail "not sent", naming this error)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: BrokerUnavailable | None = None
+
+
+class SqsPending(PendingPublish):
+    """A batch whose requests run on the broker's thread pool; `result()` waits for them and answers
+    every message exactly as publish() does."""
+
+    def __init__(self, broker: SqsBroker, messages: Sequence[OutgoingMessage], answers: dict[int, str | None],
+                 futures: list[Future]) -> None:
+        super().__init__(messages)
+        self._broker = broker
+        self._answers = answers
+        self._futures = futures
+        self._deliveries: list[Delivery] | None = None
+        self._error: BrokerUnavailable | None = None
+
+    def result(self) -> list[Delivery]:
+        if self._deliveries is None and self._error is None:
+            self._deliveries, self._error = self._broker._collect(self.messages, self._answers, self._futures)
+        if self._error is not None:
+            raise self._error
+        return self._deliveries
+
+
 class SqsBroker(Broker):
     settings_model = SqsSettings
-    publish_batch_size = 500
+    # 100 messages = 10 SendMessageBatch requests; 4 batches in flight keep the thread pool busy across
+    # batch boundaries, and a kill can leave at most 400 events unrecorded (the --resume duplicates bound)
+    publish_batch_size = 100
+    pipeline_window = 4
     implements = Capabilities(ordering="none", native_move=True, exact_depth=False)
     settings: SqsSettings
 
@@ -172,6 +210,12 @@ class SqsBroker(Broker):
         self._pool: ThreadPoolExecutor | None = None
         self._blocked_groups: dict[str, str] = {}  # FIFO groups that must send nothing more: see _send_lane
         self._broken: BrokerUnavailable | None = None  # a request failed for the queue's or network's sake
+        # pipelining: batches handed over and not yet answered share one _Halt; on a FIFO queue the last
+        # lane (future) that sends each message group, so a later batch's lane waits for it
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._halt = _Halt()
+        self._group_tail: dict[str, Future] = {}
 
     @classmethod
     def capabilities_for(cls, settings: SqsSettings) -> Capabilities:
@@ -305,11 +349,23 @@ class SqsBroker(Broker):
 
     # -- publish -----------------------------------------------------------------------------
     def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
-        """Send a batch; every message gets its own answer (see the module docstring).
+        """Send a batch and wait for its answer: `submit(...).result()`."""
+        return self.submit(messages, dead_letter=dead_letter).result()
+
+    def submit(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> PendingPublish:
+        """Hand a batch to the thread pool; every message gets its own answer (see the module docstring).
+
+        Several batches may be in flight (`pipeline_window`): their requests share the pool, oldest
+        first. On a standard queue each request (up to 10 entries) is a task. On a FIFO queue a batch's
+        message groups are split into lanes, each sent in order by one thread, and a lane starts only
+        once the lanes of earlier batches that send any of its groups are done: two requests of one
+        group are never in flight together, and a group blocked by an earlier failure (see _send_lane)
+        sends nothing more.
 
         A request that failed for the queue's or the network's sake fails its own entries and stops
-        the entries not yet sent; the others keep their answers. When nothing at all was confirmed the
-        error is raised (the caller stops at once); otherwise it is raised by the next publish.
+        every entry of the batches in flight not yet sent; the others keep their answers. When nothing
+        at all of a batch was confirmed the error is raised by its result() (the caller stops at once);
+        otherwise it is raised by the next submit.
         """
         if self._broken is not None:
             raise self._broken
@@ -323,26 +379,66 @@ class SqsBroker(Broker):
                 entries.append(self._prepare(index, message, fifo, limit))
             except _Refused as refused:
                 answers[index] = str(refused)
-        lanes = _fifo_lanes(entries, self.settings.max_workers) if fifo else list(
-            _sub_batches(entries, max(BATCH_BYTES, limit)))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="wfbus-sqs")
-        stop = threading.Event()
+        with self._lock:
+            if self._in_flight == 0 and self._halt.error is not None:
+                self._halt = _Halt()  # every earlier batch was answered: a new start (wfbus serve)
+            self._in_flight += 1
+            halt = self._halt
+        futures: list[Future] = []
+        if fifo:
+            for lane in _fifo_lanes(entries, self.settings.max_workers):
+                groups = {entry.group for entry in lane if entry.group is not None}
+                with self._lock:
+                    earlier = {self._group_tail[g] for g in groups if g in self._group_tail}
+                    future = self._pool.submit(self._send_after, earlier, url, lane, limit, halt)
+                    for group in groups:
+                        self._group_tail[group] = future
+                future.add_done_callback(lambda done, groups=groups: self._untail(done, groups))
+                futures.append(future)
+        else:
+            for request in _sub_batches(entries, max(BATCH_BYTES, limit)):
+                futures.append(self._pool.submit(self._send_lane, url, request, limit, halt))
+        return SqsPending(self, messages, answers, futures)
+
+    def _send_after(self, earlier: set[Future], url: str, lane: list[_Entry], limit: int,
+                    halt: _Halt) -> tuple[dict[int, str | None], BrokerUnavailable | None]:
+        """A FIFO lane: first wait for the earlier batches' lanes of its groups. They were submitted
+        before it and the pool takes tasks in order, so they are running or done: no deadlock."""
+        if earlier:
+            futures_wait(earlier)
+        return self._send_lane(url, lane, limit, halt)
+
+    def _untail(self, done: Future, groups: set[str | None]) -> None:
+        with self._lock:
+            for group in groups:
+                if self._group_tail.get(group) is done:
+                    del self._group_tail[group]
+
+    def _collect(self, messages: Sequence[OutgoingMessage], answers: dict[int, str | None],
+                 futures: list[Future]) -> tuple[list[Delivery], BrokerUnavailable | None]:
+        """Wait for a batch's requests and turn their answers into one Delivery per message."""
         errors: list[BrokerUnavailable] = []
-        for lane_answers, error in self._pool.map(lambda lane: self._send_lane(url, lane, limit, stop), lanes):
-            answers.update(lane_answers)
-            if error is not None:
-                errors.append(error)
-        deliveries = [Delivery(m, None) if i in answers and answers[i] is None else Delivery(m, answers.get(i, NO_ANSWER))
-                      for i, m in enumerate(messages)]
+        try:
+            for future in futures:
+                lane_answers, error = future.result()
+                answers.update(lane_answers)
+                if error is not None:
+                    errors.append(error)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        deliveries = [Delivery(m, None) if i in answers and answers[i] is None
+                      else Delivery(m, answers.get(i, NO_ANSWER)) for i, m in enumerate(messages)]
         if errors:
             if not any(d.ok for d in deliveries):
-                raise errors[0]
+                return deliveries, errors[0]
             self._broken = errors[0]
-        return deliveries
+        return deliveries, None
 
     def _send_lane(self, url: str, lane: list[_Entry], limit: int,
-                   stop: threading.Event) -> tuple[dict[int, str | None], BrokerUnavailable | None]:
+                   halt: _Halt) -> tuple[dict[int, str | None], BrokerUnavailable | None]:
         """Send entries in their order, one request at a time; retried entries go before the rest.
 
         In a FIFO lane a group whose entry ends unconfirmed (no answer, retries spent, failed request)
@@ -355,9 +451,12 @@ class SqsBroker(Broker):
         blocked = self._blocked_groups  # shared by the lanes (each group is in one lane) and later publishes
         error: BrokerUnavailable | None = None
         while pending:
-            if stop.is_set():
-                reason = f"not sent: {error.message if error else 'another request of this publish failed'}"
+            if halt.error is not None:  # this lane's own request, or another batch's in flight, failed
+                error = error or halt.error
+                reason = f"not sent: {halt.error.message}"
                 answers.update((entry.index, reason) for entry in pending)
+                for entry in pending:
+                    _block(blocked, entry, halt.error.message)
                 break
             batch = _take(pending, blocked, answers, max(BATCH_BYTES, limit))
             if not batch:
@@ -374,7 +473,8 @@ class SqsBroker(Broker):
                 continue
             except BrokerUnavailable as exc:
                 error = exc
-                stop.set()
+                with self._lock:
+                    halt.error = halt.error or exc
                 for entry in batch:
                     answers[entry.index] = f"not confirmed: {exc.message}"
                     _block(blocked, entry, exc.message)
