@@ -13,7 +13,7 @@ from typing import IO, Optional
 import typer
 
 from ..errors import ExitStatus, InputError, UsageError, WfbusError
-from . import brokers_cmd, depth, emit, peek, purge, replay, schema, validate
+from . import brokers_cmd, depth, emit, peek, purge, replay, schema, serve, validate
 from .render import OUTPUT_MODES
 from .state import State
 from .streams import GuardedStream, guarded
@@ -63,7 +63,7 @@ def _global_options(
 
 LINE_COMMANDS = ("peek", "depth")  # the commands with a line form (depth: with --watch)
 
-for module in (emit, validate, replay, depth, peek, purge, brokers_cmd, schema):
+for module in (emit, validate, replay, depth, peek, purge, brokers_cmd, schema, serve):
     module.register(app)
 
 
