@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import redact
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, Problem, UsageError
 
 DEFAULT_LOCAL = {"type": "local"}
 TOP_LEVEL_KEYS = ("default_broker", "brokers", "serve")
@@ -42,7 +42,7 @@ class Config:
     _settings: dict[str, Any] = field(default_factory=dict)  # name -> BrokerSettings, validated once
     # name -> "path: environment variable X is not set" for each unset ${VAR} of that broker: an error only
     # when a command uses that broker, and then all of them at once
-    _unset: dict[str, list[str]] = field(default_factory=dict)
+    _unset: dict[str, list[Problem]] = field(default_factory=dict)
     _uninterpolated: dict[str, Any] = field(default_factory=dict)  # name -> the body as written in the file
     _warnings: dict[str, list[str]] = field(default_factory=dict)  # said when that broker is opened
     serve: Any = None  # the `serve:` mapping as written (interpolated); validated by wfbus.serve.settings
@@ -68,7 +68,7 @@ class Config:
             unset = self._unset.get(name)
             if unset:
                 names = sorted({line.rsplit(" variable ", 1)[1].split()[0] for line in unset})
-                raise ConfigError("\n".join(f"{self._label}: {line}" for line in unset),
+                raise ConfigError(problems=[line.at(self._label) for line in unset],
                                   hint=f"export {' '.join(n + '=...' for n in names)}, or write ${{VAR:-default}} "
                                        "in the config")
             body = self.raw_brokers[name]
@@ -207,7 +207,8 @@ def parse_yaml(text: str, label: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
-        raise ConfigError(f"{where}: invalid YAML: {exc.problem}", hint="fix the YAML syntax at that line") from None
+        raise ConfigError(problems=[Problem(where, None, f"invalid YAML: {exc.problem}")],
+                          hint="fix the YAML syntax at that line") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label}: invalid YAML: {exc}") from None
     except RecursionError:
@@ -220,29 +221,32 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
         raise ConfigError(f"{label}: the config must be a mapping with `brokers:`")
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(f"{label}: {key}: unknown key{_did_you_mean(str(key), TOP_LEVEL_KEYS)}")
+            reason = f"unknown key{_did_you_mean(str(key), TOP_LEVEL_KEYS)}"
+            raise ConfigError(problems=[Problem(label, str(key), reason)])
     brokers_raw = raw.get("brokers")
     if not isinstance(brokers_raw, Mapping) or not brokers_raw:
-        raise ConfigError(f"{label}: brokers: must be a mapping of broker names to settings")
+        raise ConfigError(problems=[Problem(label, "brokers", "must be a mapping of broker names to settings")])
     from .brokers import check_type
 
     brokers: dict[str, dict[str, Any]] = {}
-    unset: dict[str, list[str]] = {}
+    unset: dict[str, list[Problem]] = {}
     for name, body in brokers_raw.items():
         path = f"brokers.{name}"
         if not isinstance(name, str) or not name:
-            raise ConfigError(f"{label}: {path}: broker names must be non-empty strings")
+            raise ConfigError(problems=[Problem(label, path, "broker names must be non-empty strings")])
         if not isinstance(body, Mapping):
-            raise ConfigError(f"{label}: {path}: must be a mapping with at least `type:`")
-        missing: list[str] = []
+            raise ConfigError(problems=[Problem(label, path, "must be a mapping with at least `type:`")])
+        missing: list[Problem] = []
         body = interpolate(body, path, label, missing)
         if missing:
             if any(line.startswith(f"{path}.type:") for line in missing):
-                raise ConfigError(f"{label}: {missing[0]}", hint="the broker type cannot come from an unset variable")
+                raise ConfigError(problems=[missing[0].at(label)],
+                                  hint="the broker type cannot come from an unset variable")
             unset[name] = missing
         type_name = body.get("type")
         if not isinstance(type_name, str):
-            raise ConfigError(f"{label}: {path}.type: required (local, sqs, kafka, rabbitmq or a plugin type)")
+            raise ConfigError(problems=[Problem(label, f"{path}.type",
+                                                "required (local, sqs, kafka, rabbitmq or a plugin type)")])
         check_type(type_name, where=f"{label}: {path}.type")  # a typo is said now, whichever broker is used
         brokers[name] = body
     default = raw.get("default_broker")
@@ -250,7 +254,7 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
         default = interpolate(default, "default_broker", label)
         if default not in brokers:
             raise ConfigError(
-                f"{label}: default_broker: {default!r} is not a configured broker",
+                problems=[Problem(label, "default_broker", f"{default!r} is not a configured broker")],
                 hint=f"use one of: {', '.join(brokers)}",
             )
     serve = interpolate(raw["serve"], "serve", label) if raw.get("serve") is not None else None
@@ -275,8 +279,8 @@ def _validate(model: Any, body: Mapping[str, Any], path: str, label: str) -> Any
                 message = "required"
             else:
                 message = error["msg"]
-            lines.append(f"{label}: {where}: {redact.redact(message)}")
-        raise ConfigError("\n".join(lines), hint="see config.example.yaml for every key of each broker type") from None
+            lines.append(Problem(label, where, redact.redact(message)))
+        raise ConfigError(problems=lines, hint="see config.example.yaml for every key of each broker type") from None
 
 
 def _did_you_mean(word: str, options: Any) -> str:
@@ -284,7 +288,7 @@ def _did_you_mean(word: str, options: Any) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def interpolate(value: Any, path: str, label: str, missing: list[str] | None = None) -> Any:
+def interpolate(value: Any, path: str, label: str, missing: list[Problem] | None = None) -> Any:
     """Replace ${VAR} and ${VAR:-default} in every string; $${VAR} is a literal ${VAR}.
 
     With `missing`, an unset variable is noted there (and left as written) instead of raised, so the
@@ -299,7 +303,7 @@ def interpolate(value: Any, path: str, label: str, missing: list[str] | None = N
     return value
 
 
-def _interpolate_string(text: str, path: str, label: str, missing: list[str] | None = None) -> str:
+def _interpolate_string(text: str, path: str, label: str, missing: list[Problem] | None = None) -> str:
     def substitute(match: re.Match[str]) -> str:
         escaped, name, default = match.groups()
         if escaped:
@@ -309,10 +313,10 @@ def _interpolate_string(text: str, path: str, label: str, missing: list[str] | N
             if default is not None:
                 return default
             if missing is not None:
-                missing.append(f"{path}: environment variable {name} is not set")
+                missing.append(Problem(None, path, f"environment variable {name} is not set"))
                 return match.group(0)
             raise ConfigError(
-                f"{label}: {path}: environment variable {name} is not set",
+                problems=[Problem(label, path, f"environment variable {name} is not set")],
                 hint=f"export {name}=... or write ${{{name}:-default}} in the config",
             )
         return value

@@ -41,6 +41,42 @@ class ExitStatus(enum.IntEnum):
     INTERRUPTED = 130
 
 
+class Problem(str):
+    """One problem of an input or a config: where (a file:line, a flag, a config file), which field
+    (`attempt`, `payload.a.b`, `brokers.order.queue_url`; None for the whole value) and why.
+
+    It is the text people read (`events.jsonl:12: attempt: must be an integer ≥ 0`), so code that
+    prints or matches lines is unchanged, and it keeps its parts, which an error document gives
+    scripts as `{"place", "field", "reason"}` instead of a line to parse.
+    """
+
+    place: str | None
+    field: str | None
+    reason: str
+
+    def __new__(cls, place: str | None, field: str | None, reason: str) -> Problem:
+        self = super().__new__(cls, ": ".join(part for part in (place, field, reason) if part is not None))
+        self.place, self.field, self.reason = place, field, reason
+        return self
+
+    def at(self, place: str) -> Problem:
+        """The same problem, found at `place` (a field problem of the event read there)."""
+        return Problem(place, self.field, self.reason)
+
+    @classmethod
+    def of(cls, problem: str, place: str | None = None) -> Problem:
+        """`problem` placed at `place`: a Problem keeps its field; plain text is the reason."""
+        if isinstance(problem, Problem):
+            return problem.at(place) if place is not None else problem
+        return cls(place, None, problem)
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"place": self.place, "field": self.field, "reason": self.reason}
+
+    def __reduce__(self):  # type: ignore[override]  # pickles as itself, not as a bare str
+        return (Problem, (self.place, self.field, self.reason))
+
+
 class WfbusError(Exception):
     """Base of every error wfbus reports to the user instead of a traceback."""
 
@@ -66,10 +102,18 @@ class UsageError(WfbusError):
 
 
 class ConfigError(WfbusError):
-    """The config file is missing, unreadable, or does not follow the schema."""
+    """The config file is missing, unreadable, or does not follow the schema.
+
+    With `problems` (each a Problem: the file, the key's path, the reason) the message is their
+    lines, one per problem, and an error document lists them for scripts."""
 
     exit_status = ExitStatus.CONFIG
     traceback_helps = False
+
+    def __init__(self, message: str | None = None, *, hint: str | None = None,
+                 problems: Sequence[Problem] = ()) -> None:
+        self.problems = list(problems)
+        super().__init__(message if message is not None else "\n".join(self.problems), hint=hint)
 
 
 class InputError(WfbusError):
@@ -85,7 +129,7 @@ class InputError(WfbusError):
     def __init__(
         self, problems: Sequence[str], *, more: int = 0, hint: str | None = None, consequence: str = "nothing was sent"
     ) -> None:
-        self.problems = list(problems)
+        self.problems = [Problem.of(problem) for problem in problems]
         self.more = more
         count = len(self.problems) + more
         noun = "problem" if count == 1 else "problems"
@@ -102,7 +146,8 @@ class EmptyInput(InputError):
     listed = False  # the summary names every empty source; listing them again repeats it
 
     def __init__(self, places: Sequence[str], *, consequence: str = "nothing was sent") -> None:
-        super().__init__([f"{place}: no events: the input is empty" for place in places], consequence=consequence)
+        super().__init__([Problem(place, None, "no events: the input is empty") for place in places],
+                         consequence=consequence)
         names = ", ".join(places)
         verb = "is" if len(places) == 1 else "are"
         self.message = f"no events: {names} {verb} empty; {consequence}"

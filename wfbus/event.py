@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .errors import Problem
 from .strictjson import dumps_canonical_bytes, dumps_compact, dumps_compact_bytes
 
 WireFormat = Literal["topic", "event", "both"]
@@ -54,7 +55,9 @@ ABSENT: Any = _Absent()
 
 
 class EventInvalid(ValueError):
-    """The rules an event broke, as `field: reason` lines (the caller adds the place)."""
+    """The rules an event broke, as `field: reason` lines (the caller adds the place).
+
+    Each line is a Problem (a str) that keeps its field and reason apart for error documents."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
@@ -152,41 +155,42 @@ def parse_event(doc: Any, *, ints_checked: bool = False) -> WorkflowEvent:
 def _parse_event_slowly(doc: Any) -> WorkflowEvent:
     """Every rule, every break listed (the short path in parse_event found something to say)."""
     if type(doc) is not dict:
-        raise EventInvalid([f"must be a JSON object with topic and urn, not {_json_type(doc)}"])
-    problems: list[str] = []
+        raise EventInvalid([Problem(None, None, f"must be a JSON object with topic and urn, not {_json_type(doc)}")])
+    problems: list[str] = []  # Problem(None, field, reason): the caller adds the place
     for key in doc:
         if key not in ALLOWED_KEYS:
-            problems.append(f"{key}: unknown key{_suggest(key)}")
+            problems.append(Problem(None, str(key), f"unknown key{_suggest(key)}"))
 
     topic = doc.get("topic", ABSENT)
     event = doc.get("event", ABSENT)
     if topic is ABSENT and event is ABSENT:
-        problems.append("topic: required (a non-empty string; `event` is accepted too)")
+        problems.append(Problem(None, "topic", "required (a non-empty string; `event` is accepted too)"))
     else:
         for name, value in (("topic", topic), ("event", event)):
             if value is not ABSENT and (type(value) is not str or not value):
-                problems.append(f"{name}: must be a non-empty string, got {_show(value)}")
+                problems.append(Problem(None, name, f"must be a non-empty string, got {_show(value)}"))
             elif value is not ABSENT:
-                problems.extend(f"{name}: {reason}" for reason in _topic_text_problems(value))
+                problems.extend(Problem(None, name, reason) for reason in _topic_text_problems(value))
         if topic is not ABSENT and event is not ABSENT and topic != event:
-            problems.append(f"event: differs from topic ({_show(event)} vs {_show(topic)}); give one of them")
+            reason = f"differs from topic ({_show(event)} vs {_show(topic)}); give one of them"
+            problems.append(Problem(None, "event", reason))
         if topic is ABSENT:
             topic = event
 
     urn = doc.get("urn", ABSENT)
     if urn is ABSENT:
-        problems.append("urn: required (a non-empty string or an integer)")
+        problems.append(Problem(None, "urn", "required (a non-empty string or an integer)"))
     elif not ((type(urn) is str and urn) or _is_int(urn)):
-        problems.append(f"urn: must be a non-empty string or an integer, got {_show(urn)}")
+        problems.append(Problem(None, "urn", f"must be a non-empty string or an integer, got {_show(urn)}"))
     elif _is_int(urn) and not _is_safe(urn):
         quoted = f': "{urn}"' if len(str(urn)) <= 40 else " (in quotes)"
-        problems.append(f"urn: {_unsafe(urn)}; send the urn as a string{quoted}")
+        problems.append(Problem(None, "urn", f"{_unsafe(urn)}; send the urn as a string{quoted}"))
 
     attempt = doc.get("attempt", 0)
     if not _is_int(attempt) or attempt < 0:
-        problems.append(f"attempt: must be an integer ≥ 0, got {_show(attempt)}")
+        problems.append(Problem(None, "attempt", f"must be an integer ≥ 0, got {_show(attempt)}"))
     elif attempt > MAX_SAFE_INTEGER:
-        problems.append(f"attempt: {_unsafe(attempt)}")
+        problems.append(Problem(None, "attempt", _unsafe(attempt)))
 
     payload = doc.get("payload", ABSENT)
     if payload is not ABSENT and type(payload) in (dict, list, int) and not _all_safe(payload):
@@ -241,14 +245,14 @@ def _unsafe_in_payload(payload: Any) -> list[str]:
         if kind is int and not _is_safe(item):
             more += 1
             if len(found) < MAX_LISTED_PAYLOAD_PROBLEMS:
-                found.append(f"{place}: {_unsafe(item)}; send it as a string")
+                found.append(Problem(None, place, f"{_unsafe(item)}; send it as a string"))
         elif kind is dict:
             stack.extend((_child(place, key), child) for key, child in reversed(item.items()))
         elif kind is list:
             stack.extend((f"{place}.{index}", child) for index, child in reversed(list(enumerate(item))))
     more -= len(found)
     if more:
-        found.append(f"payload: ... and {more} more unsafe integers")
+        found.append(Problem(None, "payload", f"... and {more} more unsafe integers"))
     return found
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from . import strictjson
-from .errors import EmptyInput, InputError, UsageError
+from .errors import EmptyInput, InputError, Problem, UsageError
 from .event import EventInvalid, WireFormat, WorkflowEvent, parse_event
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
@@ -53,7 +53,7 @@ class ScanReport:
     """What the validation pass found: how many events, and every problem (capped)."""
 
     count: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     more_problems: int = 0
     empty: list[str] = field(default_factory=list)  # the inputs that hold no event at all
     # the events' ids in order: names "these events" for `emit --resume`, whatever paths they came by
@@ -62,7 +62,7 @@ class ScanReport:
     def add(self, place: str, reasons: Sequence[str]) -> None:
         for reason in reasons:
             if len(self.problems) < MAX_LISTED_PROBLEMS:
-                self.problems.append(f"{place}: {reason}")
+                self.problems.append(Problem.of(reason, place))
             else:
                 self.more_problems += 1
 
@@ -111,7 +111,7 @@ def _inline_payload(text: str, read_from: str | None = None) -> Any:
         return strictjson.loads(text)
     except strictjson.StrictJSONError as exc:
         raise InputError(
-            [f"{origin}: {exc.message}"],
+            [Problem(origin, None, exc.message)],
             hint="--payload takes JSON: quote strings ('\"text\"') or pass @file.json",
         ) from None
 
@@ -289,7 +289,7 @@ class EventSources:
         """Sending pass: the events, assuming scan() found no problem."""
         for item in self:
             if item.event is None:  # the sources changed between the passes
-                raise InputError([f"{item.place}: {p}" for p in item.problems])
+                raise InputError([Problem.of(p, item.place) for p in item.problems])
             yield item.place, item.event
 
     def __iter__(self) -> Iterator[Located]:

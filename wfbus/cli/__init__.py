@@ -12,9 +12,16 @@ from typing import IO, Optional
 
 import typer
 
-from ..errors import ExitStatus, InputError, UsageError, WfbusError
+from ..errors import ExitStatus, InputError, Problem, WfbusError
 from . import brokers_cmd, depth, emit, peek, purge, replay, schema, serve, validate
-from .render import OUTPUT_MODES
+from .global_options import (
+    CONFIG_HELP,
+    OUTPUT_HELP,
+    VERBOSE_HELP,
+    add_to_subcommands,
+    check_output,
+    requested_output,
+)
 from .state import State
 from .streams import GuardedStream, guarded
 
@@ -41,27 +48,18 @@ def _version(value: bool) -> None:
 @app.callback()
 def _global_options(
     ctx: typer.Context,
-    config: Optional[str] = typer.Option(
-        None, "--config", "-c", metavar="PATH",
-        help="Config file (default: $WFBUS_CONFIG, ./wfbus.yaml, $XDG_CONFIG_HOME/wfbus/config.yaml).",
-    ),
-    output: str = typer.Option("text", "--output", "-o", metavar="text|json|jsonl",
-                               help="text for people; json / jsonl for scripts."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and driver details on errors."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", metavar="PATH", help=CONFIG_HELP),
+    output: str = typer.Option("text", "--output", "-o", metavar="text|json|jsonl", help=OUTPUT_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
+    """Before the command; each subcommand takes the same options after it (global_options.py)."""
     state: State = ctx.obj
-    if output not in OUTPUT_MODES:
-        raise UsageError(f"--output {output!r}: use one of {', '.join(OUTPUT_MODES)}")
+    check_output(output)
     state.config_path = config
-    state.output_mode = output
+    state.output_mode = output  # type: ignore[assignment]  # checked just above
     state.verbose = verbose
-    if output == "jsonl" and ctx.invoked_subcommand not in LINE_COMMANDS:
-        raise UsageError(f"--output jsonl: `{ctx.invoked_subcommand}` prints one document, not lines",
-                         hint="use --output json (jsonl is for `peek` and `depth --watch`)")
 
-
-LINE_COMMANDS = ("peek", "depth")  # the commands with a line form (depth: with --watch)
 
 for module in (emit, validate, replay, depth, peek, purge, brokers_cmd, schema, serve):
     module.register(app)
@@ -86,15 +84,17 @@ def _run(argv: Sequence[str] | None, state: State) -> int:
 
     redact.reset()
     click_errors = _click_exceptions()
-    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
+        command = add_to_subcommands(typer.main.get_command(app))
         with interrupts.handling():  # SIGTERM and SIGHUP stop a command the way Ctrl-C does
-            result = app(args=args, prog_name="wfbus", standalone_mode=False, obj=state)
+            result = command.main(args=args, prog_name="wfbus", standalone_mode=False, obj=state)
         return int(result or 0)
     except typer.Exit as exc:
         return exc.exit_code
     except click_errors.ClickException as exc:  # usage errors, including "no command given"
         exc.show()
+        _usage_document(state, exc, requested_output(args))
         return ExitStatus.USAGE
     except KeyboardInterrupt as exc:
         state.out.error("interrupted")
@@ -137,39 +137,16 @@ def _click_exceptions():
     return exceptions
 
 
-GLOBAL_FLAGS = {"--verbose", "-v"}
-GLOBAL_OPTIONS = {"--output", "-o", "--config", "-c"}
-
-
-def hoist_global_options(args: list[str]) -> list[str]:
-    """Let `wfbus peek --output json` mean `wfbus --output json peek`, as people type it."""
-    hoisted: list[str] = []
-    rest: list[str] = []
-    seen_command = False
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        if arg == "--":
-            rest.extend(args[index:])
-            break
-        name = arg.split("=", 1)[0]
-        if seen_command and arg in GLOBAL_FLAGS:
-            hoisted.append(arg)
-        elif seen_command and name in GLOBAL_OPTIONS:
-            hoisted.append(arg)
-            if "=" not in arg and index + 1 < len(args):
-                hoisted.append(args[index + 1])
-                index += 1
-        else:
-            if not arg.startswith("-") and not seen_command and (not rest or rest[-1] not in GLOBAL_OPTIONS):
-                seen_command = True
-            rest.append(arg)
-        index += 1
-    if not hoisted:
-        return args
-    command_at = next((i for i, a in enumerate(rest) if not a.startswith("-")
-                       and (i == 0 or rest[i - 1] not in GLOBAL_OPTIONS)), len(rest))
-    return rest[:command_at] + hoisted + rest[command_at:]
+def _usage_document(state: State, exc, requested: str | None) -> None:
+    """A usage error the parser found is a document on stdout under --output json, like any error
+    (its text is on stderr already); -o may come after the word the parser stopped at."""
+    mode = requested or state.output_mode
+    if mode == "text":
+        return
+    command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "wfbus"
+    document = {"error": {"exit_code": int(ExitStatus.USAGE), "message": exc.format_message(),
+                          "hint": f"see `{command} --help`"}}
+    state.out.json(document, diagnostic=True)
 
 
 def _report(state: State, exc: WfbusError) -> None:
@@ -185,9 +162,11 @@ def _report(state: State, exc: WfbusError) -> None:
             out.err_line(f"... and {exc.more} more")
     out.error(str(exc))
     if state.output_mode != "text":
-        document = {"error": {"exit_code": int(exc.exit_status), "message": exc.message, "hint": exc.hint}}
+        # problems as {"place", "field", "reason"} (every error document has the list, often empty)
+        problems = [Problem.of(problem).to_dict() for problem in getattr(exc, "problems", ())]
+        document = {"error": {"exit_code": int(exc.exit_status), "message": exc.message, "hint": exc.hint,
+                              "problems": problems}}
         if isinstance(exc, InputError):
-            document["error"]["problems"] = exc.problems
             document["error"]["more_problems"] = exc.more
         out.json(document, diagnostic=True)
 

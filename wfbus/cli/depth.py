@@ -75,10 +75,18 @@ def _status(report) -> int:
 def _document(report, redact) -> dict:
     return {
         "queues": [_row_document(row) for row in report.rows],
-        "errors": {name: {"message": redact(exc.message), "exit_code": int(exc.exit_status)}
-                   for name, exc in report.errors.items()},
+        "errors": {name: {"message": redact(exc.message), "exit_code": int(exc.exit_status),
+                          "problems": _problems(exc, redact)} for name, exc in report.errors.items()},
         "breaches": report.breaches,
     }
+
+
+def _problems(exc, redact) -> list[dict]:
+    """A broker's config problems as {"place", "field", "reason"}, as in an error document."""
+    from ..errors import Problem
+
+    return [{key: redact(value) if value else value for key, value in Problem.of(problem).to_dict().items()}
+            for problem in getattr(exc, "problems", ())]
 
 
 def _watch(out, config, names, thresholds, seconds: float) -> int:
