@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 LINGER_MS = 5
 BATCH_MESSAGES = 10_000
+BATCH_BYTES = 1_000_000  # librdkafka's default batch.size, below a broker's default max.message.bytes
+BATCH_FRAMING = 200  # record batch header and per-record framing kept free below max.message.bytes
 
 # librdkafka's names for the refusals kafka-python names otherwise: the user reads one text either way
 _NAMES = {"MSG_SIZE_TOO_LARGE": "MessageSizeTooLargeError", "INVALID_RECORD": "InvalidRecordError",
@@ -83,10 +85,23 @@ class LibrdkafkaPublisher:
     def __init__(self, broker: KafkaBroker) -> None:
         self.broker = broker
         self._producer: Any = None
+        self._admin: Any = None
+        self._batch_bytes = BATCH_BYTES
         self._known_topics: set[str] = set()
         self._errors: deque[Any] = deque(maxlen=50)  # the last errors error_cb reported
 
     # -- the producer --------------------------------------------------------------------------
+    @property
+    def admin(self) -> Any:
+        """Topic metadata and configs (the first call is the connection check)."""
+        if self._admin is None:
+            from confluent_kafka.admin import AdminClient
+
+            config = librdkafka_config(self.broker)
+            config["error_cb"] = self._errors.append
+            self._admin = AdminClient(config)
+        return self._admin
+
     @property
     def producer(self) -> Any:
         if self._producer is None:
@@ -100,7 +115,11 @@ class LibrdkafkaPublisher:
                 "max.in.flight.requests.per.connection": 5,
                 "linger.ms": LINGER_MS,
                 "batch.num.messages": BATCH_MESSAGES,
+                "batch.size": self._batch_bytes,
                 "message.max.bytes": s.max_request_size,
+                # the partition of a key is the one the Java client and kafka-python pick (murmur2), so
+                # a key's records stay in one partition, in order, whichever driver or client sent them
+                "partitioner": "murmur2_random",
                 "request.timeout.ms": int(s.timeout_seconds * 1000),
                 "message.timeout.ms": int(self.broker._delivery_timeout() * 1000),
                 "queue.buffering.max.messages": 1_000_000,
@@ -127,7 +146,7 @@ class LibrdkafkaPublisher:
         first = not self._known_topics
         wait = min(s.connect_timeout_seconds, s.timeout_seconds) if first else s.timeout_seconds
         try:
-            metadata = self.producer.list_topics(topic, timeout=wait)
+            metadata = self.admin.list_topics(topic, timeout=wait)
         except KafkaException as exc:
             raise self._connection_failed(f"topic {topic}", exc.args[0] if exc.args else None) from None
         found = metadata.topics.get(topic)
@@ -137,13 +156,36 @@ class LibrdkafkaPublisher:
                                     hint="check sasl_username / sasl_password and the ACLs")
         if found is None or error is not None or not found.partitions:
             raise broker._no_topic(topic)
+        self._fit_batches(self._topic_limit(topic))
         self._known_topics.add(topic)
+
+    def _topic_limit(self, topic: str) -> int | None:
+        """The topic's max.message.bytes (None: not allowed to read it, or no answer)."""
+        from confluent_kafka.admin import ConfigResource
+
+        try:
+            future = self.admin.describe_configs([ConfigResource("topic", topic)])
+            entries = next(iter(future.values())).result(timeout=self.broker.settings.timeout_seconds)
+            return int(entries["max.message.bytes"].value)
+        except Exception:  # noqa: BLE001 - no DescribeConfigs permission, an old broker: keep the default
+            return None
+
+    def _fit_batches(self, limit: int | None) -> None:
+        """The broker refuses a whole record batch larger than the topic's max.message.bytes, and
+        librdkafka (unlike kafka-python) does not split it: every record of it would fail. Batches are
+        kept below the smallest limit of the topics written, so a too-large record fails alone."""
+        if limit is None or limit - BATCH_FRAMING >= self._batch_bytes:
+            return
+        self._batch_bytes = max(1, limit - BATCH_FRAMING)
+        if self._producer is not None:  # a later topic (topic_template) with a smaller limit
+            self._producer.flush(self.broker._delivery_timeout() + self.broker.settings.timeout_seconds)
+            self._producer = None  # the batches in flight kept their producer; the next one is made to fit
 
     def _connection_failed(self, what: str, error: Any) -> BrokerUnavailable:
         from confluent_kafka import KafkaError
 
         broker = self.broker
-        self.producer.poll(0)  # collects the error callbacks of the failed attempt
+        self.admin.poll(0) if hasattr(self.admin, "poll") else None  # collects the failed attempt's errors
         codes = {e.code() for e in self._errors if hasattr(e, "code")}
         if codes & {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}:
             return BrokerUnavailable(f"{broker.name}: {what}: not allowed: authentication failed",
@@ -156,21 +198,17 @@ class LibrdkafkaPublisher:
 
         from .kafka import record_for
 
+        topics = self._topics(messages, dead_letter)  # checked before the producer is made (batch.size)
         producer = self.producer
         produce, poll = producer.produce, producer.poll
-        topic_for = self.broker.topic_for
         pending = _Pending(self, messages)
         report = pending.reporter
         block_until = time.monotonic() + self.broker.settings.timeout_seconds
-        last_topic, last_name = None, None
         for index, message in enumerate(messages):
-            if message.topic != last_name:  # one lookup per run of one event topic, not per record
-                last_name, last_topic = message.topic, topic_for(message.topic, dead_letter)
-                self._check_topic(last_topic)
             key, value, headers = record_for(message, null_headers=True)
             while True:
                 try:
-                    produce(last_topic, value, key, headers=headers, on_delivery=report(index))
+                    produce(topics[index], value, key, headers=headers, on_delivery=report(index))
                     break
                 except BufferError:  # librdkafka's queue is full: serve reports until there is room
                     if time.monotonic() > block_until:
@@ -185,6 +223,19 @@ class LibrdkafkaPublisher:
                     break
         poll(0)
         return pending
+
+    def _topics(self, messages: Sequence[OutgoingMessage], dead_letter: bool) -> list[str]:
+        """Each message's topic, every one checked (one lookup per run of one event topic)."""
+        topic_for = self.broker.topic_for
+        out: list[str] = []
+        last_name: str | None = None
+        last_topic = ""
+        for message in messages:
+            if message.topic != last_name:
+                last_name, last_topic = message.topic, topic_for(message.topic, dead_letter)
+                self._check_topic(last_topic)
+            out.append(last_topic)
+        return out
 
     def wait(self, pending: _Pending, deadline: float) -> None:
         """Serve delivery reports (of any batch) until every report of `pending` is in, or `deadline`."""
@@ -201,6 +252,7 @@ class LibrdkafkaPublisher:
             return
         producer, self._producer = self._producer, None
         self._known_topics.clear()
+        self._admin = None
         # what is still queued was reported as not confirmed (or will be read by nobody): drop it
         producer.flush(min(self.broker.settings.timeout_seconds, 5))
         producer.purge()
