@@ -253,6 +253,12 @@ class DeadLetterReader:
     # the source's real identity (queue ARN/URL, cluster id + topic, vhost + queue): keys the journal,
     # so two clusters under one broker name, or a recreated topic, never share entries
     identity: str = ""
+    # replay pipelining: receive() may be called again while messages it returned are still unsettled
+    # (published, answer not read, neither acked nor released), without ending early, failing, or
+    # handing the same message out twice. False (the default) keeps a replay from this source at one
+    # batch in flight: a reader that needs a batch settled before the next receive (a FIFO queue that
+    # hides a held group's later messages; commit metadata whose room frees only on settling) says so.
+    receive_ahead: bool = False
 
     def receive(self, max_messages: int) -> list[ReceivedMessage]:
         raise NotImplementedError
