@@ -1,16 +1,20 @@
-"""The README cannot drift: its Tour is run like a cram test, its operator's runbook is run too.
+"""The README cannot drift: every ```console block in it is run like a cram test, and its links resolve.
 
-- The ```console block of "## Tour": each `$ ` line is a command, the lines after it (up to a blank
-  line followed by the next `$ `, or the end of the block) are what a terminal shows, stdout and
-  stderr together. The commands run in a fresh folder (a copy of sample_events/, no config file, the
-  state and XDG folders inside it, NO_COLOR=1, output in a pipe), after the install command's
-  `wfbus emit sample_events/order-submit.json` as the Tour's text says, and their output must equal
-  the README's line for line, with the folder's path written as /tmp/readme.
-- The ```bash block of "### Operator's runbook": every `wfbus ...` line runs, in order, on a local
-  broker named `order` (the runbook's SQS queue) whose DLQ holds a few events, so a renamed flag or
-  a changed exit code is caught.
+- Every ```console block of README.md is executed: each `$ ` line is a command (a trailing `\\`
+  continues it), the lines after it (up to a blank line followed by the next `$ `, or the end of the
+  block) are what a terminal shows, stdout and stderr together, and the output must equal the README's
+  line for line. The commands run in a fresh folder standing for the clone, `~/wfbus` (a copy of the
+  sample_events* folders, no config file), with a fresh HOME, no WFBUS_/XDG_/AWS_ variables (so the
+  defaults a new user gets), NO_COLOR=1, output in a pipe; the home folder's path is written as `~`.
+- The blocks of "## DLQ runbook" run in a shell of their own (the runbook writes a wfbus.yaml); every
+  other block runs in one shell, in the README's order ("## First command", then the Tour, ...).
+  After the runbook, what it promises is checked by counting: the backup holds the whole DLQ, the
+  replay moved exactly the selected events and left the rest dead-lettered.
+- The exit-code table lists every code of `wfbus.errors.ExitStatus`, and 128+N.
+- Every relative link in README.md and docs/*.md points to a file that exists (and to a heading of it,
+  when it names one).
 
-When the tool's output changes on purpose, update the README's Tour block to what the failure shows.
+When the tool's output changes on purpose, update the README block to what the failure shows.
 """
 
 from __future__ import annotations
@@ -22,17 +26,21 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
-SHOWN_DIR = "/tmp/readme"  # the folder the README's Tour shows
+SAMPLE_DIRS = ("sample_events", "sample_events_invalid", "sample_events_dlq")
 
+FIRST_HEADING = "## First command"
 TOUR_HEADING = "## Tour"
-RUNBOOK_HEADING = "### Operator's runbook"
+RUNBOOK_HEADING = "## DLQ runbook"
+RUNBOOK_DLQ = REPO / "sample_events_dlq" / "order-dlq.jsonl"
 
 
 # -- reading the README ------------------------------------------------------------------------
@@ -45,110 +53,111 @@ class Step:
     line: int  # the README line of the command, 1-based
 
 
-def section(text: str, heading: str) -> tuple[list[str], int]:
-    """The lines of the section under `heading`, up to the next heading of its level or above."""
-    lines = text.splitlines()
-    level = len(heading) - len(heading.lstrip("#"))
-    for start, line in enumerate(lines):
-        if line.startswith(heading):
-            break
-    else:
-        raise AssertionError(f"README has no section {heading!r}")
-    end = len(lines)
-    for i in range(start + 1, len(lines)):
-        match = re.match(r"(#+) ", lines[i])
-        if match and len(match.group(1)) <= level and not _in_fence(lines, start, i):
-            end = i
-            break
-    return lines[start:end], start
+@dataclass
+class Block:
+    heading: str  # the `## ` heading the block is under
+    lines: list[str]
+    offset: int  # 0-based index of the block's first line in the README
 
 
-def _in_fence(lines: list[str], start: int, index: int) -> bool:
-    fences = sum(1 for line in lines[start:index] if line.startswith("```"))
-    return fences % 2 == 1
-
-
-def fenced_block(text: str, heading: str, language: str) -> tuple[list[str], int]:
-    """The first ```language block of a section: its lines, and its first line's 0-based index."""
-    lines, offset = section(text, heading)
-    for i, line in enumerate(lines):
-        if line.strip() == f"```{language}":
+def _fences(lines: list[str]) -> list[tuple[int, int, str]]:
+    """(opening index, closing index, language) of every fenced block."""
+    out, i = [], 0
+    while i < len(lines):
+        if lines[i].startswith("```"):
+            language = lines[i][3:].strip()
             for j in range(i + 1, len(lines)):
                 if lines[j].startswith("```"):
-                    return lines[i + 1:j], offset + i + 1
-            raise AssertionError(f"{heading}: the ```{language} block is not closed")
-    raise AssertionError(f"README section {heading!r} has no ```{language} block")
+                    out.append((i, j, language))
+                    i = j
+                    break
+            else:
+                raise AssertionError(f"README line {i + 1}: a ``` block is not closed")
+        i += 1
+    return out
 
 
-def tour_steps(text: str) -> list[Step]:
-    block, offset = fenced_block(text, TOUR_HEADING, "console")
+def console_blocks(text: str) -> list[Block]:
+    lines = text.splitlines()
+    fences = _fences(lines)
+    inside = {k for start, end, _ in fences for k in range(start, end + 1)}
+    blocks = []
+    for start, end, language in fences:
+        if language != "console":
+            continue
+        heading = next((lines[k] for k in range(start, -1, -1)
+                        if k not in inside and re.match(r"## ", lines[k])), "")
+        blocks.append(Block(heading, lines[start + 1:end], start + 1))
+    return blocks
+
+
+def steps_of(block: Block) -> list[Step]:
     steps: list[Step] = []
-    i = 0
-    while i < len(block):
-        line = block[i]
+    lines, i = block.lines, 0
+    while i < len(lines):
+        line = lines[i]
         if not line.startswith("$ "):
             if line.strip():
-                where = f"README line {offset + i + 1}"
+                where = f"README line {block.offset + i + 1}"
                 raise AssertionError(f"{where}: output before any `$ ` command: {line!r}")
             i += 1
             continue
-        command, number = line[2:], offset + i + 1
-        while command.endswith("\\") and i + 1 < len(block):  # a command continued on the next line
+        command, number = line[2:], block.offset + i + 1
+        while command.endswith("\\") and i + 1 < len(lines):  # a command continued on the next line
             i += 1
-            command = command[:-1] + "\n" + block[i].lstrip("> ")
+            command = command[:-1] + "\n" + lines[i].lstrip("> ")
         i += 1
         output: list[str] = []
-        while i < len(block) and not (block[i].startswith("$ ") and output and output[-1] == ""):
-            if block[i].startswith("$ ") and not output:
+        while i < len(lines) and not (lines[i].startswith("$ ") and output and output[-1] == ""):
+            if lines[i].startswith("$ ") and not output:
                 break  # a command with no output, directly followed by the next
-            output.append(block[i])
+            output.append(lines[i])
             i += 1
-        if i < len(block) and output and output[-1] == "":
+        if i < len(lines) and output and output[-1] == "":
             output.pop()  # the blank line that separates it from the next command
         steps.append(Step(command, output, number))
     if not steps:
-        raise AssertionError("the Tour's console block has no `$ ` command")
+        raise AssertionError(f"README line {block.offset}: a console block with no `$ ` command")
     return steps
 
 
-def install_commands(text: str) -> list[str]:
-    """The wfbus part of the README's install line (`pip install -e . && wfbus emit ... && ...`)."""
+def scenarios(text: str) -> tuple[list[Step], list[Step]]:
+    """(the steps of the main shell, the steps of the runbook's shell), in README order."""
+    blocks = console_blocks(text)
+    headings = [b.heading for b in blocks]
+    for required in (FIRST_HEADING, TOUR_HEADING, RUNBOOK_HEADING):
+        assert required in headings, f"README has no ```console block under {required!r}"
+    assert headings[0] == FIRST_HEADING, "the first console block must be the first command's"
+    main = [s for b in blocks if b.heading != RUNBOOK_HEADING for s in steps_of(b)]
+    runbook = [s for b in blocks if b.heading == RUNBOOK_HEADING for s in steps_of(b)]
+    return main, runbook
+
+
+def section(text: str, heading: str) -> list[str]:
     lines = text.splitlines()
-    for line in lines[: lines.index(TOUR_HEADING) if TOUR_HEADING in lines else len(lines)]:
-        if line.startswith("pip install") and "wfbus emit" in line:
-            return [part.strip() for part in line.split("&&") if part.strip().startswith("wfbus ")]
-    raise AssertionError("README has no `pip install ... && wfbus emit ...` line before the Tour")
-
-
-def runbook_commands(text: str) -> list[tuple[str, int]]:
-    block, offset = fenced_block(text, RUNBOOK_HEADING, "bash")
-    commands = []
-    for i, line in enumerate(block):
-        stripped = line.strip()
-        if stripped.startswith("wfbus "):
-            commands.append((re.sub(r"\s+#\s.*$", "", stripped), offset + i + 1))
-    if not commands:
-        raise AssertionError("the runbook block has no `wfbus` command")
-    return commands
-
-
-def documented_exit_codes(text: str) -> set[int]:
-    lines, _ = section(text, "## Exit codes")
-    codes = {int(m.group(1)) for line in lines if (m := re.match(r"\|\s*(\d+)\s*\|", line))}
-    assert {0, 1, 2, 3, 4, 5, 6} <= codes, f"the exit-code table lists only {sorted(codes)}"
-    return codes
+    start = lines.index(heading)
+    level = len(heading) - len(heading.lstrip("#"))
+    end = next((i for i in range(start + 1, len(lines))
+                if (m := re.match(r"(#+) ", lines[i])) and len(m.group(1)) <= level
+                and sum(1 for x in lines[start:i] if x.startswith("```")) % 2 == 0), len(lines))
+    return lines[start:end]
 
 
 # -- running commands the way a terminal user would ------------------------------------------
 
 
 class Shell:
-    """A fresh folder standing for /tmp/readme: cwd, HOME, state and XDG dirs; `wfbus` on PATH."""
+    """A fresh HOME with the clone in ~/wfbus (the cwd); `wfbus` on PATH; no WFBUS_/XDG_/AWS_ vars."""
 
     def __init__(self, root: Path):
-        self.root = root
-        self.work = root / "readme"
-        self.work.mkdir()
+        self.home = root / "home"
+        self.work = self.home / "wfbus"
+        self.work.mkdir(parents=True)
+        stray = [f for f in (root, *root.parents) if (f / ".wfbus").is_dir()]
+        assert not stray, (f"{stray[0] / '.wfbus'} exists: the local broker would keep the README's "
+                           "events there instead of in ~/.local/share/wfbus (remove it or set TMPDIR)")
+        for name in SAMPLE_DIRS:
+            shutil.copytree(REPO / name, self.work / name)
         bin_dir = root / "bin"
         bin_dir.mkdir()
         venv_script = Path(sys.executable).with_name("wfbus")
@@ -162,18 +171,12 @@ class Shell:
                    "PYTHONWARNINGS"}
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("WFBUS_", "XDG_", "AWS_")) and k not in dropped}
-        work = self.work
         env.update({
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "HOME": str(work),
+            "HOME": str(self.home),
             "NO_COLOR": "1",
             "LC_ALL": "C.UTF-8",
             "PYTHONIOENCODING": "utf-8",
-            "WFBUS_STATE_DIR": str(work / ".local" / "state" / "wfbus"),
-            "XDG_CONFIG_HOME": str(work / ".config"),
-            "XDG_DATA_HOME": str(work / ".local" / "share"),
-            "XDG_STATE_HOME": str(work / ".local" / "state"),
-            "XDG_CACHE_HOME": str(work / ".cache"),
         })
         self.env = env
 
@@ -185,8 +188,8 @@ class Shell:
         return proc.returncode, self.normalise(proc.stdout.decode("utf-8", errors="replace"))
 
     def normalise(self, output: str) -> str:
-        for path in sorted({str(self.work), os.path.realpath(self.work)}, key=len, reverse=True):
-            output = output.replace(path, SHOWN_DIR)
+        for path in sorted({str(self.home), os.path.realpath(self.home)}, key=len, reverse=True):
+            output = output.replace(path, "~")
         return output
 
 
@@ -196,9 +199,6 @@ def output_lines(output: str) -> list[str]:
     return (output[:-1] if output.endswith("\n") else output).split("\n")
 
 
-# -- the Tour ----------------------------------------------------------------------------------
-
-
 @dataclass
 class Ran:
     step: Step
@@ -206,14 +206,9 @@ class Ran:
     code: int = 0
 
 
-def run_tour(text: str, shell: Shell) -> list[Ran]:
-    shutil.copytree(REPO / "sample_events", shell.work / "sample_events")
-    shutil.copytree(REPO / "sample_events_invalid", shell.work / "sample_events_invalid")
-    for command in install_commands(text):
-        code, output = shell.run(command)
-        assert code == 0, f"the install line's `{command}` exited {code}:\n{output}"
+def run_steps(steps: list[Step], shell: Shell) -> list[Ran]:
     ran = []
-    for step in tour_steps(text):
+    for step in steps:
         code, output = shell.run(step.command)
         ran.append(Ran(step, output_lines(output), code))
     return ran
@@ -229,7 +224,7 @@ def transcript(ran: list[Ran], actual: bool) -> list[str]:
     return lines
 
 
-def tour_mismatches(ran: list[Ran]) -> str:
+def mismatches(ran: list[Ran], what: str) -> str:
     """'' when every command printed what the README shows; else which ones differ and a diff.
 
     A command that fails must say so in the README (`...; echo "exit=$?"`), as a terminal user
@@ -238,139 +233,225 @@ def tour_mismatches(ran: list[Ran]) -> str:
     wrong = [r for r in ran if r.actual != r.step.expected or r in failed]
     if not wrong:
         return ""
-    report = ["README Tour does not match what wfbus prints (paths shown as /tmp/readme):"]
+    report = [f"README {what} does not match what wfbus prints (home shown as ~):"]
     for r in wrong:
         unshown = f" (exited {r.code}; the README shows no exit code)" if r in failed else ""
         report.append(f"  README line {r.step.line}: $ {r.step.command}{unshown}")
     report.append("")
     report.extend(difflib.unified_diff(transcript(ran, actual=False), transcript(ran, actual=True),
-                                       "README.md (Tour)", "wfbus output", lineterm="", n=2))
+                                       f"README.md ({what})", "wfbus output", lineterm="", n=2))
     report.append("")
-    report.append("If wfbus is right, make the README's Tour block the +/context lines above.")
+    report.append("If wfbus is right, make the README's block the +/context lines above.")
     return "\n".join(report)
 
 
+# -- the first command, the Tour and the other examples -----------------------------------------
+
+
 @pytest.fixture(scope="module")
-def tour(tmp_path_factory) -> list[Ran]:
-    return run_tour(README.read_text(encoding="utf-8"), Shell(tmp_path_factory.mktemp("tour")))
+def main_run(tmp_path_factory) -> list[Ran]:
+    steps, _ = scenarios(README.read_text(encoding="utf-8"))
+    return run_steps(steps, Shell(tmp_path_factory.mktemp("readme")))
 
 
-def test_readme_tour_matches_the_tool(tour):
-    problems = tour_mismatches(tour)
+def test_readme_examples_match_the_tool(main_run):
+    problems = mismatches(main_run, "examples")
     assert not problems, problems
 
 
-def test_a_changed_readme_tour_is_reported(tour):
+def test_every_console_block_is_run(main_run):
+    """No block escapes: the two scenarios together hold every `$ ` line of every console block."""
+    text = README.read_text(encoding="utf-8")
+    main, runbook = scenarios(text)
+    dollar_lines = [line for b in console_blocks(text) for line in b.lines if line.startswith("$ ")]
+    assert len(main) + len(runbook) == len(dollar_lines) >= 15
+    assert [r.step.line for r in main_run] == [s.line for s in main]
+
+
+def test_a_changed_readme_line_is_reported(main_run):
     """The check itself bites: a README line the tool does not print is reported, with a diff."""
     text = README.read_text(encoding="utf-8")
-    steps = tour_steps(text)
-    k = next(i for i, s in enumerate(steps) if s.expected and tour[i].actual)  # first with output
+    steps, _ = scenarios(text)
+    k = next(i for i, s in enumerate(steps)
+             if s.expected and main_run[i].actual and s.line > text[:text.index(TOUR_HEADING)].count("\n"))
     target, original = steps[k], steps[k].expected[0]
     mutated = original.replace(" of ", " out of ", 1) if " of " in original else original + " (x)"
-    block_start = text.index("```console", text.index(TOUR_HEADING))
-    at = text.index("\n" + original + "\n", block_start) + 1
-    changed_text = text[:at] + mutated + text[at + len(original):]
+    lines = text.splitlines(keepends=True)
+    at = target.line  # the first output line follows the command's line
+    assert lines[at].rstrip("\n") == original
+    changed_text = "".join(lines[:at] + [mutated + "\n"] + lines[at + 1:])
 
-    changed_steps = tour_steps(changed_text)
+    changed_steps, _ = scenarios(changed_text)
     assert [s.command for s in changed_steps] == [s.command for s in steps]
-    changed = [Ran(step, r.actual, r.code) for step, r in zip(changed_steps, tour)]
-    problems = tour_mismatches(changed)
+    changed = [Ran(step, r.actual, r.code) for step, r in zip(changed_steps, main_run)]
+    problems = mismatches(changed, "examples")
     assert problems, "a mutated README line was not reported"
-    assert f"-{mutated}" in problems and f"+{tour[k].actual[0]}" in problems, problems
+    assert f"-{mutated}" in problems and f"+{main_run[k].actual[0]}" in problems, problems
     assert f"README line {target.line}: $ {target.command}" in problems, problems
 
     # a line wfbus no longer prints, and a failure the README does not show, are reported too
-    shortened = [Ran(r.step, r.actual[:-1], r.code) for r in tour]
-    assert tour_mismatches(shortened), "an output line missing from wfbus's output was not reported"
-    quiet_failure = [Ran(r.step, r.actual, 0 if "$?" in r.step.command else 1) for r in tour]
-    assert "the README shows no exit code" in tour_mismatches(quiet_failure)
+    shortened = [Ran(r.step, r.actual[:-1], r.code) for r in main_run]
+    assert mismatches(shortened, "examples"), "an output line missing from wfbus's output was not reported"
+    quiet_failure = [Ran(r.step, r.actual, 0 if "$?" in r.step.command else 1) for r in main_run]
+    assert "the README shows no exit code" in mismatches(quiet_failure, "examples")
 
 
-def test_tour_parsing():
+def test_block_parsing():
     text = "\n".join([
-        "# x", "pip install -e . && wfbus emit a.json && wfbus depth", "## Tour", "text",
+        "# x", "## First command", "```console", "$ wfbus zero", "```", "## Tour", "text",
         "```console", "$ wfbus one", "out 1", "", "out 1 after a blank", "", "$ wfbus two",
-        "$ wfbus three", "out 3", "", "```", "## Next", "```console", "$ not this", "```",
+        "$ wfbus three \\", "> --flag", "out 3", "", "```", "```bash", "## not a heading", "```",
+        "## DLQ runbook", "```console", "$ wfbus four", "```",
     ])
-    steps = tour_steps(text)
-    assert [(s.command, s.expected) for s in steps] == [
-        ("wfbus one", ["out 1", "", "out 1 after a blank"]),
-        ("wfbus two", []),
-        ("wfbus three", ["out 3", ""]),
+    main, runbook = scenarios(text)
+    assert [(s.command, s.expected, s.line) for s in main] == [
+        ("wfbus zero", [], 4),
+        ("wfbus one", ["out 1", "", "out 1 after a blank"], 9),
+        ("wfbus two", [], 14),
+        ("wfbus three \n--flag", ["out 3", ""], 15),
     ]
-    assert install_commands(text) == ["wfbus emit a.json", "wfbus depth"]
+    assert [s.command for s in runbook] == ["wfbus four"]
 
 
-# -- the operator's runbook -------------------------------------------------------------------
+# -- the DLQ runbook ---------------------------------------------------------------------------
 
 
-RUNBOOK_DLQ = [
-    # selected by step 5 (`--topic 'order.*' --match payload.region=eu --max-attempt 3`)
-    {"topic": "order.submit", "urn": "order-1", "payload": {"region": "eu", "n": 1}, "attempt": 1},
-    {"topic": "order.cancel", "urn": "order-2", "payload": {"region": "eu"}, "attempt": 3},
-    # not selected: they stay dead-lettered, so step 6 exits 6
-    {"topic": "order.submit", "urn": "order-3", "payload": {"region": "us"}, "attempt": 0},
-    {"topic": "order.submit", "urn": "order-4", "payload": {"region": "eu"}, "attempt": 4},
-    {"topic": "billing.charge", "urn": 5, "payload": {"region": "eu"}, "attempt": 0},
-]
-RUNBOOK_SELECTED = 2
+def runbook_selected(events: list[dict]) -> list[dict]:
+    """What the runbook's replay (`--topic 'order.*' --match payload.region=eu --max-attempt 3`)
+    selects, computed here independently of wfbus."""
+    return [e for e in events if fnmatchcase(e["topic"], "order.*")
+            and isinstance(e.get("payload"), dict) and e["payload"].get("region") == "eu"
+            and e["attempt"] <= 3]
 
 
-def run_runbook(text: str, shell: Shell) -> list[str]:
-    """Run the runbook's commands on a local `order` broker with a seeded DLQ; -> problems found."""
-    (shell.work / "wfbus.yaml").write_text(
-        "default_broker: order\n"
-        "brokers:\n"
-        "  order: {type: local, path: .wfbus/order.db}\n"
-    )
-    seed = shell.work / "dead.jsonl"
-    seed.write_text("".join(json.dumps(e) + "\n" for e in RUNBOOK_DLQ))
-    code, output = shell.run("wfbus emit -b order --dead-letter dead.jsonl")
-    assert code == 0, f"seeding the runbook's DLQ failed ({code}):\n{output}"
-
-    documented = documented_exit_codes(text)
-    problems = []
-    for command, line in runbook_commands(text):
-        code, output = shell.run(command)
-        where = f"README line {line}: `{command}` exited {code}"
-        if "Traceback" in output:
-            problems.append(f"{where} with a traceback:\n{output}")
-        elif code not in documented:
-            problems.append(f"{where}, a code the exit-code table does not list:\n{output}")
-        elif code == 6 and "--max-" in command:
-            pass  # a threshold, as documented: the DLQ still holds the unselected messages
-        elif code != 0:
-            problems.append(f"{where}:\n{output}")
-    if problems:
-        return problems
-
-    # what the runbook promises happened: a backup of the whole DLQ, then a replay of the subset
-    backups = [shell.work / m for c, _ in runbook_commands(text)
-               for m in re.findall(r">\s*(\S+)", c)]
-    for backup in backups:
+def run_runbook(text: str, shell: Shell) -> tuple[list[Ran], list[str]]:
+    """Run the runbook's console blocks in a fresh folder -> (what ran, the promises it broke)."""
+    _, steps = scenarios(text)
+    ran = run_steps(steps, shell)
+    events = [json.loads(line) for line in RUNBOOK_DLQ.read_text().splitlines() if line.strip()]
+    selected = runbook_selected(events)
+    assert 0 < len(selected) < len(events), "the sample DLQ must leave something unselected"
+    broken = []
+    backups = [m for s in steps for m in re.findall(r">\s*(\S+\.jsonl)", s.command)]
+    assert backups, "the runbook makes no backup"
+    for name in backups:
+        backup = shell.work / name
         lines = backup.read_text().splitlines() if backup.exists() else []
-        if len(lines) != len(RUNBOOK_DLQ):
-            problems.append(f"the backup {backup.name} has {len(lines)} line(s), "
-                            f"the DLQ held {len(RUNBOOK_DLQ)}")
+        if sorted(json.dumps(json.loads(x)["urn"]) for x in lines) != sorted(json.dumps(e["urn"]) for e in events):
+            broken.append(f"the backup {name} holds {len(lines)} event(s), not the DLQ's {len(events)}")
     code, output = shell.run("wfbus depth -b order -o json")
-    queues = {q["role"]: q["ready"] for q in json.loads(output)["queues"]}
-    left = len(RUNBOOK_DLQ) - RUNBOOK_SELECTED
-    if queues != {"main": RUNBOOK_SELECTED, "dead-letter": left}:
-        problems.append(f"after the runbook the order broker holds {queues}, expected "
-                        f"{RUNBOOK_SELECTED} replayed and {left} still dead-lettered")
-    return problems
+    queues = {q["role"]: q["ready"] for q in json.loads(output)["queues"]} if code == 0 else output
+    want = {"main": len(selected), "dead-letter": len(events) - len(selected)}
+    if queues != want:
+        broken.append(f"after the runbook the order broker holds {queues}, expected {want}")
+    return ran, broken
 
 
-def test_readme_runbook_runs(tmp_path):
-    problems = run_runbook(README.read_text(encoding="utf-8"), Shell(tmp_path))
-    assert not problems, "README operator's runbook:\n" + "\n".join(problems)
+def test_readme_runbook_matches_the_tool(tmp_path):
+    ran, broken = run_runbook(README.read_text(encoding="utf-8"), Shell(tmp_path))
+    problems = mismatches(ran, "DLQ runbook")
+    assert not problems, problems
+    assert not broken, "README DLQ runbook:\n" + "\n".join(broken)
 
 
 def test_a_renamed_flag_in_the_runbook_is_reported(tmp_path):
     text = README.read_text(encoding="utf-8")
     runbook_start = text.index(RUNBOOK_HEADING)
     assert "--max-dead 0" in text[runbook_start:]
-    rest = text[runbook_start:].replace("--max-dead 0", "--max-dead-letters 0", 1)
-    changed = text[:runbook_start] + rest
-    problems = run_runbook(changed, Shell(tmp_path))
-    assert any("--max-dead-letters" in p and "exited 2" in p for p in problems), problems
+    changed = text[:runbook_start] + text[runbook_start:].replace("--max-dead 0", "--max-dead-letters 0", 1)
+    ran, _ = run_runbook(changed, Shell(tmp_path))
+    problems = mismatches(ran, "DLQ runbook")
+    assert "--max-dead-letters" in problems and "+exit=2" in problems, problems
+
+
+# -- the exit codes and the install section ------------------------------------------------------
+
+
+def test_the_exit_code_table_lists_every_code_of_the_tool():
+    from wfbus.errors import ExitStatus
+
+    rows = [line for line in section(README.read_text(encoding="utf-8"), "## Exit codes")
+            if line.startswith("| ")]
+    codes = {m.group(1) for line in rows if (m := re.match(r"\|\s*([0-9N+]+)\s*\|", line))}
+    wanted = {str(int(s)) for s in ExitStatus if s != ExitStatus.INTERRUPTED} | {"128+N"}
+    assert wanted <= codes, f"the README's exit-code table lacks {sorted(wanted - codes)}"
+    assert int(ExitStatus.INTERRUPTED) == 128 + 2  # Ctrl-C, as the 128+N row says
+
+
+def test_the_extras_the_readme_names_exist():
+    text = README.read_text(encoding="utf-8")
+    named = set(re.findall(r"\.\[([a-z0-9_-]+)\]", text))
+    assert "serve" in named
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = set(pyproject["project"].get("optional-dependencies", {}))
+    assert named <= extras, f"README names extras pyproject.toml does not define: {named - extras}"
+
+
+# -- links -------------------------------------------------------------------------------------
+
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[`*_]", "", heading.lstrip("#").strip()).lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    inside = {k for s, e, _ in _fences(lines) for k in range(s, e + 1)}
+    return {_slug(line) for k, line in enumerate(lines) if k not in inside and re.match(r"#+ ", line)}
+
+
+def broken_links(path: Path) -> list[str]:
+    """Relative links in a Markdown file that point to no file (or to no heading of it)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    inside = {k for s, e, _ in _fences(lines) for k in range(s, e + 1)}
+    broken = []
+    for k, line in enumerate(lines):
+        if k in inside:
+            continue
+        for target in LINK.findall(re.sub(r"`[^`]*`", "", line)):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+                continue
+            file_part, _, anchor = target.partition("#")
+            where = path.parent / file_part if file_part else path
+            if not where.exists():
+                broken.append(f"{path.relative_to(REPO)}:{k + 1}: {target}: no such file")
+            elif anchor and where.suffix == ".md" and anchor not in anchors(where):
+                broken.append(f"{path.relative_to(REPO)}:{k + 1}: {target}: no such heading")
+    return broken
+
+
+def markdown_files() -> list[Path]:
+    return [README, *sorted((REPO / "docs").glob("*.md"))]
+
+
+def test_every_relative_link_resolves():
+    files = markdown_files()
+    assert len(files) >= 5, "README.md and the docs/ pages it links"
+    broken = [b for f in files for b in broken_links(f)]
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_the_readme_links_the_docs_pages():
+    text = README.read_text(encoding="utf-8")
+    linked = {Path(t.partition("#")[0]).name for t in LINK.findall(text) if t.startswith("docs/")}
+    pages = {p.name for p in (REPO / "docs").glob("*.md")}
+    assert pages <= linked, f"docs pages the README does not link: {sorted(pages - linked)}"
+
+
+def test_a_broken_link_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A page\n\n## Two words\n")
+    page = tmp_path / "README.md"
+    page.write_text("\n".join([
+        "# t", "[ok](docs/a.md) [ok](docs/a.md#two-words) [ok](#t) [web](https://example.com/x)",
+        "[gone](docs/missing.md)", "[bad anchor](docs/a.md#three)", "`[in code](nowhere.md)`",
+        "```", "[in a block](nowhere.md)", "```",
+    ]))
+    assert broken_links(page) == ["README.md:3: docs/missing.md: no such file",
+                                  "README.md:4: docs/a.md#three: no such heading"]
