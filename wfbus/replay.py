@@ -4,6 +4,12 @@ The order is the whole point: a message is removed from its source only after th
 confirmed it, so a crash can at worst duplicate a message, never lose one.  Where the source and
 destination can do it atomically (the local broker into the same file), the reader's
 `transfer` moves publish and ack into one transaction.
+
+Pipelining: where the reader may receive ahead of its acks (`DeadLetterReader.receive_ahead`), up to
+the destination's `pipeline_window` batches are published and unsettled at once; each is settled
+(answer read, journal, ack, release) oldest first, and a stop or an abort settles every batch still
+in flight before the run ends. A kill can leave the batches in flight published but not journaled:
+a rerun may repeat at most those (window x --batch), as before it could repeat the one on the wire.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -25,6 +31,7 @@ from .brokers.base import (
     Broker,
     Delivery,
     OutgoingMessage,
+    PendingPublish,
     ReceivedMessage,
 )
 from .errors import ExitStatus, WfbusError
@@ -183,6 +190,11 @@ def replay(
     reader = source.dead_letter_reader()
     if journal is not None:
         journal.bind(reader.identity or f"{source.name}:{reader.source_label}")
+    # batches published and not yet settled (answer read, journal, ack/release), oldest first; more than
+    # one only where the reader may receive ahead of its acks (see DeadLetterReader.receive_ahead)
+    window = max(1, destination.pipeline_window) if reader.receive_ahead else 1
+    mover = _Mover(reader, destination, report, options.attempt, journal,
+                   atomic=source.capabilities.atomic_transfer)
     try:
         while selection.limit is None or report.selected < selection.limit:
             received = reader.receive(batch_size)
@@ -218,18 +230,40 @@ def replay(
             if chosen:
                 if pacer:
                     pacer.wait(len(chosen))
-                with deferred():
-                    _move(reader, chosen, destination, report, options.attempt, journal)
-            if progress:
+                mover.start(chosen)
+                while len(mover.in_flight) >= window:
+                    mover.settle_oldest()
+                    if progress:
+                        progress(report.replayed, selection.limit)
+            elif progress:
                 progress(report.replayed, selection.limit)
+        while mover.in_flight:
+            mover.settle_oldest()
+        if progress:
+            progress(report.replayed, selection.limit)
     except KeyboardInterrupt as stop:
         report.stopped_by = signal_of(stop)
     except WfbusError as exc:
         _abort(report, exc)
     finally:
+        # a stop or an abort: every batch on the wire is still answered and settled exactly
+        _settle_all(mover, report)
         _finish_reading(reader, report, ask_held=selection.limit is None)
     report.dead_letter_after = _dead_letter_depth(source)
     return report
+
+
+def _settle_all(mover: _Mover, report: ReplayReport) -> None:
+    """Read the answer of every batch still in flight and settle it (journal, ack, release), each
+    whole; an error settling one is the run's abort reason and the next ones are still settled. A
+    second stop signal is held until all are settled: each is bounded by the broker's timeouts."""
+    while mover.in_flight:
+        try:
+            mover.settle_oldest()
+        except KeyboardInterrupt as stop:
+            report.stopped_by = report.stopped_by or signal_of(stop)
+        except WfbusError as exc:
+            _abort(report, exc)
 
 
 def _finish_reading(reader, report: ReplayReport, *, ask_held: bool) -> None:
@@ -270,31 +304,76 @@ def _dead_letter_depth(source: Broker) -> dict | None:
     return {"ready": row.ready, "in_flight": row.in_flight, "lag": row.lag, "approximate": row.approximate}
 
 
-def _move(reader, chosen: Sequence[Parsed], destination: Broker, report: ReplayReport,
-          policy: AttemptPolicy, journal: Journal | None) -> None:
-    if journal is not None:
-        # a previous run was killed after the destination confirmed these (or the broker lost their
-        # removal in a crash): only finish removing them
-        candidates = [p.message.journal_key for p in chosen
-                      if p.message.journal_key and (p.message.arrival_id or p.message.redelivered is not False)]
-        done = journal.already_published(candidates)
-        if done:
-            finished = [p.message for p in chosen if p.message.journal_key in done]
-            reader.ack(finished)
-            journal.forget(m.journal_key for m in finished if not m.arrival_id)
-            report.replayed += len(finished)
-            report.resumed += len(finished)
-            chosen = [p for p in chosen if p.message.journal_key not in done]
+@dataclass
+class _Moving:
+    """A batch published to the destination whose answer has not been settled at the source yet."""
+
+    pending: PendingPublish
+    chosen: list[Parsed]
+
+
+class _Mover:
+    """Moves chosen messages: publish (submit) now, settle oldest first once the answer is read.
+
+    Settling is the order that makes a replay safe: the destination's confirmation, then the journal
+    entry, then the removal at the source; a message the destination did not confirm is released.
+    """
+
+    def __init__(self, reader, destination: Broker, report: ReplayReport, policy: AttemptPolicy,
+                 journal: Journal | None, *, atomic: bool) -> None:
+        self.reader = reader
+        self.destination = destination
+        self.report = report
+        self.policy = policy
+        self.journal = journal
+        self.in_flight: deque[_Moving] = deque()
+        self.atomic = atomic  # the source may publish and remove in one transaction (reader.transfer)
+
+    def start(self, chosen: list[Parsed]) -> None:
+        """Finish what the journal knows was published, then hand the rest to the destination; inside
+        deferred(), so a stop finds the batch either untouched or in flight."""
+        with deferred():
+            chosen = self._finish_journaled(chosen)
             if not chosen:
                 return
-    outgoing = [outgoing_for(p, reader.source_label, policy, destination.wire, destination.settings.type)
-                for p in chosen]
-    report.crossed_types += sum(1 for p in chosen if p.message.origin is not None
-                                and p.message.origin.broker_type != destination.settings.type)
-    messages = [p.message for p in chosen]
-    deliveries: list[Delivery] | None = reader.transfer(messages, outgoing, destination)
-    if deliveries is None:
-        deliveries = destination.publish(outgoing)
+            reader, destination, report = self.reader, self.destination, self.report
+            outgoing = [outgoing_for(p, reader.source_label, self.policy, destination.wire,
+                                     destination.settings.type) for p in chosen]
+            report.crossed_types += sum(1 for p in chosen if p.message.origin is not None
+                                        and p.message.origin.broker_type != destination.settings.type)
+            messages = [p.message for p in chosen]
+            if self.in_flight and self.atomic:
+                self._settle_all_now()  # a transfer publishes at once: never past a batch still in flight
+            deliveries = reader.transfer(messages, outgoing, destination)
+            if deliveries is not None:
+                self._count(chosen, deliveries)
+                return
+            try:
+                pending = destination.submit(outgoing)
+            except WfbusError:
+                reader.release(messages)  # nothing of it was sent
+                raise
+            self.in_flight.append(_Moving(pending, chosen))
+
+    def _settle_all_now(self) -> None:
+        while self.in_flight:
+            self._settle(self.in_flight[0])
+
+    def settle_oldest(self) -> None:
+        with deferred():
+            self._settle(self.in_flight[0])
+
+    def _settle(self, moving: _Moving) -> None:
+        """Read one batch's answer; journal and remove what was confirmed, release the rest. The batch
+        leaves the window whatever happens: an error here is the run's abort reason."""
+        self.in_flight.popleft()
+        reader, journal = self.reader, self.journal
+        messages = [p.message for p in moving.chosen]
+        try:
+            deliveries = moving.pending.result()
+        except WfbusError:
+            reader.release(messages)  # not one of them was confirmed: they stay at the source
+            raise
         confirmed = [m for m, d in zip(messages, deliveries) if d.ok]
         if confirmed:
             if journal is not None:
@@ -305,17 +384,39 @@ def _move(reader, chosen: Sequence[Parsed], destination: Broker, report: ReplayR
         rejected = [m for m, d in zip(messages, deliveries) if not d.ok]
         if rejected:
             reader.release(rejected)
-    for parsed, delivery in zip(chosen, deliveries):
-        if delivery.taken_elsewhere:
-            report.selected -= 1
-            report.examined -= 1
-        elif delivery.ok:
-            report.replayed += 1
-        else:
-            report.failed_count += 1
-            if len(report.failed) < FAILED_SAMPLE_SIZE:  # memory stays flat however many fail
-                report.failed.append(FailedReplay(parsed.message.message_id, delivery.message.event_id,
-                                                  parsed.topic, redact(delivery.error or "")))
+        self._count(moving.chosen, deliveries)
+
+    def _finish_journaled(self, chosen: list[Parsed]) -> list[Parsed]:
+        """A previous run was killed after the destination confirmed these (or the broker lost their
+        removal in a crash): only finish removing them. Returns the others."""
+        journal, reader, report = self.journal, self.reader, self.report
+        if journal is None:
+            return chosen
+        candidates = [p.message.journal_key for p in chosen
+                      if p.message.journal_key and (p.message.arrival_id or p.message.redelivered is not False)]
+        done = journal.already_published(candidates)
+        if not done:
+            return chosen
+        finished = [p.message for p in chosen if p.message.journal_key in done]
+        reader.ack(finished)
+        journal.forget(m.journal_key for m in finished if not m.arrival_id)
+        report.replayed += len(finished)
+        report.resumed += len(finished)
+        return [p for p in chosen if p.message.journal_key not in done]
+
+    def _count(self, chosen: Sequence[Parsed], deliveries: Sequence[Delivery]) -> None:
+        report = self.report
+        for parsed, delivery in zip(chosen, deliveries):
+            if delivery.taken_elsewhere:
+                report.selected -= 1
+                report.examined -= 1
+            elif delivery.ok:
+                report.replayed += 1
+            else:
+                report.failed_count += 1
+                if len(report.failed) < FAILED_SAMPLE_SIZE:  # memory stays flat however many fail
+                    report.failed.append(FailedReplay(parsed.message.message_id, delivery.message.event_id,
+                                                      parsed.topic, redact(delivery.error or "")))
 
 
 class _Pacer:

@@ -692,6 +692,9 @@ class SqsDeadLetterReader(DeadLetterReader):
         self.broker = broker
         self.url = url or broker._require_dlq()
         self.fifo = self.url.endswith(".fifo")
+        # a standard queue keeps handing out visible messages while we hold some; a FIFO queue hides a
+        # held group's later messages (a receive ahead would end the replay early): one batch at a time
+        self.receive_ahead = not self.fifo
         self.source_label = f"{broker.name}:{self.url.rsplit('/', 1)[-1]}"
         self.identity = broker._queue_arn(self.url) or self.url
         self._bound = broker._depth_row(self.url, "dead-letter").ready or 0
