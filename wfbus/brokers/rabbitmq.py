@@ -45,6 +45,7 @@ from .base import (
     Delivery,
     Origin,
     OutgoingMessage,
+    PendingPublish,
     QueueDepth,
     ReceivedMessage,
 )
@@ -56,6 +57,8 @@ DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-
 PROPERTY_NAMES = ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id", "reply_to",
                   "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
 ROUTING_FIELDS = ("topic", "urn")
+FLUSH_EVERY = 200  # publishes between two pushes onto the socket while a batch is being written
+TIMED_OUT = "no confirm from RabbitMQ before the timeout"
 
 
 class RabbitMqSettings(BrokerSettings):
@@ -98,6 +101,9 @@ class RabbitMqSettings(BrokerSettings):
 class RabbitMqBroker(Broker):
     settings_model = RabbitMqSettings
     publish_batch_size = 2000
+    # several batches on one channel: RabbitMQ keeps their order per queue; a kill can leave up to
+    # pipeline_window * publish_batch_size events published but unrecorded (emit --resume's bound)
+    pipeline_window = 3
     implements = Capabilities(ordering="per-queue", keeps_properties=True)
     settings: RabbitMqSettings
 
@@ -234,44 +240,76 @@ class RabbitMqBroker(Broker):
         return self._publish_channel
 
     def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
-        with self._link.lock:  # the heartbeat thread must not read the socket between publish and confirm
-            return self._publish(messages, dead_letter)
+        return self.submit(messages, dead_letter=dead_letter).result()
 
-    def _publish(self, messages: Sequence[OutgoingMessage], dead_letter: bool) -> list[Delivery]:
-        channel = self._channel_for_publish()
+    def submit(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> PendingPublish:
+        """Publish the batch now (mandatory, persistent, confirmed) and return without waiting for the
+        confirms: the broker writes this batch to disk while the caller prepares the next one. Every batch
+        goes out on one channel, in order, so RabbitMQ keeps the order per queue across batches in flight.
+
+        The connection's lock is held only while publishing and, in `result()`, for each short read of the
+        socket: the heartbeat thread may read in between, and the confirms it reads are kept for result()."""
         if dead_letter:
             exchange, queue = "", self._require_dlq()
             routes = [queue] * len(messages)
         else:
             exchange = self.settings.exchange
-            routes = [m.route or self.settings.routing_key.format(topic=m.topic, urn=m.key) for m in messages]
-        if self._lost is not None:
-            raise self._lost
-        user = self.user()
-        published: list[int] = []
-        try:
-            with self._amqp(f"publish to {exchange or 'queue'}"):
-                for message, route in zip(messages, routes):
-                    self._published += 1
-                    publish_id = f"{self._run_id}-{self._published}"
-                    properties = _properties_for(message, publish_id, user)
-                    published.append(channel.publish(exchange, route, message.body, properties, publish_id))
-                outcome = channel.wait(published, timeout=self.settings.timeout_seconds * 3)
-        except BrokerUnavailable as exc:
-            # The connection died mid-batch: what was confirmed stays confirmed, the rest failed;
-            # the next batch is refused at once instead of waiting for timeouts.
-            self._lost = exc
-            settled = channel.settled
-            if not any(tag in settled for tag in published):
-                raise  # nothing of this batch was confirmed: the broker is gone or refuses us (exit 5)
-            reason = f"not confirmed: {exc.message}"
-            deliveries = []
-            for index, message in enumerate(messages):
-                tag = published[index] if index < len(published) else None
-                confirmed = tag is not None and tag in settled
-                deliveries.append(Delivery(message, settled.pop(tag) if confirmed else reason))
-            return deliveries
-        return [Delivery(m, outcome.get(tag)) for m, tag in zip(messages, published)]
+            template = self.settings.routing_key
+            routes = [m.route or template.format(topic=m.topic, urn=m.key) for m in messages]
+        with self._link.lock:  # the heartbeat thread must not read the socket while a batch is half written
+            if self._lost is not None:
+                return PendingPublish.answered(messages, error=self._lost)  # gone: refused at once, nothing sent
+            try:
+                channel = self._channel_for_publish()
+            except BrokerUnavailable as exc:
+                return PendingPublish.answered(messages, error=exc)
+            pending = _RabbitPending(self, channel, messages, f"publish to {exchange or 'queue'}")
+            user = self.user()
+            try:
+                with self._amqp(pending.what):
+                    flush_every = FLUSH_EVERY
+                    for index, (message, route) in enumerate(zip(messages, routes), 1):
+                        self._published += 1
+                        publish_id = f"{self._run_id}-{self._published}"
+                        properties = _properties_for(message, publish_id, user)
+                        pending.tags.append(channel.publish(exchange, route, message.body, properties, publish_id))
+                        pending.publish_ids.append(publish_id)
+                        if index % flush_every == 0:
+                            # onto the socket now, so the broker works while we encode the rest; reads the
+                            # confirms that are in (cheap: never waits)
+                            channel.poll(0)
+                    channel.poll(0)
+            except BrokerUnavailable as exc:
+                # the connection died (or the channel was closed) mid-batch: result() says what was confirmed
+                self._lost = exc
+        return pending
+
+    def _settle(self, pending: _RabbitPending) -> list[Delivery]:
+        """Wait for one batch's confirms (and returns); what later batches' confirms say is kept for them."""
+        channel, tags = pending.channel, pending.tags
+        deadline = time.monotonic() + self.settings.timeout_seconds * 3
+        while self._lost is None and channel.unsettled(tags) and time.monotonic() < deadline:
+            # one short read at a time, the lock taken for each: the heartbeat thread gets its turn
+            with self._link.lock:
+                try:
+                    with self._amqp(pending.what):
+                        # pika's process_data_events blocks for its whole time_limit even when the confirms are
+                        # in: a short limit in a loop returns within a millisecond of the last confirm
+                        channel.poll(0.001)
+                except BrokerUnavailable as exc:
+                    self._lost = exc  # the next batches are refused at once instead of waiting for timeouts
+        with self._link.lock:
+            outcome = channel.take(tags, pending.publish_ids)
+        messages, lost = pending.messages, self._lost
+        if lost is None:
+            return [Delivery(m, outcome[tag] if tag in outcome else TIMED_OUT) for m, tag in zip(messages, tags)]
+        # The connection died (or the broker closed the channel): what was confirmed stays confirmed, the
+        # rest failed; a message not even handed to the socket failed too
+        if not outcome:
+            raise lost  # nothing of this batch was confirmed: the broker is gone or refuses us (exit 5)
+        reason = f"not confirmed: {lost.message}"
+        return [Delivery(m, outcome[tags[i]] if i < len(tags) and tags[i] in outcome else reason)
+                for i, m in enumerate(messages)]
 
     # -- depth and peek ----------------------------------------------------------------------
     def _queue_state(self, queue: str) -> tuple[int, int]:
@@ -416,11 +454,32 @@ def _properties_for(message: OutgoingMessage, publish_id: str, user: str):
     return pika.BasicProperties(**properties, headers=headers)
 
 
+class _RabbitPending(PendingPublish):
+    """A batch published on `channel` whose confirms may still be on their way."""
+
+    def __init__(self, broker: RabbitMqBroker, channel: _ConfirmingChannel,
+                 messages: Sequence[OutgoingMessage], what: str) -> None:
+        super().__init__(messages)
+        self.broker = broker
+        self.what = what  # for errors: "publish to <exchange>"
+        self.channel = channel
+        self.tags: list[int] = []  # delivery tags of the messages handed to the socket, in order
+        self.publish_ids: list[str] = []
+        self._deliveries: list[Delivery] | None = None
+
+    def result(self) -> list[Delivery]:
+        if self._deliveries is None:
+            self._deliveries = self.broker._settle(self)
+        return self._deliveries
+
+
 class _ConfirmingChannel:
-    """Publisher confirms, pipelined: publish many, then wait once for all their acks/nacks.
+    """Publisher confirms, pipelined: publish many, then wait for their acks/nacks as they come.
 
     Uses the asynchronous channel under pika's BlockingChannel, because BlockingChannel's own
-    confirm mode waits for each message's confirm before publishing the next.
+    confirm mode waits for each message's confirm before publishing the next. Confirms and returns are
+    recorded by callbacks, whichever thread reads the socket (the owner or the heartbeat thread, each
+    holding the connection's lock); each batch takes its own answers out with `take`.
     """
 
     def __init__(self, blocking_channel) -> None:
@@ -442,12 +501,21 @@ class _ConfirmingChannel:
         return self.blocking.is_closed
 
     def publish(self, exchange: str, routing_key: str, body: bytes, properties, publish_id: str) -> int:
+        if self.closed_reason is not None:
+            raise self.closed_reason  # closed by the broker: nothing more goes out on it
         tag = self.next_tag
+        self.impl.basic_publish(exchange, routing_key, body, properties=properties, mandatory=True)
         self.next_tag += 1
         self.pending[tag] = None
         self.tag_by_publish_id[publish_id] = tag
-        self.impl.basic_publish(exchange, routing_key, body, properties=properties, mandatory=True)
         return tag
+
+    def poll(self, time_limit: float) -> None:
+        """Push what is written onto the socket and read what came (confirms, returns); raises why the
+        broker closed the channel, since no confirm will come on a closed channel."""
+        self.connection.process_data_events(time_limit=time_limit)
+        if self.closed_reason is not None:
+            raise self.closed_reason
 
     def _on_return(self, _channel, method, properties, _body) -> None:
         """basic.return comes before the basic.ack of the same message; its headers name the publish."""
@@ -460,34 +528,41 @@ class _ConfirmingChannel:
     def _on_confirm(self, frame) -> None:
         method = frame.method
         failure = "nacked by the broker" if type(method).__name__ == "Nack" else None
+        pending = self.pending
         if method.multiple:
             tags = []
-            for tag in self.pending:  # insertion order is tag order
+            for tag in pending:  # insertion order is tag order
                 if tag > method.delivery_tag:
                     break
                 tags.append(tag)
         else:
-            tags = [method.delivery_tag] if method.delivery_tag in self.pending else []
+            tags = [method.delivery_tag] if method.delivery_tag in pending else []
+        settled = self.settled
         for tag in tags:
-            self.settled[tag] = failure or self.pending.pop(tag)
-            self.pending.pop(tag, None)
+            settled[tag] = failure or pending.pop(tag)
 
     def _on_close(self, _channel, reason: Exception) -> None:
         """The broker closed the channel (403 no write permission, 404 exchange deleted...)."""
         self.closed_reason = reason
 
-    def wait(self, tags: list[int], timeout: float) -> dict[int, str | None]:
-        deadline = time.monotonic() + timeout
-        while any(tag in self.pending for tag in tags) and time.monotonic() < deadline:
-            # pika's process_data_events blocks for its whole time_limit even when the confirms are in:
-            # a short limit in a loop returns within a millisecond of the last confirm
-            self.connection.process_data_events(time_limit=0.001)
-            if self.closed_reason is not None:
-                raise self.closed_reason  # no confirm will come on a closed channel: say why, now
-        result = {tag: self.settled.pop(tag) if tag in self.settled else "no confirm from RabbitMQ before the timeout"
-                  for tag in tags}
-        self.tag_by_publish_id = {k: t for k, t in self.tag_by_publish_id.items() if t not in result}
-        return result
+    def unsettled(self, tags: list[int]) -> bool:
+        """Is any of these still waiting for its confirm? (Confirms come in tag order: look from the end.)"""
+        pending = self.pending
+        return any(tag in pending for tag in reversed(tags))
+
+    def take(self, tags: list[int], publish_ids: list[str]) -> dict[int, str | None]:
+        """The answers of one batch (tag -> None or why it failed), removed from the books; a tag without an
+        answer is given up (a late confirm for it is ignored)."""
+        settled, pending, by_id = self.settled, self.pending, self.tag_by_publish_id
+        outcome = {}
+        for tag in tags:
+            if tag in settled:
+                outcome[tag] = settled.pop(tag)
+            else:
+                pending.pop(tag, None)
+        for publish_id in publish_ids:
+            by_id.pop(publish_id, None)
+        return outcome
 
 
 class RabbitQueueReader(DeadLetterReader):
@@ -642,6 +717,11 @@ def _install_codec() -> None:
         return value, end
 
     def encode_value(pieces: list[bytes], value: Any) -> int:
+        if type(value) is str:  # the common case (every wfbus header): what pika writes, without its detours
+            raw = value.encode("utf-8")
+            pieces.append(struct.pack(">cI", b"S", len(raw)))
+            pieces.append(raw)
+            return 5 + len(raw)
         if isinstance(value, _Float32):
             pieces.append(struct.pack(">cf", b"f", value))
             return 5
@@ -655,7 +735,46 @@ def _install_codec() -> None:
         return encode(pieces, value)
 
     data.decode_value, data.encode_value = decode_value, encode_value
+    _coalesce_plain_writes()
     _codec_installed = True
+
+
+COALESCE_BYTES = 128 * 1024
+
+
+def _coalesce_plain_writes() -> None:
+    """One send() per burst of frames instead of one per frame.
+
+    pika hands each frame (a publish is three: method, header, body) to the socket in its own send():
+    three system calls per message, the largest cost of a bulk publish. Joining the queued frames into
+    chunks of up to 128 KiB before pika sends them writes the same bytes in the same order. Plain TCP
+    only: an SSL write that must be retried has to be retried with the same buffer, so TLS is left as is.
+    """
+    from pika.adapters.utils import io_services_utils as io
+
+    transport = io._AsyncPlaintextTransport
+    if getattr(transport, "_wfbus_coalesced", False):
+        return
+    produce = io._AsyncTransportBase._produce
+
+    def coalescing_produce(self) -> None:
+        buffers = self._tx_buffers
+        if len(buffers) > 1:
+            joined, pieces, size = [], [], 0
+            for chunk in buffers:
+                pieces.append(chunk)
+                size += len(chunk)
+                if size >= COALESCE_BYTES:
+                    joined.append(b"".join(pieces))
+                    pieces, size = [], 0
+            if pieces:
+                joined.append(b"".join(pieces))
+            buffers.clear()
+            buffers.extend(joined)
+        produce(self)
+
+    transport._produce = coalescing_produce
+    transport._wfbus_coalesced = True
 
 
 def _digest(properties, body: bytes) -> str:
