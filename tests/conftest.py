@@ -28,6 +28,13 @@ class Result:
         return json.loads(self.out)
 
 
+@pytest.fixture(autouse=True)
+def _own_local_data(monkeypatch, tmp_path_factory):
+    """The default local broker keeps its data in the nearest .wfbus/ upward, else in
+    $XDG_DATA_HOME/wfbus: each test gets an empty data home of its own, never the user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+
+
 @pytest.fixture
 def wfbus(capsys, monkeypatch, tmp_path):
     """Call wfbus in this process: `wfbus("emit", "x.json", stdin=b"...")` -> Result."""

@@ -9,8 +9,9 @@ def test_without_any_config_the_builtin_local_broker_is_used(wfbus):
     doc = wfbus("brokers", "-o", "json").json()
     assert doc["config"] is None
     (local,) = doc["brokers"]
+    data = os.path.join(os.environ["XDG_DATA_HOME"], "wfbus", "local.db")  # no .wfbus/ upward: the user's data
     assert {k: local[k] for k in ("name", "type", "target", "default")} == {
-        "name": "local", "type": "local", "target": ".wfbus/local.db", "default": True}  # no <name> placeholder
+        "name": "local", "type": "local", "target": data, "default": True}  # no <name> placeholder
     assert local["capabilities"]["ordering"] == "per-queue" and local["capabilities"]["atomic_transfer"] is True
 
 

@@ -100,6 +100,7 @@ def test_resume_beside_a_running_emit_is_refused(tmp_path):
             handle.write(json.dumps({"topic": "t", "urn": f"u{i % 9}", "payload": {"i": i}}) + "\n")
     env = {**os.environ, "NO_COLOR": "1", "WFBUS_STATE_DIR": str(tmp_path / "state")}
     env.pop("WFBUS_CONFIG", None)
+    (tmp_path / ".wfbus").mkdir()  # a project data folder: the local broker keeps its data there
     first = subprocess.Popen([sys.executable, "-m", "wfbus", "emit", "big.jsonl"], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

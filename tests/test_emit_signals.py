@@ -19,6 +19,7 @@ def test_a_second_sigterm_skips_writing_failed_out_and_resume_still_finishes_exa
             handle.write(json.dumps({"topic": "order.submit", "urn": f"o-{i % 13}", "payload": {"i": i}}) + "\n")
     env = {**os.environ, "NO_COLOR": "1", "WFBUS_STATE_DIR": str(tmp_path / "state"), "WFBUS_CONFIG": ""}
     env.pop("WFBUS_CONFIG")
+    (tmp_path / ".wfbus").mkdir()  # a project data folder: the local broker keeps its data there
     proc = subprocess.Popen([sys.executable, "-m", "wfbus", "emit", "big.jsonl", "--failed-out", "rest.jsonl"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     db = tmp_path / ".wfbus" / "local.db"

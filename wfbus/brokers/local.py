@@ -1,7 +1,14 @@
 """The embedded local broker: a main queue and a dead-letter queue in one SQLite file.
 
 It lets a new user try every command with no server, and lets tests and CI pipelines seed and
-inspect events offline.  Every write is one transaction (WAL, synchronous=FULL), and a replay
+inspect events offline.
+
+Where the data lives, unless the config sets `path:` (relative to the config file): the nearest
+`.wfbus/` folder from the working directory upward (like git finds `.git/`: a project keeps its
+events wherever in it wfbus runs), else `$XDG_DATA_HOME/wfbus/` (~/.local/share/wfbus/), so
+state follows the user instead of appearing as a new `.wfbus/` in every folder.  The file is
+`local.db` in that folder.  Only a write creates it: reading a broker that was never written
+(depth, peek, a replay's plan) finds it empty and creates nothing.  Every write is one transaction (WAL, synchronous=FULL), and a replay
 into the same file moves each message in a single transaction: killed at any moment, a message
 is either still in the dead-letter queue or in the main queue, never both, never neither.
 """
@@ -44,14 +51,34 @@ CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, id);
 PEEK_PAGE = 1000
 
 
+DATA_FOLDER = ".wfbus"
+DB_FILE = "local.db"
+
+
+def data_folder(cwd: Path | None = None) -> Path:
+    """The nearest `.wfbus/` from `cwd` upward, else $XDG_DATA_HOME/wfbus (an absolute path)."""
+    start = Path(os.path.abspath(cwd or Path.cwd()))
+    for folder in (start, *start.parents):
+        candidate = folder / DATA_FOLDER
+        if candidate.is_dir():
+            return candidate
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"  # XDG: relative is ignored
+    return base / "wfbus"
+
+
 class LocalSettings(BrokerSettings):
     type: str = "local"
-    path: str = ".wfbus/local.db"
+    path: str | None = None  # default: local.db in data_folder(); relative to the config file's folder
     queue: str | None = None  # default: the broker's name
     dead_letter_queue: str | None = None  # default: "<queue>.dlq"
 
+    def data_path(self, base_dir: Path) -> Path:
+        return (base_dir / self.path).resolve() if self.path else data_folder() / DB_FILE
+
     def target(self) -> str:
-        return f"{self.path}#{self.queue}" if self.queue else self.path  # the queue defaults to the broker's name
+        where = self.path or str(data_folder() / DB_FILE)  # the default said in full: where the data is
+        return f"{where}#{self.queue}" if self.queue else where  # the queue defaults to the broker's name
 
 
 class LocalBroker(Broker):
@@ -62,16 +89,23 @@ class LocalBroker(Broker):
 
     def __init__(self, name: str, settings: LocalSettings, base_dir: Path) -> None:
         super().__init__(name, settings, base_dir)
-        self.path = (base_dir / settings.path).resolve()
+        self.path = settings.data_path(base_dir)
         self.queue = settings.queue or name
         self.dead_letter_queue = settings.dead_letter_queue or f"{self.queue}.dlq"
         self._db: sqlite3.Connection | None = None
 
     @property
     def db(self) -> sqlite3.Connection:
+        """The database, created on first use: for writes (a read uses `_read_db`)."""
         if self._db is None:
             self._db = connect(self.path)
         return self._db
+
+    def _read_db(self) -> sqlite3.Connection | None:
+        """The database if it exists; None when nothing was ever written (read as empty, create nothing)."""
+        if self._db is None and not os.path.lexists(self.path):
+            return None
+        return self.db
 
     def close(self) -> None:
         if self._db is not None:
@@ -91,8 +125,9 @@ class LocalBroker(Broker):
         return [Delivery(m) for m in messages]
 
     def depth(self) -> list[QueueDepth]:
-        rows = dict(
-            self.db.execute(
+        db = self._read_db()
+        rows = {} if db is None else dict(
+            db.execute(
                 "SELECT queue, COUNT(*) FROM messages WHERE queue IN (?, ?) GROUP BY queue",
                 (self.queue, self.dead_letter_queue),
             ).fetchall()
@@ -103,6 +138,8 @@ class LocalBroker(Broker):
         ]
 
     def purge(self, *, dead_letter: bool = False) -> int | None:
+        if self._read_db() is None:
+            return 0
         with transaction(self.db):
             return self.db.execute("DELETE FROM messages WHERE queue = ?", (self._queue(dead_letter),)).rowcount
 
@@ -117,6 +154,8 @@ class LocalBroker(Broker):
         arrive meanwhile are not shown, and no read transaction is held between pages.
         """
         queue = self._queue(dead_letter)
+        if self._read_db() is None:
+            return
         row = self.db.execute("SELECT MAX(id) FROM messages WHERE queue = ?", (queue,)).fetchone()
         last, cursor, left = row[0] or 0, 0, limit
         while left is None or left > 0:
@@ -148,12 +187,15 @@ class LocalDeadLetterReader(DeadLetterReader):
         self.broker = broker
         self.source_label = f"{broker.name}:{broker.dead_letter_queue}"
         self.identity = f"local:{Path(broker.path).resolve()}#{broker.dead_letter_queue}"
-        db = broker.db
-        row = db.execute("SELECT MAX(id) FROM messages WHERE queue = ?", (broker.dead_letter_queue,)).fetchone()
-        self._last_id = row[0] or 0
+        db = broker._read_db()
+        row = None if db is None else db.execute(
+            "SELECT MAX(id) FROM messages WHERE queue = ?", (broker.dead_letter_queue,)).fetchone()
+        self._last_id = (row[0] or 0) if row is not None else 0
         self._cursor = 0
 
     def receive(self, max_messages: int) -> list[ReceivedMessage]:
+        if self._last_id == 0:
+            return []  # nothing was dead-lettered when the replay began (or ever: nothing to open)
         rows = self.broker.db.execute(
             "SELECT id, body, headers, routing_key, message_id FROM messages "
             "WHERE queue = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?",
@@ -197,12 +239,24 @@ def connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
-    except (OSError, sqlite3.Error) as exc:
-        raise BrokerUnavailable(
-            f"local broker: cannot open {path}: {exc}",
-            hint="check that the directory is writable, or set `path:` for this broker in the config",
-        ) from None
+    except sqlite3.DatabaseError as exc:
+        if not isinstance(exc, sqlite3.OperationalError):  # the file is there but is no SQLite database
+            raise BrokerUnavailable(
+                f"local broker: {path} is not a wfbus local database: {exc}",
+                hint="it is damaged or another file: move it aside (wfbus starts a new one), or set `path:` "
+                     "for this broker in the config",
+            ) from None
+        raise _cannot_open(path, exc) from None
+    except OSError as exc:
+        raise _cannot_open(path, exc) from None
     return db
+
+
+def _cannot_open(path: Path, exc: Exception) -> BrokerUnavailable:
+    return BrokerUnavailable(
+        f"local broker: cannot open {path}: {exc}",
+        hint="check that the folder is writable, or set `path:` for this broker in the config",
+    )
 
 
 class transaction:  # noqa: N801 - used like a function: `with transaction(db):`
