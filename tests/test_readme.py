@@ -455,3 +455,95 @@ def test_a_broken_link_is_reported(tmp_path, monkeypatch):
     ]))
     assert broken_links(page) == ["README.md:3: docs/missing.md: no such file",
                                   "README.md:4: docs/a.md#three: no such heading"]
+
+
+# -- the command synopsis ------------------------------------------------------------------------
+
+
+def synopsis(text: str) -> dict[str, set[str]]:
+    """The options the README's `## Commands` block shows, per command (continuation lines included)."""
+    lines = section(text, "## Commands")
+    start = lines.index("```") + 1
+    block = lines[start:lines.index("```", start)]
+    shown: dict[str, set[str]] = {}
+    command = ""
+    for line in block:
+        if m := re.match(r"  ([a-z]+)\s", line + " "):
+            command = m.group(1)
+        if command:
+            shown.setdefault(command, set()).update(re.findall(r"(?<![\w-])--[a-z][a-z-]*", line.split(" # ")[0]))
+    return shown
+
+
+def help_text(*args: str) -> str:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    proc = subprocess.run([sys.executable, "-m", "wfbus", *args, "--help"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def unknown_options(shown: dict[str, set[str]]) -> set[str]:
+    return {f"{command} {option}" for command, options in shown.items()
+            for option in options - set(re.findall(r"--[a-z][a-z-]*", help_text(command)))}
+
+
+def test_the_command_synopsis_matches_the_help():
+    text = README.read_text(encoding="utf-8")
+    shown = synopsis(text)
+    listed = set(re.findall(r"^  ([a-z]+)\s{2,}", help_text().split("Commands:")[1], re.M))
+    assert listed == set(shown), f"wfbus --help lists {sorted(listed)}, the README {sorted(shown)}"
+    unknown = unknown_options(shown)
+    assert not unknown, f"options the README shows that `wfbus COMMAND --help` does not know: {sorted(unknown)}"
+    first = next(line for line in section(text, "## Commands") if line.startswith("wfbus ["))
+    global_options = set(re.findall(r"--[a-z][a-z-]*", first))
+    assert global_options and global_options <= set(re.findall(r"--[a-z][a-z-]*", help_text()))
+
+
+def test_a_synopsis_option_the_tool_lacks_is_caught():
+    text = README.read_text(encoding="utf-8").replace("[--max-lag N]", "[--max-lagging N]", 1)
+    assert unknown_options({"depth": synopsis(text)["depth"]}) == {"depth --max-lagging"}
+
+
+# -- the configuration snippets ------------------------------------------------------------------
+
+
+def config_snippets(text: str) -> list[tuple[int, str]]:
+    """(README line, YAML) of every ```yaml block under `## Configuration`, a `brokers:` entry made whole."""
+    lines = text.splitlines()
+    start = lines.index("## Configuration")
+    part = section(text, "## Configuration")
+    out = []
+    for s, e, language in _fences(part):
+        if language == "yaml":
+            body = "\n".join(part[s + 1:e]) + "\n"
+            out.append((start + s + 2, body if not body.startswith("  ") else "brokers:\n" + body))
+    return out
+
+
+def test_every_config_snippet_is_a_valid_config(tmp_path):
+    """Each broker type's example is accepted by wfbus as it stands (keys, values, types)."""
+    snippets = config_snippets(README.read_text(encoding="utf-8"))
+    assert len(snippets) >= 5, "the general example and one per broker type"
+    env = {**os.environ, "NO_COLOR": "1", "ORDER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/o",
+           "RABBIT_PASSWORD": "pw-from-env", "KAFKA_PASSWORD": "pw-from-env"}
+    types = set()
+    for line, yaml_text in snippets:
+        config = tmp_path / f"line{line}.yaml"
+        config.write_text(yaml_text)
+        proc = subprocess.run([sys.executable, "-m", "wfbus", "-c", str(config), "brokers", "-o", "json"],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+        assert proc.returncode == 0, f"README line {line}: the config is refused:\n{proc.stderr}"
+        types |= {b["type"] for b in json.loads(proc.stdout)["brokers"]}
+    assert types == {"local", "sqs", "kafka", "rabbitmq"}
+
+
+def test_a_misspelt_key_in_a_config_snippet_is_caught(tmp_path):
+    text = README.read_text(encoding="utf-8").replace("sasl_mechanism:", "sasl_mechanisms:", 1)
+    (_, broken), = [(n, y) for n, y in config_snippets(text) if "sasl_mechanisms" in y]
+    config = tmp_path / "c.yaml"
+    config.write_text(broken)
+    env = {**os.environ, "KAFKA_PASSWORD": "x"}
+    proc = subprocess.run([sys.executable, "-m", "wfbus", "-c", str(config), "brokers"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 4 and "sasl_mechanisms" in proc.stderr
