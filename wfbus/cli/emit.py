@@ -196,6 +196,7 @@ def _render(out, report, failed_out: Path | None, rerun: _RerunCommand) -> None:
             ["place", "event id", "topic", "error"],
             [(f.place, f.event_id, f.topic, f.error) for f in report.failed[:50]],
             title=f"{report.failed_count} event(s) failed",
+            shorten=("place", "event id", "topic"),  # the error is what to read whole
         )
         if report.failed_count > 50:
             out.line(f"... and {report.failed_count - 50} more")

@@ -68,6 +68,7 @@ def peek_command(
 
 
 COLUMNS = ["#", "event id", "topic", "urn", "attempt", "body"]
+SHORTEN = ("event id", "topic", "urn", "body")  # cut with an ellipsis on a narrow terminal, not wrapped
 
 
 def _text(out, result) -> None:
@@ -78,12 +79,13 @@ def _text(out, result) -> None:
     page = list(islice(rows, TEXT_PAGE))
     following = list(islice(rows, TEXT_PAGE))
     if not following:
-        out.table(COLUMNS, page, title=f"{result.queue}: {len(page)} message(s) shown, left in place")
+        out.table(COLUMNS, page, title=f"{result.queue}: {len(page)} message(s) shown, left in place",
+                  shorten=SHORTEN)
         return
     out.line(f"{result.queue}: more than {TEXT_PAGE:,} messages, shown in pages of {TEXT_PAGE:,} (left in place)")
     shown = 0
     while page:
-        out.table(COLUMNS, page)
+        out.table(COLUMNS, page, shorten=SHORTEN)
         shown += len(page)
         page, following = following, list(islice(rows, TEXT_PAGE))
         if page:

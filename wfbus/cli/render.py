@@ -107,7 +107,10 @@ class Output:
             return
         self.err_console.print(text, style=style, markup=False, highlight=False)
 
-    def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
+    def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None,
+              shorten: Sequence[str] = ()) -> None:
+        """A table; on a terminal too narrow for it, the `shorten` columns (ids, bodies) are cut with
+        an ellipsis so each row stays on one line (the others wrap). A pipe gets every cell whole."""
         if self._plain_out:
             if title:
                 self.line(title)
@@ -125,10 +128,15 @@ class Output:
             header_style="bold" if fancy else None,
             pad_edge=False,
         )
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*("" if cell is None else str(cell) for cell in row))
+        cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+        widths = _shortened_widths(columns, cells, shorten, self.console.width) if fancy and shorten else {}
+        for index, column in enumerate(columns):
+            if index in widths:
+                table.add_column(column, width=widths[index], no_wrap=True, overflow="ellipsis")
+            else:
+                table.add_column(column, overflow="fold")
+        for row in cells:
+            table.add_row(*row)
         if title and not fancy:
             self.line(title)
         self.console.print(table)
@@ -206,6 +214,35 @@ def _plain_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
                 parts.append(line + " " * (width - _cell_len(line)))
             out.append("  ".join(parts).rstrip())
     return "\n".join(out) + "\n" if out else ""
+
+
+MIN_SHORTENED = 6  # an id cut shorter than this says nothing
+
+
+def _shortened_widths(columns: Sequence[str], cells: list[list[str]], shorten: Sequence[str],
+                      width: int) -> dict[int, int]:
+    """Widths for the `shorten` columns so that the table fits `width` (index -> width); {} when it
+    fits as it is.  The other columns keep their natural width; the room left is shared so that a
+    narrow column keeps its width and the wide ones split the rest evenly (water filling)."""
+    natural = [max([_cell_len(columns[i]), *(_line_len(row[i]) for row in cells)]) for i in range(len(columns))]
+    overhead = 3 * len(columns)  # rich's padding and separators, with a column to spare
+    cut = [i for i, name in enumerate(columns) if name in shorten]
+    room = width - overhead - sum(w for i, w in enumerate(natural) if i not in cut)
+    if sum(natural[i] for i in cut) <= room:
+        return {}
+    widths: dict[int, int] = {}
+    left = sorted(cut, key=lambda i: natural[i])
+    while left:
+        share = max(MIN_SHORTENED, room // len(left))
+        index = left.pop(0)
+        widths[index] = max(min(natural[index], share), min(natural[index], MIN_SHORTENED),
+                            _cell_len(columns[index]))
+        room -= widths[index]
+    return widths
+
+
+def _line_len(text: str) -> int:
+    return max((_cell_len(line) for line in text.split("\n")), default=0)
 
 
 def _make_console(stream: IO[str]):

@@ -184,7 +184,8 @@ def _render(out, report) -> None:
     if report.failed:
         out.table(["message id", "event id", "topic", "error"],
                   [(f.message_id, f.event_id, f.topic, f.error) for f in report.failed[:50]],
-                  title=f"{report.failed_count} message(s) failed and stay in the dead-letter queue")
+                  title=f"{report.failed_count} message(s) failed and stay in the dead-letter queue",
+                  shorten=("message id", "event id", "topic"))  # the error is what to read whole
     if report.aborted:
         out.error(f"stopped: {report.aborted}; messages not confirmed stay in the dead-letter queue")
         if report.abort_hint:
