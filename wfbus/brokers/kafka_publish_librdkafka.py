@@ -205,7 +205,10 @@ class LibrdkafkaPublisher:
         report = pending.reporter
         block_until = time.monotonic() + self.broker.settings.timeout_seconds
         for index, message in enumerate(messages):
-            key, value, headers = record_for(message, null_headers=True)
+            if message.origin is None:  # an emit: urn as key, text headers (librdkafka writes UTF-8)
+                key, value, headers = message.key or message.ordering_key or "", message.body, message.headers
+            else:  # a replay: the record as it was (see record_for)
+                key, value, headers = record_for(message, null_headers=True)
             while True:
                 try:
                     produce(topics[index], value, key, headers=headers, on_delivery=report(index))
