@@ -1,4 +1,5 @@
-"""`wfbus serve` as a real process on a free 127.0.0.1 port, in front of a real broker from the contract kits."""
+"""`wfbus serve` as a real process on a free 127.0.0.1 port, in front of a real broker from the
+contract kits."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from contract.kits import KITS, selected_kinds
+
 from wfbus import brokers
 
 TOKEN = "s3rve-t0ken-for-tests"
@@ -34,12 +35,30 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr_path = directory / f"serve-{self.port}.err"
         self.stdout_path = directory / f"serve-{self.port}.out"
-        full_env = {**os.environ, "NO_COLOR": "1", "XDG_STATE_HOME": str(directory / "state"), **env}
+        full_env = {
+            **os.environ,
+            "NO_COLOR": "1",
+            "XDG_STATE_HOME": str(directory / "state"),
+            **env,
+        }
         full_env.pop("WFBUS_CONFIG", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wfbus", "-c", str(directory / "wfbus.yaml"), *args,
-             "serve", "--listen", f"127.0.0.1:{self.port}"],
-            cwd=directory, env=full_env, stdout=self.stdout_path.open("wb"), stderr=self.stderr_path.open("wb"))
+            [
+                sys.executable,
+                "-m",
+                "wfbus",
+                "-c",
+                str(directory / "wfbus.yaml"),
+                *args,
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            cwd=directory,
+            env=full_env,
+            stdout=self.stdout_path.open("wb"),
+            stderr=self.stderr_path.open("wb"),
+        )
 
     def wait_up(self, timeout: float = 30) -> None:
         import httpx
@@ -66,14 +85,23 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()  # our own child only
             self.proc.wait()
-            raise AssertionError(f"wfbus serve did not stop within {timeout} s: {self.stderr()}") from None
+            raise AssertionError(
+                f"wfbus serve did not stop within {timeout} s: {self.stderr()}"
+            ) from None
 
 
-def write_config(directory: Path, target: dict, serve: dict | None = None, extra: dict | None = None) -> None:
-    doc = {"default_broker": "target",
-           "brokers": {"target": target, "spare": {"type": "local", "path": str(directory / "spare.db")},
-                       **(extra or {})},
-           "serve": {"depth_brokers": ["target"], **(serve or {})}}
+def write_config(
+    directory: Path, target: dict, serve: dict | None = None, extra: dict | None = None
+) -> None:
+    doc = {
+        "default_broker": "target",
+        "brokers": {
+            "target": target,
+            "spare": {"type": "local", "path": str(directory / "spare.db")},
+            **(extra or {}),
+        },
+        "serve": {"depth_brokers": ["target"], **(serve or {})},
+    }
     (directory / "wfbus.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -81,7 +109,9 @@ def write_config(directory: Path, target: dict, serve: dict | None = None, extra
 def kit(request, tmp_path, tmp_path_factory, monkeypatch):
     kind = request.param
     if kind not in KITS:
-        pytest.fail(f"WFBUS_TEST_BROKERS names {kind!r}, which has no kit (known: {', '.join(KITS)})")
+        pytest.fail(
+            f"WFBUS_TEST_BROKERS names {kind!r}, which has no kit (known: {', '.join(KITS)})"
+        )
     kit = KITS[kind]()
     kit.install(tmp_path_factory.mktemp("site"), monkeypatch)
     kit.target = kit.settings(tmp_path)
@@ -92,11 +122,18 @@ def kit(request, tmp_path, tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def serve(tmp_path):
-    """`serve(target_settings, serve={...}, env={...})` -> a running Server (stopped after the test)."""
+    """`serve(target_settings, serve={...}, env={...})` -> a running Server (stopped after the
+    test)."""
     started: list[Server] = []
 
-    def start(target: dict, serve: dict | None = None, env: dict | None = None, args: list[str] | None = None,
-              extra: dict | None = None, wait: bool = True) -> Server:
+    def start(
+        target: dict,
+        serve: dict | None = None,
+        env: dict | None = None,
+        args: list[str] | None = None,
+        extra: dict | None = None,
+        wait: bool = True,
+    ) -> Server:
         write_config(tmp_path, target, serve, extra)
         server = Server(tmp_path, args or [], env or {})
         started.append(server)

@@ -13,21 +13,30 @@ TOPICS = ("order.submit", "order.cancel", "billing.charge", "order.ship.ünïcod
 
 
 def generated_events(seed: int, count: int) -> list[dict]:
-    """Varied events: string and integer urns, absent/null/nested/unicode payloads, `event` for `topic`."""
+    """Varied events: string and integer urns, absent/null/nested/unicode payloads, `event` for
+    `topic`."""
     rng = random.Random(seed)
     events = []
     for i in range(count):
         doc: dict = {}
         key = "event" if rng.random() < 0.2 else "topic"
         doc[key] = rng.choice(TOPICS)
-        doc["urn"] = rng.choice([f"o-{rng.randrange(12)}", rng.randrange(-5, 2**53 - 1) if rng.random() < 0.1
-                                 else rng.randrange(12)])
+        doc["urn"] = rng.choice(
+            [
+                f"o-{rng.randrange(12)}",
+                rng.randrange(-5, 2**53 - 1) if rng.random() < 0.1 else rng.randrange(12),
+            ]
+        )
         kind = rng.randrange(5)
         if kind == 1:
             doc["payload"] = None
         elif kind == 2:
-            doc["payload"] = {"total": rng.randrange(10**6) / 100, "items": [{"sku": f"s{j}"} for j in range(3)],
-                              "note": "ünïcødé ✓ \"quoted\"", "i": i}
+            doc["payload"] = {
+                "total": rng.randrange(10**6) / 100,
+                "items": [{"sku": f"s{j}"} for j in range(3)],
+                "note": 'ünïcødé ✓ "quoted"',
+                "i": i,
+            }
         elif kind == 3:
             doc["payload"] = [i, "x" * rng.randrange(200), True, None, 1.5e-7]
         elif kind == 4:
@@ -41,11 +50,27 @@ def generated_events(seed: int, count: int) -> list[dict]:
 def emitted_bodies(directory: Path, events: list[dict]) -> list[bytes]:
     """The bodies `wfbus emit` sends for these events (to the local broker `spare`), in order."""
     source = directory / "reference.jsonl"
-    source.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
+    source.write_text(
+        "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8"
+    )
     db = directory / "spare.db"
     before = _count(db)
-    proc = subprocess.run([sys.executable, "-m", "wfbus", "-c", str(directory / "wfbus.yaml"), "emit", "-b", "spare",
-                           str(source)], cwd=directory, capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wfbus",
+            "-c",
+            str(directory / "wfbus.yaml"),
+            "emit",
+            "-b",
+            "spare",
+            str(source),
+        ],
+        cwd=directory,
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     connection = sqlite3.connect(db)
     try:

@@ -1,4 +1,5 @@
-"""Limits, unreachable brokers, metrics, shutdown and start-up refusals of `wfbus serve` (real processes)."""
+"""Limits, unreachable brokers, metrics, shutdown and start-up refusals of `wfbus serve` (real
+processes)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import time
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from contract.drain import drain_main
 from contract.kits import KITS, selected_kinds
+from prometheus_client.parser import text_string_to_metric_families
+
 from serve.conftest import free_port
 
 LOCAL = {"type": "local"}
@@ -29,8 +30,10 @@ def _hold(url: str, declared: int = 100) -> socket.socket:
     """A request whose body never completes: it stays in flight until the server gives up on it."""
     port = int(url.rsplit(":", 1)[1])
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n{\"topic\":" % declared)
+    sock.sendall(
+        b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: %d\r\n\r\n{"topic":' % declared
+    )
     return sock
 
 
@@ -39,7 +42,9 @@ def test_requests_over_the_concurrency_limit_are_429(serve, tmp_path):
     held = [_hold(server.url), _hold(server.url)]
     try:
         time.sleep(0.5)
-        refused = httpx.post(f"{server.url}/events", json={"topic": "order.x", "urn": 1}, timeout=10)
+        refused = httpx.post(
+            f"{server.url}/events", json={"topic": "order.x", "urn": 1}, timeout=10
+        )
         assert refused.status_code == 429, refused.text
         assert refused.headers["retry-after"] == "1"
     finally:
@@ -63,13 +68,26 @@ def test_a_request_that_takes_too_long_is_408(serve, tmp_path):
 
 
 UNREACHABLE = {
-    "kafka": lambda: {"type": "kafka", "bootstrap_servers": [f"127.0.0.1:{free_port()}"], "topic": "t",
-                      "dead_letter_topic": "t.dlq"},
-    "rabbitmq": lambda: {"type": "rabbitmq", "url": f"amqp://guest:s3cret-pw@127.0.0.1:{free_port()}/%2F",
-                         "exchange": "x", "queue": "q"},
-    "sqs": lambda: {"type": "sqs", "queue_url": f"http://127.0.0.1:{free_port()}/000000000000/q",
-                    "endpoint_url": f"http://127.0.0.1:{free_port()}", "region": "us-east-1",
-                    "aws_access_key_id": "test", "aws_secret_access_key": "test"},
+    "kafka": lambda: {
+        "type": "kafka",
+        "bootstrap_servers": [f"127.0.0.1:{free_port()}"],
+        "topic": "t",
+        "dead_letter_topic": "t.dlq",
+    },
+    "rabbitmq": lambda: {
+        "type": "rabbitmq",
+        "url": f"amqp://guest:s3cret-pw@127.0.0.1:{free_port()}/%2F",
+        "exchange": "x",
+        "queue": "q",
+    },
+    "sqs": lambda: {
+        "type": "sqs",
+        "queue_url": f"http://127.0.0.1:{free_port()}/000000000000/q",
+        "endpoint_url": f"http://127.0.0.1:{free_port()}",
+        "region": "us-east-1",
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    },
 }
 
 
@@ -89,41 +107,89 @@ def test_an_unreachable_broker_is_503_with_retry_after_and_readyz_says_so(serve,
 def test_metrics_parse_and_depth_gauges_equal_wfbus_depth(kit, serve, tmp_path):
     server = serve(kit.target, serve={"depth_interval_seconds": 0.5, "metrics_public": True})
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        assert client.post("/events", json=[{"topic": "order.a", "urn": i} for i in range(7)]).status_code == 200
-        assert client.post("/events", json=[{"topic": "billing.b", "urn": "x"}] * 3).status_code == 200
-        assert client.post("/events", json=[{"topic": "order.a", "urn": "y", "atempt": 1}]).status_code == 400
-        depth = subprocess.run([sys.executable, "-m", "wfbus", "-c", str(tmp_path / "wfbus.yaml"), "depth", "-b",
-                                "target", "-o", "json"], capture_output=True, timeout=120, cwd=tmp_path)
+        assert (
+            client.post(
+                "/events", json=[{"topic": "order.a", "urn": i} for i in range(7)]
+            ).status_code
+            == 200
+        )
+        assert (
+            client.post("/events", json=[{"topic": "billing.b", "urn": "x"}] * 3).status_code == 200
+        )
+        assert (
+            client.post("/events", json=[{"topic": "order.a", "urn": "y", "atempt": 1}]).status_code
+            == 400
+        )
+        depth = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "wfbus",
+                "-c",
+                str(tmp_path / "wfbus.yaml"),
+                "depth",
+                "-b",
+                "target",
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
         assert depth.returncode == 0, depth.stderr.decode()
-        rows = json.loads(depth.stdout)["queues"] if "queues" in json.loads(depth.stdout) else json.loads(
-            depth.stdout)["rows"]
+        rows = (
+            json.loads(depth.stdout)["queues"]
+            if "queues" in json.loads(depth.stdout)
+            else json.loads(depth.stdout)["rows"]
+        )
         deadline = time.monotonic() + 30
         while True:
             samples = _samples(client.get("/metrics").text)
-            gauges = {(s.labels["queue"], s.labels["role"], s.name.removeprefix("wfbus_queue_")): s.value
-                      for s in samples if s.name.startswith("wfbus_queue_") and "queue" in s.labels}
-            expected = {(r["queue"], r["role"], f): r[f] for r in rows for f in ("ready", "in_flight", "delayed", "lag")
-                        if r.get(f) is not None}
+            gauges = {
+                (s.labels["queue"], s.labels["role"], s.name.removeprefix("wfbus_queue_")): s.value
+                for s in samples
+                if s.name.startswith("wfbus_queue_") and "queue" in s.labels
+            }
+            expected = {
+                (r["queue"], r["role"], f): r[f]
+                for r in rows
+                for f in ("ready", "in_flight", "delayed", "lag")
+                if r.get(f) is not None
+            }
             if gauges == expected or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
     assert gauges == expected
-    assert any(v for (_, role, f), v in expected.items() if role == "main")  # the 10 events are counted
-    counts = {(s.name, s.labels.get("topic")): s.value for s in samples if s.name.startswith("wfbus_serve_events")}
+    assert any(
+        v for (_, role, f), v in expected.items() if role == "main"
+    )  # the 10 events are counted
+    counts = {
+        (s.name, s.labels.get("topic")): s.value
+        for s in samples
+        if s.name.startswith("wfbus_serve_events")
+    }
     assert counts[("wfbus_serve_events_received_total", "order.a")] == 7
     assert counts[("wfbus_serve_events_published_total", "order.a")] == 7
     assert counts[("wfbus_serve_events_published_total", "billing.b")] == 3
-    assert not any(v for (name, _), v in counts.items() if name == "wfbus_serve_events_failed_total")
+    assert not any(
+        v for (name, _), v in counts.items() if name == "wfbus_serve_events_failed_total"
+    )
     names = {s.name for s in samples}
-    assert {"wfbus_serve_request_seconds_bucket", "wfbus_serve_publish_seconds_bucket",
-            "wfbus_serve_requests_in_flight"} <= names
+    assert {
+        "wfbus_serve_request_seconds_bucket",
+        "wfbus_serve_publish_seconds_bucket",
+        "wfbus_serve_requests_in_flight",
+    } <= names
 
 
 def _samples(text: str) -> list:
     return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
-@pytest.mark.parametrize("kind", [k for k in ("kafka", "rabbitmq", "local") if k in selected_kinds()])
+@pytest.mark.parametrize(
+    "kind", [k for k in ("kafka", "rabbitmq", "local") if k in selected_kinds()]
+)
 def test_sigterm_under_load_every_event_answered_2xx_is_at_the_destination(serve, tmp_path, kind):
     kit = KITS[kind]()
     target = kit.settings(tmp_path)
@@ -138,8 +204,10 @@ def test_sigterm_under_load_every_event_answered_2xx_is_at_the_destination(serve
             with httpx.Client(base_url=server.url, timeout=60) as http:
                 n = 0
                 while not stop.is_set():
-                    batch = [{"topic": "order.load", "urn": f"w{worker}", "payload": {"n": n + i}}
-                             for i in range(1 + n % 7)]
+                    batch = [
+                        {"topic": "order.load", "urn": f"w{worker}", "payload": {"n": n + i}}
+                        for i in range(1 + n % 7)
+                    ]
                     n += len(batch)
                     try:
                         answer = http.post("/events", json=batch)
@@ -165,11 +233,21 @@ def test_sigterm_under_load_every_event_answered_2xx_is_at_the_destination(serve
         assert len(confirmed) > 50, "the load did not run"
         bodies = drain_main(tmp_path, len(confirmed), timeout=60)
         at_destination = {(e["urn"], json.dumps(e.get("payload"))) for e in map(json.loads, bodies)}
-        missing = [e for e in confirmed if (e["urn"], json.dumps(e["payload"])) not in at_destination]
-        print(f"{kind}: {len(confirmed)} events answered 200, {len(bodies)} at the destination, "
-              f"other answers {sorted(set(answered_other))}")
-        assert not missing, f"{len(missing)} events answered 200 are not at the destination: {missing[:3]}"
-        access = [json.loads(line) for line in server.stderr_path.read_text().splitlines() if line.startswith("{")]
+        missing = [
+            e for e in confirmed if (e["urn"], json.dumps(e["payload"])) not in at_destination
+        ]
+        print(
+            f"{kind}: {len(confirmed)} events answered 200, {len(bodies)} at the destination, "
+            f"other answers {sorted(set(answered_other))}"
+        )
+        assert not missing, (
+            f"{len(missing)} events answered 200 are not at the destination: {missing[:3]}"
+        )
+        access = [
+            json.loads(line)
+            for line in server.stderr_path.read_text().splitlines()
+            if line.startswith("{")
+        ]
         assert sum(1 for a in access if a["status"] == 200) >= 1
     finally:
         kit.cleanup()
@@ -179,24 +257,48 @@ def test_a_non_loopback_address_without_a_token_is_refused(tmp_path):
     (tmp_path / "wfbus.yaml").write_text("brokers:\n  local: {type: local}\n")
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("WFBUS_SERVE_TOKEN", None)
-    proc = subprocess.run([sys.executable, "-m", "wfbus", "-c", str(tmp_path / "wfbus.yaml"), "serve", "--listen",
-                           f"0.0.0.0:{free_port()}"], capture_output=True, timeout=60, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wfbus",
+            "-c",
+            str(tmp_path / "wfbus.yaml"),
+            "serve",
+            "--listen",
+            f"0.0.0.0:{free_port()}",
+        ],
+        capture_output=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert b"without a token" in proc.stderr and b"--insecure" in proc.stderr
 
 
 def test_without_the_server_packages_serve_says_how_to_get_them(tmp_path):
     (tmp_path / "wfbus.yaml").write_text("brokers:\n  local: {type: local}\n")
-    code = ("import sys; sys.modules['uvicorn'] = None; from wfbus.cli import run; "
-            f"sys.exit(run(['-c', {str(tmp_path / 'wfbus.yaml')!r}, 'serve']))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, cwd=tmp_path)
+    code = (
+        "import sys; sys.modules['uvicorn'] = None; from wfbus.cli import run; "
+        f"sys.exit(run(['-c', {str(tmp_path / 'wfbus.yaml')!r}, 'serve']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=60, cwd=tmp_path
+    )
     assert proc.returncode == 2, proc.stderr
     assert b"pip install 'wfbus[serve]'" in proc.stderr
 
 
 def test_an_unknown_serve_key_is_a_config_error_naming_it(tmp_path):
-    (tmp_path / "wfbus.yaml").write_text("brokers:\n  local: {type: local}\nserve:\n  max_bodyy_bytes: 3\n")
-    proc = subprocess.run([sys.executable, "-m", "wfbus", "-c", str(tmp_path / "wfbus.yaml"), "serve"],
-                          capture_output=True, timeout=60, cwd=tmp_path)
+    (tmp_path / "wfbus.yaml").write_text(
+        "brokers:\n  local: {type: local}\nserve:\n  max_bodyy_bytes: 3\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "wfbus", "-c", str(tmp_path / "wfbus.yaml"), "serve"],
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 4
     assert b"serve.max_bodyy_bytes: unknown key" in proc.stderr

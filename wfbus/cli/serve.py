@@ -1,9 +1,9 @@
-"""`wfbus serve`: the HTTP trigger (POST /events) with /metrics, /healthz, /readyz. Parse, call, render."""
+"""`wfbus serve`: the HTTP trigger (POST /events) with /metrics, /healthz, /readyz. Parse, call,
+render."""
 
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -11,19 +11,32 @@ from .completion import broker_names
 
 
 def register(app: typer.Typer) -> None:
-    app.command("serve", help="Serve POST /events (and /events/trigger) publishing to a broker, answered once "
-                              "the broker confirmed; /metrics, /healthz, /readyz. See docs/serve.md.")(serve_command)
+    app.command(
+        "serve",
+        help="Serve POST /events (and /events/trigger) publishing to a broker, answered once "
+        "the broker confirmed; /metrics, /healthz, /readyz. See docs/serve.md.",
+    )(serve_command)
 
 
 def serve_command(
     ctx: typer.Context,
-    broker: Optional[str] = typer.Option(None, "--broker", "-b", autocompletion=broker_names,
-                                         help="Broker name from the config (default: serve.broker, else "
-                                              "default_broker)."),
-    listen: Optional[str] = typer.Option(None, "--listen", "-l", metavar="HOST:PORT",
-                                         help="Address to serve on (default 127.0.0.1:8080)."),
-    insecure: bool = typer.Option(False, "--insecure",
-                                  help="Serve a non-loopback address without a bearer token."),
+    broker: str | None = typer.Option(
+        None,
+        "--broker",
+        "-b",
+        autocompletion=broker_names,
+        help="Broker name from the config (default: serve.broker, else default_broker).",
+    ),
+    listen: str | None = typer.Option(
+        None,
+        "--listen",
+        "-l",
+        metavar="HOST:PORT",
+        help="Address to serve on (default 127.0.0.1:8080).",
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Serve a non-loopback address without a bearer token."
+    ),
 ) -> int:
     from ..serve import require_server_packages
 
@@ -35,8 +48,9 @@ def serve_command(
     out = state.out
     config = state.config
     label = str(config.source) if config.source else "built-in config"
-    settings = serve_settings.load(config.serve, label, {"broker": broker, "listen": listen,
-                                                         "insecure": insecure or None})
+    settings = serve_settings.load(
+        config.serve, label, {"broker": broker, "listen": listen, "insecure": insecure or None}
+    )
     serve_settings.check_exposure(settings)
     name = config.resolve_name(settings.broker)
     allowed = [name] + [config.resolve_name(n) for n in settings.brokers if n != name]
@@ -54,12 +68,24 @@ def serve_command(
 
     def ready(report) -> None:
         if not json_logs:
-            out.note(f"serving {name} on http://{settings.listen} (POST /events; /metrics, /healthz, /readyz)")
+            out.note(
+                f"serving {name} on http://{settings.listen} "
+                "(POST /events; /metrics, /healthz, /readyz)"
+            )
 
-    report = serve(config, settings, name, allowed, access_log if json_logs else None, on_ready=ready)
+    report = serve(
+        config, settings, name, allowed, access_log if json_logs else None, on_ready=ready
+    )
     if out.mode != "text":
-        out.json({"listen": report.listen, "broker": name, "requests": report.requests,
-                  "stopped_by": report.signal}, diagnostic=True)
+        out.json(
+            {
+                "listen": report.listen,
+                "broker": name,
+                "requests": report.requests,
+                "stopped_by": report.signal,
+            },
+            diagnostic=True,
+        )
     else:
         out.note(f"stopped: {report.requests} request(s) answered")
     return 128 + report.signal if report.signal else 0

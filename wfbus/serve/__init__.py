@@ -1,6 +1,8 @@
-"""`wfbus serve`: the HTTP trigger of the seed's event bus (`POST /events/trigger`), with confirmed publishing.
+"""`wfbus serve`: the HTTP trigger of the seed's event bus (`POST /events/trigger`), with confirmed
+publishing.
 
-Nothing here is imported by other commands: the server stack (starlette, uvicorn, prometheus-client) is
+Nothing here is imported by other commands: the server stack (starlette, uvicorn,
+prometheus-client) is
 an extra (`pip install 'wfbus[serve]'`), loaded only by `wfbus serve`.
 """
 
@@ -18,5 +20,8 @@ def require_server_packages() -> None:
 
     missing = [name for name in SERVER_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
-        raise UsageError(f"wfbus serve needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-                         "not installed", hint=f"install the server extra: {INSTALL_HINT}")
+        raise UsageError(
+            f"wfbus serve needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+            "not installed",
+            hint=f"install the server extra: {INSTALL_HINT}",
+        )

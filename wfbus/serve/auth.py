@@ -1,4 +1,5 @@
-"""Bearer tokens, compared in constant time (hmac.compare_digest), every configured token every time."""
+"""Bearer tokens, compared in constant time (hmac.compare_digest), every configured token every
+time."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ class BearerAuth:
         return bool(self._tokens)
 
     def allows(self, authorization: str | None) -> bool:
-        """True for `Authorization: Bearer <a configured token>` (or when no token is configured)."""
+        """True for `Authorization: Bearer <a configured token>` (or when no token is
+        configured)."""
         if not self._tokens:
             return True
         if not authorization:
@@ -25,6 +27,8 @@ class BearerAuth:
             return False
         candidate = given.strip().encode()
         found = False
-        for token in self._tokens:  # no early exit: the time taken does not say which token nearly matched
+        for (
+            token
+        ) in self._tokens:  # no early exit: the time taken does not say which token nearly matched
             found |= hmac.compare_digest(candidate, token)
         return found

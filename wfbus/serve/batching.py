@@ -1,8 +1,10 @@
-"""Micro-batching: concurrent requests share one broker and its batches, each awaits its own answers.
+"""Micro-batching: concurrent requests share one broker and its batches, each awaits its own
+answers.
 
 A broker object is not thread-safe, so one worker thread owns it (opens, publishes, closes) and the
 event loop never blocks on a driver.  Requests hand their messages to the worker through a queue;
-the worker gathers what arrives within `linger` (up to the broker's batch size) into one batch, hands
+the worker gathers what arrives within `linger` (up to the broker's batch size) into one batch,
+hands
 it over with `Broker.submit` (up to `pipeline_window` batches in flight), reads the answers oldest
 first, and gives every request exactly the Delivery of each of its messages.  A request is answered
 only when every one of its messages has its answer: a 2xx means confirmed by the broker.
@@ -29,7 +31,8 @@ _STOP = object()
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One message's answer: confirmed, failed with a reason, or not sent because the broker is unreachable."""
+    """One message's answer: confirmed, failed with a reason, or not sent because the broker is
+    unreachable."""
 
     delivery: Delivery | None
     error: str | None = None
@@ -56,13 +59,13 @@ class _Request:
     loop: asyncio.AbstractEventLoop
 
     def settle(self, offset: int, outcomes: Sequence[Outcome]) -> None:
-        self.outcomes[offset:offset + len(outcomes)] = outcomes
+        self.outcomes[offset : offset + len(outcomes)] = outcomes
         self.remaining -= len(outcomes)
         if self.remaining == 0:
             self.loop.call_soon_threadsafe(_resolve, self.future, self.outcomes)
 
 
-def _resolve(future: asyncio.Future, outcomes: list[Outcome]) -> None:
+def _resolve(future: asyncio.Future, outcomes: list[Outcome | None]) -> None:
     if not future.done():  # a request that timed out no longer waits (its answer was a 408)
         future.set_result(outcomes)
 
@@ -83,14 +86,25 @@ class _Call:
 
 
 class Publisher:
-    """One broker, one worker thread; `publish()` is awaited by request handlers on the event loop."""
+    """One broker, one worker thread; `publish()` is awaited by request handlers on the event
+    loop."""
 
-    def __init__(self, name: str, open_broker: Callable[[], Broker], *, linger: float,
-                 on_batch: Callable[[str, Sequence[OutgoingMessage], Sequence[Outcome], float], None] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        name: str,
+        open_broker: Callable[[], Broker],
+        *,
+        linger: float,
+        coalesce: bool = True,
+        max_batch: int = 1000,
+        on_batch: Callable[[str, Sequence[OutgoingMessage], Sequence[Outcome], float], None]
+        | None = None,
+    ) -> None:
         self.name = name
         self._open_broker = open_broker
         self._linger = linger
+        self._coalesce = coalesce
+        self._max_batch = max_batch
         self._on_batch = on_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._broker: Broker | None = None
@@ -106,11 +120,12 @@ class Publisher:
             return []
         step = self.batch_size
         for offset in range(0, len(messages), step):
-            self._queue.put(_Chunk(request, offset, messages[offset:offset + step]))
+            self._queue.put(_Chunk(request, offset, messages[offset : offset + step]))
         return await request.future
 
     async def call(self, function: Callable[[Broker], Any]) -> Any:
-        """Run `function(broker)` in the worker thread (the broker's owner); raises what it raises."""
+        """Run `function(broker)` in the worker thread (the broker's owner); raises what it
+        raises."""
         item = _Call(function)
         self._queue.put(item)
         return await asyncio.wrap_future(item.future)
@@ -145,7 +160,8 @@ class Publisher:
         return max(1, type(self._broker).pipeline_window) if self._broker is not None else 1
 
     def _gather(self, *, block: bool) -> tuple[list[_Chunk], bool]:
-        """The chunks that arrive within the linger (the first one waited for when nothing is in flight)."""
+        """The chunks that arrive within the linger (the first one waited for when nothing is in
+        flight)."""
         chunks: list[_Chunk] = []
         count = 0
         try:
@@ -161,11 +177,15 @@ class Publisher:
             else:
                 chunks.append(item)
                 count += len(item.messages)
-            if count >= self._batch_size:
+            if count >= self._batch_size or (chunks and not self._coalesce):
                 return chunks, False
             remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                item = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 return chunks, False
 
@@ -173,7 +193,7 @@ class Publisher:
         if self._broker is None:
             broker = self._open_broker()
             self._broker = broker
-            self._batch_size = max(1, type(broker).publish_batch_size)
+            self._batch_size = max(1, min(self._max_batch, type(broker).publish_batch_size))
         return self._broker
 
     def _run_call(self, item: _Call) -> None:
@@ -210,31 +230,50 @@ class Publisher:
             return
         if len(deliveries) != len(messages):  # the accounting rule: a missing answer is a failure
             by_id = {id(d.message): d for d in deliveries}
-            outcomes = [Outcome(by_id[id(m)]) if id(m) in by_id else Outcome(None, "no answer from the broker")
-                        for m in messages]
+            outcomes = [
+                Outcome(by_id[id(m)])
+                if id(m) in by_id
+                else Outcome(None, "no answer from the broker")
+                for m in messages
+            ]
         else:
             outcomes = [Outcome(d) for d in deliveries]
         self._settle(chunks, messages, outcomes, started)
 
-    def _fail(self, chunks: list[_Chunk], messages: list[OutgoingMessage], exc: Exception, *, unavailable: bool,
-              started: float) -> None:
+    def _fail(
+        self,
+        chunks: list[_Chunk],
+        messages: list[OutgoingMessage],
+        exc: Exception,
+        *,
+        unavailable: bool,
+        started: float,
+    ) -> None:
         if unavailable:
             self._drop_broker()
-        reason = exc.message if isinstance(exc, WfbusError) else f"internal error: {type(exc).__name__}"
+        reason = (
+            exc.message if isinstance(exc, WfbusError) else f"internal error: {type(exc).__name__}"
+        )
         outcome = Outcome(None, reason, unavailable=unavailable)
         self._settle(chunks, messages, [outcome] * len(messages), started)
 
-    def _settle(self, chunks: list[_Chunk], messages: list[OutgoingMessage], outcomes: list[Outcome],
-                started: float) -> None:
+    def _settle(
+        self,
+        chunks: list[_Chunk],
+        messages: list[OutgoingMessage],
+        outcomes: list[Outcome],
+        started: float,
+    ) -> None:
         if self._on_batch is not None:
             self._on_batch(self.name, messages, outcomes, time.monotonic() - started)
         at = 0
         for chunk in chunks:
-            chunk.request.settle(chunk.offset, outcomes[at:at + len(chunk.messages)])
+            chunk.request.settle(chunk.offset, outcomes[at : at + len(chunk.messages)])
             at += len(chunk.messages)
 
     def _drop_broker(self) -> None:
-        """An unreachable broker is opened afresh for the next batch (a driver's dead connection stays dead)."""
+        """An unreachable broker is opened afresh for the next batch (a driver's dead connection
+        stays dead)."""
         broker, self._broker = self._broker, None
         if broker is not None:
             try:
@@ -249,9 +288,13 @@ class Publisher:
             except queue.Empty:
                 break
             if isinstance(item, _Chunk):
-                self._settle([item], list(item.messages),
-                             [Outcome(None, "the server is shutting down", unavailable=True)] * len(item.messages),
-                             time.monotonic())
+                self._settle(
+                    [item],
+                    list(item.messages),
+                    [Outcome(None, "the server is shutting down", unavailable=True)]
+                    * len(item.messages),
+                    time.monotonic(),
+                )
             elif isinstance(item, _Call):
                 item.future.set_exception(BrokerUnavailable("the server is shutting down"))
         self._drop_broker()

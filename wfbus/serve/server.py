@@ -22,16 +22,27 @@ class ServeReport:
     signal: int | None = None  # the stop signal, if one ended the server
 
 
-def serve(config: Any, settings: ServeSettings, broker: str, allowed: list[str],
-          access_log: AccessLog | None, on_ready: Any = None) -> ServeReport:
+def serve(
+    config: Any,
+    settings: ServeSettings,
+    broker: str,
+    allowed: list[str],
+    access_log: AccessLog | None,
+    on_ready: Any = None,
+) -> ServeReport:
     import uvicorn
 
     service = Service(config, settings, broker, allowed, access_log=access_log)
     app = build_app(service)
     options: dict[str, Any] = {
-        "host": settings.host, "port": settings.port, "lifespan": "on", "access_log": False,
-        "log_level": "warning", "timeout_graceful_shutdown": settings.graceful_timeout_seconds,
-        "server_header": False, "proxy_headers": False,
+        "host": settings.host,
+        "port": settings.port,
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": settings.graceful_timeout_seconds,
+        "server_header": False,
+        "proxy_headers": False,
     }
     if importlib.util.find_spec("uvloop") is not None:
         options["loop"] = "uvloop"
@@ -39,19 +50,27 @@ def serve(config: Any, settings: ServeSettings, broker: str, allowed: list[str],
         options["http"] = "httptools"
     if settings.tls_certfile:
         options["ssl_certfile"] = str(config.base_dir / settings.tls_certfile)
-        options["ssl_keyfile"] = str(config.base_dir / settings.tls_keyfile) if settings.tls_keyfile else None
+        options["ssl_keyfile"] = (
+            str(config.base_dir / settings.tls_keyfile) if settings.tls_keyfile else None
+        )
     server = uvicorn.Server(uvicorn.Config(app, **options))
     report = ServeReport(settings.listen)
     if on_ready is not None:
         on_ready(report)
     try:
         server.run()
-    except interrupts.Stopped as exc:  # uvicorn re-raises the signal it shut down on, once it is done
+    except (
+        interrupts.Stopped
+    ) as exc:  # uvicorn re-raises the signal it shut down on, once it is done
         report.signal = exc.signum
-    except SystemExit:  # uvicorn's way to say it could not start (it logged why: address in use ...)
+    except (
+        SystemExit
+    ):  # uvicorn's way to say it could not start (it logged why: address in use ...)
         from ..errors import UsageError
 
-        raise UsageError(f"cannot serve on {settings.listen}", hint="is the port in use? pick another with "
-                                                                    "--listen HOST:PORT") from None
+        raise UsageError(
+            f"cannot serve on {settings.listen}",
+            hint="is the port in use? pick another with --listen HOST:PORT",
+        ) from None
     report.requests = service.requests_answered
     return report

@@ -27,12 +27,26 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_events: int = Field(default=1000, gt=0)  # events per request
     max_concurrent: int = Field(default=256, gt=0)  # requests being handled at once; more: 429
-    request_timeout_seconds: float = Field(default=30.0, gt=0)  # whole request, confirmation included; 408
-    linger_ms: float = Field(default=2.0, ge=0)  # how long a batch waits for more requests to join it
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0
+    )  # whole request, confirmation included; 408
+    linger_ms: float = Field(
+        default=2.0, ge=0
+    )  # how long a batch waits for more requests to join it
+    max_batch_events: int = Field(
+        default=1000, gt=0
+    )  # a broker batch holds at most this many (and the broker's own cap)
+    coalesce: bool = (
+        True  # False: one broker publish per request (the seed's pattern, for comparison)
+    )
     readiness_cache_seconds: float = Field(default=5.0, ge=0)
     depth_interval_seconds: float = Field(default=15.0, gt=0)
-    depth_brokers: list[str] | None = None  # whose depth /metrics shows (default: every configured broker)
-    graceful_timeout_seconds: float = Field(default=30.0, gt=0)  # SIGTERM: the longest wait for in-flight
+    depth_brokers: list[str] | None = (
+        None  # whose depth /metrics shows (default: every configured broker)
+    )
+    graceful_timeout_seconds: float = Field(
+        default=30.0, gt=0
+    )  # SIGTERM: the longest wait for in-flight
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
 
@@ -66,7 +80,8 @@ def is_loopback(host: str) -> bool:
 
 
 def load(raw: Any, label: str, overrides: dict[str, Any]) -> ServeSettings:
-    """The config's `serve:` mapping with the command line's values on top; errors name `serve.KEY`."""
+    """The config's `serve:` mapping with the command line's values on top; errors name
+    `serve.KEY`."""
     from pydantic import ValidationError
 
     if raw is not None and not isinstance(raw, dict):
@@ -80,7 +95,9 @@ def load(raw: Any, label: str, overrides: dict[str, Any]) -> ServeSettings:
             where = ".".join(["serve", *(str(p) for p in error["loc"])])
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             lines.append(f"{label}: {where}: {message}")
-        raise ConfigError("\n".join(lines), hint="see docs/serve.md for the serve: settings") from None
+        raise ConfigError(
+            "\n".join(lines), hint="see docs/serve.md for the serve: settings"
+        ) from None
     split_listen(settings.listen)
     from .. import redact
 
@@ -93,7 +110,9 @@ def check_exposure(settings: ServeSettings) -> None:
     """A server on a non-loopback address without a token publishes for anyone who can reach it."""
     if not settings.all_tokens() and not is_loopback(settings.host) and not settings.insecure:
         raise UsageError(
-            f"refusing to serve {settings.listen} without a token: anyone who can reach it could publish",
-            hint=f"export {TOKEN_VARIABLE}=..., list serve.tokens in the config, listen on 127.0.0.1, "
-                 "or pass --insecure",
+            f"refusing to serve {settings.listen} without a token: anyone who can reach it "
+            "could publish",
+            hint=f"export {TOKEN_VARIABLE}=..., list serve.tokens in the config, listen on "
+            "127.0.0.1, "
+            "or pass --insecure",
         )
