@@ -1,18 +1,19 @@
-"""The README cannot drift: every ```console block in it is run like a cram test, and its links resolve.
+"""The README cannot drift: every ```console block in it runs like a cram test; its links resolve.
 
 - Every ```console block of README.md is executed: each `$ ` line is a command (a trailing `\\`
-  continues it), the lines after it (up to a blank line followed by the next `$ `, or the end of the
-  block) are what a terminal shows, stdout and stderr together, and the output must equal the README's
-  line for line. The commands run in a fresh folder standing for the clone, `~/wfbus` (a copy of the
-  sample_events* folders, no config file), with a fresh HOME, no WFBUS_/XDG_/AWS_ variables (so the
-  defaults a new user gets), NO_COLOR=1, output in a pipe; the home folder's path is written as `~`.
-- The blocks of "## DLQ runbook" run in a shell of their own (the runbook writes a wfbus.yaml); every
-  other block runs in one shell, in the README's order ("## First command", then the Tour, ...).
+  continues it), the lines after it (up to a blank line followed by the next `$ `, or the end of
+  the block) are what a terminal shows, stdout and stderr together, and the output must equal the
+  README's line for line. The commands run in a fresh folder standing for the clone, `~/wfbus` (a
+  copy of the sample_events* folders, no config file), with a fresh HOME, no WFBUS_/XDG_/AWS_
+  variables (the defaults a new user gets), NO_COLOR=1, output in a pipe; HOME is written as `~`.
+- The blocks of "## DLQ runbook" run in a shell of their own (the runbook writes a wfbus.yaml);
+  every other block runs in one shell, in the README's order ("## First command", the Tour, ...).
   After the runbook, what it promises is checked by counting: the backup holds the whole DLQ, the
   replay moved exactly the selected events and left the rest dead-lettered.
-- The exit-code table lists every code of `wfbus.errors.ExitStatus`, and 128+N.
-- Every relative link in README.md and docs/*.md points to a file that exists (and to a heading of it,
-  when it names one).
+- The exit-code table lists every code of `wfbus.errors.ExitStatus`, and 128+N; the synopsis shows
+  only options `wfbus COMMAND --help` knows; every YAML example of `## Configuration` is accepted.
+- Every relative link in README.md and docs/*.md points to a file that exists (and to a heading of
+  it, when it names one).
 
 When the tool's output changes on purpose, update the README block to what the failure shows.
 """
@@ -26,7 +27,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -85,9 +85,15 @@ def console_blocks(text: str) -> list[Block]:
     for start, end, language in fences:
         if language != "console":
             continue
-        heading = next((lines[k] for k in range(start, -1, -1)
-                        if k not in inside and re.match(r"## ", lines[k])), "")
-        blocks.append(Block(heading, lines[start + 1:end], start + 1))
+        heading = next(
+            (
+                lines[k]
+                for k in range(start, -1, -1)
+                if k not in inside and re.match(r"## ", lines[k])
+            ),
+            "",
+        )
+        blocks.append(Block(heading, lines[start + 1 : end], start + 1))
     return blocks
 
 
@@ -137,9 +143,16 @@ def section(text: str, heading: str) -> list[str]:
     lines = text.splitlines()
     start = lines.index(heading)
     level = len(heading) - len(heading.lstrip("#"))
-    end = next((i for i in range(start + 1, len(lines))
-                if (m := re.match(r"(#+) ", lines[i])) and len(m.group(1)) <= level
-                and sum(1 for x in lines[start:i] if x.startswith("```")) % 2 == 0), len(lines))
+    end = next(
+        (
+            i
+            for i in range(start + 1, len(lines))
+            if (m := re.match(r"(#+) ", lines[i]))
+            and len(m.group(1)) <= level
+            and sum(1 for x in lines[start:i] if x.startswith("```")) % 2 == 0
+        ),
+        len(lines),
+    )
     return lines[start:end]
 
 
@@ -147,15 +160,17 @@ def section(text: str, heading: str) -> list[str]:
 
 
 class Shell:
-    """A fresh HOME with the clone in ~/wfbus (the cwd); `wfbus` on PATH; no WFBUS_/XDG_/AWS_ vars."""
+    """A fresh HOME, the clone in ~/wfbus (the cwd), `wfbus` on PATH, no WFBUS_/XDG_/AWS_ vars."""
 
     def __init__(self, root: Path):
         self.home = root / "home"
         self.work = self.home / "wfbus"
         self.work.mkdir(parents=True)
         stray = [f for f in (root, *root.parents) if (f / ".wfbus").is_dir()]
-        assert not stray, (f"{stray[0] / '.wfbus'} exists: the local broker would keep the README's "
-                           "events there instead of in ~/.local/share/wfbus (remove it or set TMPDIR)")
+        assert not stray, (
+            f"{stray[0] / '.wfbus'} exists: the local broker would keep the README's "
+            "events there instead of in ~/.local/share/wfbus (remove it or set TMPDIR)"
+        )
         for name in SAMPLE_DIRS:
             shutil.copytree(REPO / name, self.work / name)
         bin_dir = root / "bin"
@@ -167,24 +182,40 @@ class Shell:
         else:
             shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m wfbus "$@"\n')
             shim.chmod(0o755)
-        dropped = {"COLUMNS", "LINES", "FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE",
-                   "PYTHONWARNINGS"}
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("WFBUS_", "XDG_", "AWS_")) and k not in dropped}
-        env.update({
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "HOME": str(self.home),
-            "NO_COLOR": "1",
-            "LC_ALL": "C.UTF-8",
-            "PYTHONIOENCODING": "utf-8",
-        })
+        dropped = {
+            "COLUMNS",
+            "LINES",
+            "FORCE_COLOR",
+            "CLICOLOR_FORCE",
+            "TTY_COMPATIBLE",
+            "PYTHONWARNINGS",
+        }
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("WFBUS_", "XDG_", "AWS_")) and k not in dropped
+        }
+        env.update(
+            {
+                "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+                "HOME": str(self.home),
+                "NO_COLOR": "1",
+                "LC_ALL": "C.UTF-8",
+                "PYTHONIOENCODING": "utf-8",
+            }
+        )
         self.env = env
 
     def run(self, command: str, timeout: float = 120) -> tuple[int, str]:
         """`command` in bash, stderr on stdout (in the order a terminal shows) -> (code, output)."""
-        proc = subprocess.run(["bash", "--noprofile", "--norc", "-c", "exec 2>&1\n" + command],
-                              cwd=self.work, env=self.env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, timeout=timeout)
+        proc = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-c", "exec 2>&1\n" + command],
+            cwd=self.work,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            timeout=timeout,
+        )
         return proc.returncode, self.normalise(proc.stdout.decode("utf-8", errors="replace"))
 
     def normalise(self, output: str) -> str:
@@ -238,8 +269,16 @@ def mismatches(ran: list[Ran], what: str) -> str:
         unshown = f" (exited {r.code}; the README shows no exit code)" if r in failed else ""
         report.append(f"  README line {r.step.line}: $ {r.step.command}{unshown}")
     report.append("")
-    report.extend(difflib.unified_diff(transcript(ran, actual=False), transcript(ran, actual=True),
-                                       f"README.md ({what})", "wfbus output", lineterm="", n=2))
+    report.extend(
+        difflib.unified_diff(
+            transcript(ran, actual=False),
+            transcript(ran, actual=True),
+            f"README.md ({what})",
+            "wfbus output",
+            lineterm="",
+            n=2,
+        )
+    )
     report.append("")
     report.append("If wfbus is right, make the README's block the +/context lines above.")
     return "\n".join(report)
@@ -272,18 +311,23 @@ def test_a_changed_readme_line_is_reported(main_run):
     """The check itself bites: a README line the tool does not print is reported, with a diff."""
     text = README.read_text(encoding="utf-8")
     steps, _ = scenarios(text)
-    k = next(i for i, s in enumerate(steps)
-             if s.expected and main_run[i].actual and s.line > text[:text.index(TOUR_HEADING)].count("\n"))
+    k = next(
+        i
+        for i, s in enumerate(steps)
+        if s.expected
+        and main_run[i].actual
+        and s.line > text[: text.index(TOUR_HEADING)].count("\n")
+    )
     target, original = steps[k], steps[k].expected[0]
     mutated = original.replace(" of ", " out of ", 1) if " of " in original else original + " (x)"
     lines = text.splitlines(keepends=True)
     at = target.line  # the first output line follows the command's line
     assert lines[at].rstrip("\n") == original
-    changed_text = "".join(lines[:at] + [mutated + "\n"] + lines[at + 1:])
+    changed_text = "".join(lines[:at] + [mutated + "\n"] + lines[at + 1 :])
 
     changed_steps, _ = scenarios(changed_text)
     assert [s.command for s in changed_steps] == [s.command for s in steps]
-    changed = [Ran(step, r.actual, r.code) for step, r in zip(changed_steps, main_run)]
+    changed = [Ran(step, r.actual, r.code) for step, r in zip(changed_steps, main_run, strict=True)]
     problems = mismatches(changed, "examples")
     assert problems, "a mutated README line was not reported"
     assert f"-{mutated}" in problems and f"+{main_run[k].actual[0]}" in problems, problems
@@ -291,18 +335,44 @@ def test_a_changed_readme_line_is_reported(main_run):
 
     # a line wfbus no longer prints, and a failure the README does not show, are reported too
     shortened = [Ran(r.step, r.actual[:-1], r.code) for r in main_run]
-    assert mismatches(shortened, "examples"), "an output line missing from wfbus's output was not reported"
+    assert mismatches(shortened, "examples"), (
+        "an output line missing from wfbus's output was not reported"
+    )
     quiet_failure = [Ran(r.step, r.actual, 0 if "$?" in r.step.command else 1) for r in main_run]
     assert "the README shows no exit code" in mismatches(quiet_failure, "examples")
 
 
 def test_block_parsing():
-    text = "\n".join([
-        "# x", "## First command", "```console", "$ wfbus zero", "```", "## Tour", "text",
-        "```console", "$ wfbus one", "out 1", "", "out 1 after a blank", "", "$ wfbus two",
-        "$ wfbus three \\", "> --flag", "out 3", "", "```", "```bash", "## not a heading", "```",
-        "## DLQ runbook", "```console", "$ wfbus four", "```",
-    ])
+    text = "\n".join(
+        [
+            "# x",
+            "## First command",
+            "```console",
+            "$ wfbus zero",
+            "```",
+            "## Tour",
+            "text",
+            "```console",
+            "$ wfbus one",
+            "out 1",
+            "",
+            "out 1 after a blank",
+            "",
+            "$ wfbus two",
+            "$ wfbus three \\",
+            "> --flag",
+            "out 3",
+            "",
+            "```",
+            "```bash",
+            "## not a heading",
+            "```",
+            "## DLQ runbook",
+            "```console",
+            "$ wfbus four",
+            "```",
+        ]
+    )
     main, runbook = scenarios(text)
     assert [(s.command, s.expected, s.line) for s in main] == [
         ("wfbus zero", [], 4),
@@ -319,9 +389,14 @@ def test_block_parsing():
 def runbook_selected(events: list[dict]) -> list[dict]:
     """What the runbook's replay (`--topic 'order.*' --match payload.region=eu --max-attempt 3`)
     selects, computed here independently of wfbus."""
-    return [e for e in events if fnmatchcase(e["topic"], "order.*")
-            and isinstance(e.get("payload"), dict) and e["payload"].get("region") == "eu"
-            and e["attempt"] <= 3]
+    return [
+        e
+        for e in events
+        if fnmatchcase(e["topic"], "order.*")
+        and isinstance(e.get("payload"), dict)
+        and e["payload"].get("region") == "eu"
+        and e["attempt"] <= 3
+    ]
 
 
 def run_runbook(text: str, shell: Shell) -> tuple[list[Ran], list[str]]:
@@ -337,8 +412,12 @@ def run_runbook(text: str, shell: Shell) -> tuple[list[Ran], list[str]]:
     for name in backups:
         backup = shell.work / name
         lines = backup.read_text().splitlines() if backup.exists() else []
-        if sorted(json.dumps(json.loads(x)["urn"]) for x in lines) != sorted(json.dumps(e["urn"]) for e in events):
-            broken.append(f"the backup {name} holds {len(lines)} event(s), not the DLQ's {len(events)}")
+        if sorted(json.dumps(json.loads(x)["urn"]) for x in lines) != sorted(
+            json.dumps(e["urn"]) for e in events
+        ):
+            broken.append(
+                f"the backup {name} holds {len(lines)} event(s), not the DLQ's {len(events)}"
+            )
     code, output = shell.run("wfbus depth -b order -o json")
     queues = {q["role"]: q["ready"] for q in json.loads(output)["queues"]} if code == 0 else output
     want = {"main": len(selected), "dead-letter": len(events) - len(selected)}
@@ -358,7 +437,9 @@ def test_a_renamed_flag_in_the_runbook_is_reported(tmp_path):
     text = README.read_text(encoding="utf-8")
     runbook_start = text.index(RUNBOOK_HEADING)
     assert "--max-dead 0" in text[runbook_start:]
-    changed = text[:runbook_start] + text[runbook_start:].replace("--max-dead 0", "--max-dead-letters 0", 1)
+    changed = text[:runbook_start] + text[runbook_start:].replace(
+        "--max-dead 0", "--max-dead-letters 0", 1
+    )
     ran, _ = run_runbook(changed, Shell(tmp_path))
     problems = mismatches(ran, "DLQ runbook")
     assert "--max-dead-letters" in problems and "+exit=2" in problems, problems
@@ -370,8 +451,11 @@ def test_a_renamed_flag_in_the_runbook_is_reported(tmp_path):
 def test_the_exit_code_table_lists_every_code_of_the_tool():
     from wfbus.errors import ExitStatus
 
-    rows = [line for line in section(README.read_text(encoding="utf-8"), "## Exit codes")
-            if line.startswith("| ")]
+    rows = [
+        line
+        for line in section(README.read_text(encoding="utf-8"), "## Exit codes")
+        if line.startswith("| ")
+    ]
     codes = {m.group(1) for line in rows if (m := re.match(r"\|\s*([0-9N+]+)\s*\|", line))}
     wanted = {str(int(s)) for s in ExitStatus if s != ExitStatus.INTERRUPTED} | {"128+N"}
     assert wanted <= codes, f"the README's exit-code table lacks {sorted(wanted - codes)}"
@@ -382,8 +466,10 @@ def test_the_extras_the_readme_names_exist():
     text = README.read_text(encoding="utf-8")
     named = set(re.findall(r"\.\[([a-z0-9_-]+)\]", text))
     assert "serve" in named
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    extras = set(pyproject["project"].get("optional-dependencies", {}))
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")  # tomllib is 3.11+
+    table = pyproject.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    extras = set(re.findall(r"^([A-Za-z0-9_-]+)\s*=\s*\[", table, re.M))
+    assert "test" in extras, extras
     assert named <= extras, f"README names extras pyproject.toml does not define: {named - extras}"
 
 
@@ -402,7 +488,9 @@ def _slug(heading: str) -> str:
 def anchors(path: Path) -> set[str]:
     lines = path.read_text(encoding="utf-8").splitlines()
     inside = {k for s, e, _ in _fences(lines) for k in range(s, e + 1)}
-    return {_slug(line) for k, line in enumerate(lines) if k not in inside and re.match(r"#+ ", line)}
+    return {
+        _slug(line) for k, line in enumerate(lines) if k not in inside and re.match(r"#+ ", line)
+    }
 
 
 def broken_links(path: Path) -> list[str]:
@@ -448,44 +536,65 @@ def test_a_broken_link_is_reported(tmp_path, monkeypatch):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.md").write_text("# A page\n\n## Two words\n")
     page = tmp_path / "README.md"
-    page.write_text("\n".join([
-        "# t", "[ok](docs/a.md) [ok](docs/a.md#two-words) [ok](#t) [web](https://example.com/x)",
-        "[gone](docs/missing.md)", "[bad anchor](docs/a.md#three)", "`[in code](nowhere.md)`",
-        "```", "[in a block](nowhere.md)", "```",
-    ]))
-    assert broken_links(page) == ["README.md:3: docs/missing.md: no such file",
-                                  "README.md:4: docs/a.md#three: no such heading"]
+    page.write_text(
+        "\n".join(
+            [
+                "# t",
+                "[ok](docs/a.md) [ok](docs/a.md#two-words) [ok](#t) [web](https://example.com/x)",
+                "[gone](docs/missing.md)",
+                "[bad anchor](docs/a.md#three)",
+                "`[in code](nowhere.md)`",
+                "```",
+                "[in a block](nowhere.md)",
+                "```",
+            ]
+        )
+    )
+    assert broken_links(page) == [
+        "README.md:3: docs/missing.md: no such file",
+        "README.md:4: docs/a.md#three: no such heading",
+    ]
 
 
 # -- the command synopsis ------------------------------------------------------------------------
 
 
 def synopsis(text: str) -> dict[str, set[str]]:
-    """The options the README's `## Commands` block shows, per command (continuation lines included)."""
+    """The options the README's `## Commands` block shows, per command (continuation lines too)."""
     lines = section(text, "## Commands")
     start = lines.index("```") + 1
-    block = lines[start:lines.index("```", start)]
+    block = lines[start : lines.index("```", start)]
     shown: dict[str, set[str]] = {}
     command = ""
     for line in block:
         if m := re.match(r"  ([a-z]+)\s", line + " "):
             command = m.group(1)
         if command:
-            shown.setdefault(command, set()).update(re.findall(r"(?<![\w-])--[a-z][a-z-]*", line.split(" # ")[0]))
+            shown.setdefault(command, set()).update(
+                re.findall(r"(?<![\w-])--[a-z][a-z-]*", line.split(" # ")[0])
+            )
     return shown
 
 
 def help_text(*args: str) -> str:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    proc = subprocess.run([sys.executable, "-m", "wfbus", *args, "--help"], capture_output=True,
-                          text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wfbus", *args, "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
 def unknown_options(shown: dict[str, set[str]]) -> set[str]:
-    return {f"{command} {option}" for command, options in shown.items()
-            for option in options - set(re.findall(r"--[a-z][a-z-]*", help_text(command)))}
+    return {
+        f"{command} {option}"
+        for command, options in shown.items()
+        for option in options - set(re.findall(r"--[a-z][a-z-]*", help_text(command)))
+    }
 
 
 def test_the_command_synopsis_matches_the_help():
@@ -494,7 +603,9 @@ def test_the_command_synopsis_matches_the_help():
     listed = set(re.findall(r"^  ([a-z]+)\s{2,}", help_text().split("Commands:")[1], re.M))
     assert listed == set(shown), f"wfbus --help lists {sorted(listed)}, the README {sorted(shown)}"
     unknown = unknown_options(shown)
-    assert not unknown, f"options the README shows that `wfbus COMMAND --help` does not know: {sorted(unknown)}"
+    assert not unknown, (
+        f"options the README shows that `wfbus COMMAND --help` does not know: {sorted(unknown)}"
+    )
     first = next(line for line in section(text, "## Commands") if line.startswith("wfbus ["))
     global_options = set(re.findall(r"--[a-z][a-z-]*", first))
     assert global_options and global_options <= set(re.findall(r"--[a-z][a-z-]*", help_text()))
@@ -509,14 +620,14 @@ def test_a_synopsis_option_the_tool_lacks_is_caught():
 
 
 def config_snippets(text: str) -> list[tuple[int, str]]:
-    """(README line, YAML) of every ```yaml block under `## Configuration`, a `brokers:` entry made whole."""
+    """(README line, YAML) of each ```yaml block of `## Configuration`, broker entries whole."""
     lines = text.splitlines()
     start = lines.index("## Configuration")
     part = section(text, "## Configuration")
     out = []
     for s, e, language in _fences(part):
         if language == "yaml":
-            body = "\n".join(part[s + 1:e]) + "\n"
+            body = "\n".join(part[s + 1 : e]) + "\n"
             out.append((start + s + 2, body if not body.startswith("  ") else "brokers:\n" + body))
     return out
 
@@ -525,14 +636,25 @@ def test_every_config_snippet_is_a_valid_config(tmp_path):
     """Each broker type's example is accepted by wfbus as it stands (keys, values, types)."""
     snippets = config_snippets(README.read_text(encoding="utf-8"))
     assert len(snippets) >= 5, "the general example and one per broker type"
-    env = {**os.environ, "NO_COLOR": "1", "ORDER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/o",
-           "RABBIT_PASSWORD": "pw-from-env", "KAFKA_PASSWORD": "pw-from-env"}
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "ORDER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/o",
+        "RABBIT_PASSWORD": "pw-from-env",
+        "KAFKA_PASSWORD": "pw-from-env",
+    }
     types = set()
     for line, yaml_text in snippets:
         config = tmp_path / f"line{line}.yaml"
         config.write_text(yaml_text)
-        proc = subprocess.run([sys.executable, "-m", "wfbus", "-c", str(config), "brokers", "-o", "json"],
-                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "wfbus", "-c", str(config), "brokers", "-o", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
         assert proc.returncode == 0, f"README line {line}: the config is refused:\n{proc.stderr}"
         types |= {b["type"] for b in json.loads(proc.stdout)["brokers"]}
     assert types == {"local", "sqs", "kafka", "rabbitmq"}
@@ -540,10 +662,16 @@ def test_every_config_snippet_is_a_valid_config(tmp_path):
 
 def test_a_misspelt_key_in_a_config_snippet_is_caught(tmp_path):
     text = README.read_text(encoding="utf-8").replace("sasl_mechanism:", "sasl_mechanisms:", 1)
-    (_, broken), = [(n, y) for n, y in config_snippets(text) if "sasl_mechanisms" in y]
+    ((_, broken),) = [(n, y) for n, y in config_snippets(text) if "sasl_mechanisms" in y]
     config = tmp_path / "c.yaml"
     config.write_text(broken)
     env = {**os.environ, "KAFKA_PASSWORD": "x"}
-    proc = subprocess.run([sys.executable, "-m", "wfbus", "-c", str(config), "brokers"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wfbus", "-c", str(config), "brokers"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 4 and "sasl_mechanisms" in proc.stderr
