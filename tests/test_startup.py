@@ -16,7 +16,9 @@ import pytest
 
 from conftest import write_config
 
-DRIVERS = ("boto3", "botocore", "kafka", "confluent_kafka", "pika", "aiokafka")
+# the server stack (uvicorn, starlette, prometheus_client) is for `wfbus serve` only
+DRIVERS = ("boto3", "botocore", "kafka", "confluent_kafka", "pika", "aiokafka",
+           "uvicorn", "starlette", "prometheus_client", "wfbus.serve")
 OTHER_TYPES = ("wfbus.brokers.sqs", "wfbus.brokers.kafka", "wfbus.brokers.rabbitmq")
 
 CHILD = """
