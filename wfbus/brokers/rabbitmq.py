@@ -59,6 +59,7 @@ PROPERTY_NAMES = ("content_type", "content_encoding", "delivery_mode", "priority
 ROUTING_FIELDS = ("topic", "urn")
 FLUSH_EVERY = 200  # publishes between two pushes onto the socket while a batch is being written
 TIMED_OUT = "no confirm from RabbitMQ before the timeout"
+CONSUME_IDLE_SECONDS = 0.25  # a reader's consumer that got nothing for this long has all it will get
 
 
 class RabbitMqSettings(BrokerSettings):
@@ -566,8 +567,14 @@ class _ConfirmingChannel:
 
 
 class RabbitQueueReader(DeadLetterReader):
-    """basic.get up to the messages present at open, on a connection of its own; acks what was confirmed
+    """Reads up to the messages present at open, on a connection of its own; acks what was confirmed
     elsewhere and hands everything else back, in place.
+
+    Each receive() consumes with a prefetch of what it may take (basic.qos per consumer, so what this
+    channel already holds does not count) and cancels its consumer before returning: the messages stream
+    in one round trip instead of one basic.get each, and between calls nothing is delivered to us, so a
+    slow (paced) caller holds only what it was handed. A queue that delivers nothing to a consumer while it
+    has messages ready (single active consumer taken by another app) is read with basic.get instead.
 
     A message passed over (not selected, beyond --limit, or refused by the destination) stays held, so
     that this run does not read it again; but a channel may hold a delivery only for the server's
@@ -590,6 +597,8 @@ class RabbitQueueReader(DeadLetterReader):
         self._passed: dict[int, float] = {}  # delivery tag -> when read, for the held deliveries passed over
         self._returning: Counter[str] = Counter()  # handed back: pass over them again when they come round
         self._strays = 0  # messages read beyond the bound while looking for those handed back
+        self._prefetch = 0  # the channel's basic.qos for its next consumer
+        self._by_get = False  # consuming delivers nothing here: one basic.get per message instead
         with self._io(f"queue {queue!r}"):
             self.channel = self._link.connection().channel()
         self._link.on_tick = self._hand_back_if_due
@@ -604,24 +613,77 @@ class RabbitQueueReader(DeadLetterReader):
         with self._io(f"read {self.queue!r}"):
             self._hand_back_if_due()
             while len(out) < max_messages and self._more_to_read():
-                method, properties, body = self.channel.basic_get(self.queue, auto_ack=False)
-                if method is None:
-                    self._returning.clear()  # handed back, then taken by someone else: nothing to wait for
+                if not (self._read_by_get(max_messages, out) if self._by_get else self._read_by_consume(max_messages, out)):
                     break
-                tag = method.delivery_tag
-                digest = _digest(properties, body)
-                self._digests[tag] = digest
-                if self._returning[digest] > 0:  # one we handed back: already examined, passed over again
-                    self._returning[digest] -= 1
-                    self._passed[tag] = time.monotonic()
-                    continue
-                if self._taken >= self._bound:  # arrived after we opened: not this run's, left in place
-                    self._strays += 1
-                    self._passed[tag] = time.monotonic()
-                    continue
-                self._taken += 1
-                out.append(_received(method, properties, body))
         return out
+
+    def _read_by_consume(self, max_messages: int, out: list[ReceivedMessage]) -> bool:
+        """One consumer for as many deliveries as this call may take, then cancelled: the server streams them
+        (one round trip for the lot, not one per message) and nothing is pushed to us between calls, so a
+        slow caller holds no more than it was handed. False: the queue has nothing more for us."""
+        waiting = sum(self._returning.values())
+        wanted = max(0, min(max_messages - len(out), self._bound - self._taken)) + waiting
+        ready = self.channel.queue_declare(self.queue, passive=True).method.message_count
+        if ready == 0:
+            self._returning.clear()  # handed back, then taken by someone else: nothing to wait for
+            return False
+        expect = max(1, min(wanted, ready))
+        if expect != self._prefetch:
+            # per consumer: the messages held by earlier consumers of this channel do not count against it
+            self.channel.basic_qos(prefetch_count=expect)
+            self._prefetch = expect
+        deliveries: list[tuple[Any, Any, bytes]] = []
+        tag = self.channel.basic_consume(self.queue, lambda _c, m, p, b: deliveries.append((m, p, b)))
+        connection = self._link.connection()
+        last = time.monotonic()
+        seen = 0
+        while len(deliveries) < expect:
+            connection.process_data_events(time_limit=0.001)
+            if len(deliveries) > seen:
+                seen, last = len(deliveries), time.monotonic()
+            elif time.monotonic() - last > CONSUME_IDLE_SECONDS:
+                break  # fewer than were ready: another consumer took some
+        # what arrives before cancel-ok and was not handed to the callback, pika rejects: back in place
+        self.channel.basic_cancel(tag)
+        if not deliveries:
+            # ready, yet nothing delivered (a single-active-consumer queue, a consumer of higher priority):
+            # read one at a time for the rest of this run, as a plain basic.get reader
+            self._by_get = True
+            return True
+        for method, properties, body in deliveries:
+            self._take(method, properties, body, max_messages, out)
+        return True
+
+    def _read_by_get(self, max_messages: int, out: list[ReceivedMessage]) -> bool:
+        method, properties, body = self.channel.basic_get(self.queue, auto_ack=False)
+        if method is None:
+            self._returning.clear()  # handed back, then taken by someone else: nothing to wait for
+            return False
+        self._take(method, properties, body, max_messages, out)
+        return True
+
+    def _take(self, method, properties, body: bytes, max_messages: int, out: list[ReceivedMessage]) -> None:
+        """One delivery: handed out, passed over again (one we handed back), or not this run's."""
+        tag = method.delivery_tag
+        digest = _digest(properties, body)
+        if self._returning[digest] > 0:  # one we handed back: already examined, passed over again
+            self._returning[digest] -= 1
+            self._digests[tag] = digest
+            self._passed[tag] = time.monotonic()
+            return
+        if self._taken >= self._bound:  # arrived after we opened: not this run's, left in place
+            self._digests[tag] = digest
+            self._strays += 1
+            self._passed[tag] = time.monotonic()
+            return
+        if len(out) >= max_messages:
+            # more than this call may hand out (handed-back messages did not come round): back in place,
+            # unread, for the next call
+            self.channel.basic_nack(tag, multiple=False, requeue=True)
+            return
+        self._digests[tag] = digest
+        self._taken += 1
+        out.append(_received(method, properties, body))
 
     def _more_to_read(self) -> bool:
         if self._taken < self._bound:
