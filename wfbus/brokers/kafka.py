@@ -127,12 +127,9 @@ class KafkaSettings(BrokerSettings):
 
     @field_validator("compression_type")
     @classmethod
-    def _codec_installed(cls, value: str | None, info: Any) -> str | None:
+    def _codec_installed(cls, value: str | None) -> str | None:
         """A codec whose library is missing would only fail when the first record is sent (exit 70).
-        librdkafka brings its own codecs; the check is for kafka-python, which needs Python packages."""
-        driver = info.data.get("driver", "auto")
-        if driver == "librdkafka" or (driver == "auto" and librdkafka_installed()):
-            return value
+        Also with librdkafka (which brings its own codecs): peek and replay read with kafka-python."""
         if value in _CODECS:
             modules, package = _CODECS[value]
             if not any(_importable(m) for m in modules):

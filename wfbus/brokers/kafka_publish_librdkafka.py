@@ -256,6 +256,7 @@ class LibrdkafkaPublisher:
         producer, self._producer = self._producer, None
         self._known_topics.clear()
         self._admin = None
+        self._errors.clear()  # a fatal error of this producer says nothing about the next one
         # what is still queued was reported as not confirmed (or will be read by nobody): drop it
         producer.flush(min(self.broker.settings.timeout_seconds, 5))
         producer.purge()
