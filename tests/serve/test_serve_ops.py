@@ -302,3 +302,44 @@ def test_an_unknown_serve_key_is_a_config_error_naming_it(tmp_path):
     )
     assert proc.returncode == 4
     assert b"serve.max_bodyy_bytes: unknown key" in proc.stderr
+
+
+@pytest.mark.skipif(
+    "rabbitmq" not in selected_kinds(), reason="needs the rabbitmq kit (WFBUS_TEST_BROKERS)"
+)
+def test_a_partial_failure_is_502_naming_exactly_the_events_that_failed(serve, tmp_path):
+    """RabbitMQ refuses an unroutable event (mandatory, basic.return) and confirms the rest."""
+    kit = KITS["rabbitmq"]()
+    try:
+        server = serve(kit.settings(tmp_path))
+        events = [
+            {"topic": "order.ok", "urn": 1},
+            {"topic": "nowhere.lost", "urn": 2},
+            {"topic": "billing.ok", "urn": 3},
+            {"topic": "nowhere.lost", "urn": 4},
+        ]
+        answer = httpx.post(f"{server.url}/events", json=events, timeout=60)
+        assert answer.status_code == 502, answer.text
+        error = answer.json()["error"]
+        assert [f["index"] for f in error["failed"]] == [1, 3]
+        assert all("unroutable" in f["reason"] for f in error["failed"])
+        assert [p["index"] for p in error["published"]] == [0, 2]
+        got = sorted(json.loads(b)["urn"] for b in drain_main(tmp_path, 2))
+        assert got == [1, 3]
+    finally:
+        kit.cleanup()
+
+
+def test_another_broker_only_when_the_config_allows_it(serve, tmp_path):
+    other = {"type": "local", "path": str(tmp_path / "other.db"), "queue": "other"}
+    server = serve(_local(tmp_path), serve={"brokers": ["other"]}, extra={"other": other})
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        allowed = client.post("/events?broker=other", json={"topic": "order.x", "urn": "o"})
+        refused = client.post("/events?broker=spare", json={"topic": "order.x", "urn": "s"})
+    assert allowed.status_code == 200 and allowed.json()["broker"] == "other"
+    assert refused.status_code == 403
+    import sqlite3
+
+    rows = sqlite3.connect(tmp_path / "other.db").execute("SELECT body FROM messages").fetchall()
+    assert [json.loads(b)["urn"] for (b,) in rows] == ["o"]
+    assert not (tmp_path / "local.db").exists()  # nothing reached the default broker
