@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import write_config, write_jsonl
 
 COMMANDS = ("emit", "validate", "replay", "depth", "peek", "purge", "brokers", "schema")
@@ -21,10 +20,17 @@ def _seed(wfbus, count: int = 3) -> None:
         assert wfbus("emit", "--topic", "t", "--urn", f"u-{index}").code == 0
 
 
-@pytest.mark.parametrize("args", [
-    ["peek", "-ojsonl"], ["peek", "-o", "jsonl"], ["peek", "--output", "jsonl"], ["peek", "--output=jsonl"],
-    ["-ojsonl", "peek"], ["--output=jsonl", "peek", "-n", "10"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["peek", "-ojsonl"],
+        ["peek", "-o", "jsonl"],
+        ["peek", "--output", "jsonl"],
+        ["peek", "--output=jsonl"],
+        ["-ojsonl", "peek"],
+        ["--output=jsonl", "peek", "-n", "10"],
+    ],
+)
 def test_output_before_or_after_the_command_is_the_same(wfbus, args):
     _seed(wfbus)
     result = wfbus(*args)
@@ -41,8 +47,12 @@ def test_depth_json_before_and_after_the_command_prints_the_same_document(wfbus)
 
 def test_config_and_verbose_after_the_command(wfbus, tmp_path):
     other = write_config(tmp_path / "other.yaml", {"elsewhere": {"type": "local", "path": "e.db"}})
-    for args in (["brokers", "--config", str(other)], ["brokers", "-c", str(other)],
-                 ["--config", str(other), "brokers"], ["brokers", f"--config={other}", "-v"]):
+    for args in (
+        ["brokers", "--config", str(other)],
+        ["brokers", "-c", str(other)],
+        ["--config", str(other), "brokers"],
+        ["brokers", f"--config={other}", "-v"],
+    ):
         result = wfbus(*args, "-o", "json")
         assert result.code == 0, (args, result.err)
         assert [b["name"] for b in result.json()["brokers"]] == ["elsewhere"], args
@@ -80,22 +90,27 @@ def test_every_command_help_lists_the_global_options(wfbus, command):
         assert option in result.out, (command, option)
 
 
-@pytest.mark.parametrize("args", [
-    ["peek", "--bogus", "-o", "json"],  # -o after the error: the parser never got to it
-    ["-o", "json", "peek", "--bogus"],
-    ["--output=json", "peek", "--limit", "many"],  # bad value
-    ["peek", "--limit", "0", "--output", "json"],  # out of range
-    ["-o", "json", "emit", "--broker"],  # missing argument
-    ["-o", "json", "nosuchcommand"],
-    ["-ojson", "depth", "extra-argument"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["peek", "--bogus", "-o", "json"],  # -o after the error: the parser never got to it
+        ["-o", "json", "peek", "--bogus"],
+        ["--output=json", "peek", "--limit", "many"],  # bad value
+        ["peek", "--limit", "0", "--output", "json"],  # out of range
+        ["-o", "json", "emit", "--broker"],  # missing argument
+        ["-o", "json", "nosuchcommand"],
+        ["-ojson", "depth", "extra-argument"],
+    ],
+)
 def test_a_parser_error_under_json_is_an_error_document(wfbus, args):
     result = wfbus(*args)
     assert result.code == 2, result.err
     document = result.json()  # stdout holds exactly one JSON document
     error = document["error"]
     assert error["exit_code"] == 2 and error["message"], document
-    assert error["message"] in result.err or error["message"].split(":")[0] in result.err  # text on stderr
+    assert (
+        error["message"] in result.err or error["message"].split(":")[0] in result.err
+    )  # text on stderr
     assert result.err.strip(), "the text stays on stderr"
 
 
@@ -105,20 +120,31 @@ def test_a_parser_error_in_text_mode_prints_nothing_on_stdout(wfbus):
 
 
 def test_problems_in_an_error_document_are_structured(wfbus, tmp_path):
-    write_jsonl(tmp_path / "events.jsonl", [
-        {"topic": "t", "urn": "u"},
-        {"topic": "t", "urn": "u", "attempt": -1},
-        {"topic": "t", "atempt": 1, "urn": "u"},
-    ])
+    write_jsonl(
+        tmp_path / "events.jsonl",
+        [
+            {"topic": "t", "urn": "u"},
+            {"topic": "t", "urn": "u", "attempt": -1},
+            {"topic": "t", "atempt": 1, "urn": "u"},
+        ],
+    )
     (tmp_path / "broken.json").write_text("{nope")
     text = wfbus("validate", "events.jsonl", "broken.json")
     result = wfbus("validate", "events.jsonl", "broken.json", "-o", "json")
     assert result.code == text.code == 3
     problems = result.json()["error"]["problems"]
     assert all(set(p) == {"place", "field", "reason"} for p in problems), problems
-    assert {"place": "events.jsonl:2", "field": "attempt", "reason": "must be an integer ≥ 0, got -1"} in problems
-    assert any(p["place"] == "events.jsonl:3" and p["field"] == "atempt" and p["reason"].startswith("unknown key")
-               for p in problems), problems
+    assert {
+        "place": "events.jsonl:2",
+        "field": "attempt",
+        "reason": "must be an integer ≥ 0, got -1",
+    } in problems
+    assert any(
+        p["place"] == "events.jsonl:3"
+        and p["field"] == "atempt"
+        and p["reason"].startswith("unknown key")
+        for p in problems
+    ), problems
     broken = [p for p in problems if p["place"].startswith("broken.json")]
     assert broken and broken[0]["field"] is None and "JSON" in broken[0]["reason"], problems
     # text output unchanged in meaning: each problem is its place, field and reason on one line
@@ -131,7 +157,9 @@ def test_an_inline_problem_names_the_flag_as_its_place(wfbus):
     result = wfbus("emit", "--topic", "t", "--urn", "u", "--payload", "{bad", "-o", "json")
     assert result.code == 3
     [problem] = result.json()["error"]["problems"]
-    assert problem["place"] == "--payload" and problem["field"] is None and problem["reason"], problem
+    assert problem["place"] == "--payload" and problem["field"] is None and problem["reason"], (
+        problem
+    )
 
 
 def test_config_problems_are_structured_too(wfbus, tmp_path):
@@ -141,7 +169,9 @@ def test_config_problems_are_structured_too(wfbus, tmp_path):
     problems = result.json()["error"]["problems"]
     depth = wfbus("depth", "-o", "json")
     assert depth.code == 4 and depth.json()["errors"]["q"]["problems"] == problems
-    assert {(p["place"], p["field"]) for p in problems} >= {("wfbus.yaml", "brokers.q.queue_ur")}, problems
+    assert {(p["place"], p["field"]) for p in problems} >= {("wfbus.yaml", "brokers.q.queue_ur")}, (
+        problems
+    )
     assert all(set(p) == {"place", "field", "reason"} for p in problems)
     assert any(p["reason"].startswith("unknown key") for p in problems)
 
@@ -150,7 +180,9 @@ def test_unset_variables_are_structured_problems(wfbus, tmp_path, monkeypatch):
     monkeypatch.delenv("WFBUS_TEST_UNSET_A", raising=False)
     monkeypatch.delenv("WFBUS_TEST_UNSET_B", raising=False)
     (tmp_path / "wfbus.yaml").write_text(
-        "brokers:\n  q:\n    type: local\n    path: ${WFBUS_TEST_UNSET_A}\n    queue: ${WFBUS_TEST_UNSET_B}\n")
+        "brokers:\n  q:\n    type: local\n"
+        "    path: ${WFBUS_TEST_UNSET_A}\n    queue: ${WFBUS_TEST_UNSET_B}\n"
+    )
     result = wfbus("peek", "-o", "json")
     assert result.code == 4
     problems = result.json()["error"]["problems"]

@@ -17,7 +17,6 @@ import termios
 
 from conftest import run_process, write_jsonl
 
-
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # bold headers: styles are not text
 
 
@@ -27,8 +26,14 @@ def _on_terminal(args: list[str], cwd, columns: int = 80) -> str:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": str(columns), "TERM": "xterm"}
     env.pop("WFBUS_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=slave, stderr=slave)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wfbus", *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -47,10 +52,15 @@ def _on_terminal(args: list[str], cwd, columns: int = 80) -> str:
 def _events(seed: int, count: int) -> list[dict]:
     rng = random.Random(seed)
     print("seed", seed)
-    return [{"topic": f"order.{rng.choice(['submit', 'approve', 'ship'])}",
-             "urn": f"order-{rng.randrange(10**6)}-" + "x" * rng.randrange(0, 60),
-             "payload": {"note": "y" * rng.randrange(0, 300), "n": i}, "attempt": rng.randrange(4)}
-            for i in range(count)]
+    return [
+        {
+            "topic": f"order.{rng.choice(['submit', 'approve', 'ship'])}",
+            "urn": f"order-{rng.randrange(10**6)}-" + "x" * rng.randrange(0, 60),
+            "payload": {"note": "y" * rng.randrange(0, 300), "n": i},
+            "attempt": rng.randrange(4),
+        }
+        for i in range(count)
+    ]
 
 
 def test_peek_on_80_columns_keeps_each_message_on_one_line(tmp_path):
@@ -62,7 +72,9 @@ def test_peek_on_80_columns_keeps_each_message_on_one_line(tmp_path):
     lines = [line for line in text.split("\n") if line.strip()]
     assert all(len(line) <= 80 for line in lines), text
     rows = [line for line in lines if line.lstrip()[:1].isdigit()]
-    assert len(rows) == len(events), text  # one line per message: nothing wrapped onto a second line
+    assert len(rows) == len(events), (
+        text
+    )  # one line per message: nothing wrapped onto a second line
     assert all(f"order.{name}" in text for name in {e["topic"].split(".")[1] for e in events}), text
     assert "…" in text, text  # long ids and bodies are shortened, visibly
 
@@ -71,7 +83,10 @@ def test_a_wide_terminal_shows_ids_whole(tmp_path):
     events = _events(7, 2)
     write_jsonl(tmp_path / "e.jsonl", events)
     assert run_process("emit", "e.jsonl", cwd=tmp_path).code == 0
-    ids = [json.loads(line)["urn"] for line in run_process("peek", "-o", "jsonl", cwd=tmp_path).out.splitlines()]
+    ids = [
+        json.loads(line)["urn"]
+        for line in run_process("peek", "-o", "jsonl", cwd=tmp_path).out.splitlines()
+    ]
     text = _on_terminal(["peek"], tmp_path, columns=400)
     assert all(urn in text for urn in ids), text
 
@@ -81,4 +96,7 @@ def test_tables_in_a_pipe_have_no_trailing_spaces(tmp_path):
     assert run_process("emit", "e.jsonl", cwd=tmp_path).code == 0
     for args in (["peek"], ["depth"], ["brokers"], ["replay", "--dry-run"]):
         result = run_process(*args, cwd=tmp_path)
-        assert result.out and not any(line != line.rstrip() for line in result.out.splitlines()), (args, result.out)
+        assert result.out and not any(line != line.rstrip() for line in result.out.splitlines()), (
+            args,
+            result.out,
+        )

@@ -14,8 +14,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
-from conftest import run_process, write_config
+from conftest import write_config
 
 
 @pytest.fixture
@@ -24,8 +23,13 @@ def place(tmp_path_factory):
     root = tmp_path_factory.mktemp("where")
     for name in ("work", "home", "data", "state", "config", "cache"):
         (root / name).mkdir()
-    env = {"HOME": str(root / "home"), "XDG_DATA_HOME": str(root / "data"), "XDG_STATE_HOME": str(root / "state"),
-           "XDG_CONFIG_HOME": str(root / "config"), "XDG_CACHE_HOME": str(root / "cache")}
+    env = {
+        "HOME": str(root / "home"),
+        "XDG_DATA_HOME": str(root / "data"),
+        "XDG_STATE_HOME": str(root / "state"),
+        "XDG_CONFIG_HOME": str(root / "config"),
+        "XDG_CACHE_HOME": str(root / "cache"),
+    }
     for name in ("WFBUS_CONFIG", "WFBUS_STATE_DIR"):
         env[name] = ""
     return root, env
@@ -38,8 +42,14 @@ def _wfbus(root: Path, env: dict, *args: str, cwd: Path | None = None, stdin: by
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "wfbus", *args], cwd=cwd or root / "work", env=clean,
-                          input=stdin, capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wfbus", *args],
+        cwd=cwd or root / "work",
+        env=clean,
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+    )
     return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 
@@ -54,9 +64,19 @@ def _count(db: Path) -> int:
 
 EVENT = b'{"topic": "t", "urn": "u"}\n'
 READ_ONLY = [
-    ["depth"], ["depth", "-o", "json"], ["depth", "--max-ready", "0"], ["peek"], ["peek", "--dead-letter", "-o", "jsonl"],
-    ["peek", "--all", "-o", "json"], ["validate", "-"], ["brokers"], ["brokers", "-o", "json"], ["schema"],
-    ["replay", "--dry-run"], ["replay", "--dry-run", "-o", "json"], ["replay", "--native", "--dry-run"],
+    ["depth"],
+    ["depth", "-o", "json"],
+    ["depth", "--max-ready", "0"],
+    ["peek"],
+    ["peek", "--dead-letter", "-o", "jsonl"],
+    ["peek", "--all", "-o", "json"],
+    ["validate", "-"],
+    ["brokers"],
+    ["brokers", "-o", "json"],
+    ["schema"],
+    ["replay", "--dry-run"],
+    ["replay", "--dry-run", "-o", "json"],
+    ["replay", "--native", "--dry-run"],
     ["purge", "--dry-run"],
 ]
 
@@ -66,16 +86,27 @@ def test_read_only_commands_create_no_file_or_folder(place, args):
     root, env = place
     before = _tree(root)
     code, out, err = _wfbus(root, env, *args, stdin=EVENT)
-    assert code in (0, 2), (code, err)  # 2: --native on a broker without a native move, said as usage
+    assert code in (0, 2), (
+        code,
+        err,
+    )  # 2: --native on a broker without a native move, said as usage
     assert _tree(root) == before, (args, _tree(root) - before, err)
 
 
 def test_read_only_commands_with_a_config_create_nothing(place):
     root, env = place
-    write_config(root / "work" / "wfbus.yaml", {"a": {"type": "local"}, "b": {"type": "local", "path": "d/b.db"}},
-                 default="a")
+    write_config(
+        root / "work" / "wfbus.yaml",
+        {"a": {"type": "local"}, "b": {"type": "local", "path": "d/b.db"}},
+        default="a",
+    )
     before = _tree(root)
-    for args in (["depth"], ["peek", "-b", "b"], ["replay", "-b", "b", "--to", "a", "--dry-run"], ["brokers"]):
+    for args in (
+        ["depth"],
+        ["peek", "-b", "b"],
+        ["replay", "-b", "b", "--to", "a", "--dry-run"],
+        ["brokers"],
+    ):
         code, _, err = _wfbus(root, env, *args)
         assert code == 0, (args, err)
     assert _tree(root) == before, _tree(root) - before
@@ -125,8 +156,12 @@ def test_the_nearest_wfbus_folder_upward_is_used_like_git(place):
 def test_a_path_setting_in_the_config_wins(place):
     root, env = place
     (root / "work" / ".wfbus").mkdir()
-    config = write_config(root / "config" / "mine.yaml", {"l": {"type": "local", "path": "data/l.db"}})
-    code, out, err = _wfbus(root, env, "--config", str(config), "emit", "--topic", "t", "--urn", "u")
+    config = write_config(
+        root / "config" / "mine.yaml", {"l": {"type": "local", "path": "data/l.db"}}
+    )
+    code, out, err = _wfbus(
+        root, env, "--config", str(config), "emit", "--topic", "t", "--urn", "u"
+    )
     db = root / "config" / "data" / "l.db"
     assert code == 0 and str(db) in out and _count(db) == 1, out + err
     assert not list((root / "work" / ".wfbus").iterdir()) and not list((root / "data").iterdir())

@@ -19,7 +19,9 @@ from ..errors import UsageError
 from .render import OUTPUT_MODES
 from .state import State
 
-CONFIG_HELP = "Config file (default: $WFBUS_CONFIG, ./wfbus.yaml, $XDG_CONFIG_HOME/wfbus/config.yaml)."
+CONFIG_HELP = (
+    "Config file (default: $WFBUS_CONFIG, ./wfbus.yaml, $XDG_CONFIG_HOME/wfbus/config.yaml)."
+)
 OUTPUT_HELP = "text for people; json / jsonl for scripts."
 VERBOSE_HELP = "Show tracebacks and driver details on errors."
 
@@ -58,17 +60,36 @@ def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> No
 def subcommand_options() -> list[click.Option]:
     """The global options as a subcommand's own (values go to the State, not to the function)."""
     return [
-        click.Option(["--config", "-c"], metavar="PATH", default=None, expose_value=False, callback=_set_config,
-                     help=f"{CONFIG_HELP} [global]"),
-        click.Option(["--output", "-o"], metavar="text|json|jsonl", default=None, expose_value=False,
-                     callback=_set_output, help=f"{OUTPUT_HELP} [global]"),
-        click.Option(["--verbose", "-v"], is_flag=True, default=False, expose_value=False, callback=_set_verbose,
-                     help=f"{VERBOSE_HELP} [global]"),
+        click.Option(
+            ["--config", "-c"],
+            metavar="PATH",
+            default=None,
+            expose_value=False,
+            callback=_set_config,
+            help=f"{CONFIG_HELP} [global]",
+        ),
+        click.Option(
+            ["--output", "-o"],
+            metavar="text|json|jsonl",
+            default=None,
+            expose_value=False,
+            callback=_set_output,
+            help=f"{OUTPUT_HELP} [global]",
+        ),
+        click.Option(
+            ["--verbose", "-v"],
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_set_verbose,
+            help=f"{VERBOSE_HELP} [global]",
+        ),
     ]
 
 
-def add_to_subcommands(group: click.Group) -> click.Group:
+def add_to_subcommands(group: click.Command) -> click.Command:
     """Give each subcommand the global options, and check the output mode once all are parsed."""
+    assert isinstance(group, click.Group)  # the wfbus app: a group of commands
     for command in group.commands.values():
         command.params.extend(subcommand_options())
         if command.callback is not None:
@@ -81,9 +102,15 @@ def _checked(callback: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         state = _state(ctx)
-        if state is not None and state.output_mode == "jsonl" and ctx.info_name not in LINE_COMMANDS:
-            raise UsageError(f"--output jsonl: `{ctx.info_name}` prints one document, not lines",
-                             hint="use --output json (jsonl is for `peek` and `depth --watch`)")
+        if (
+            state is not None
+            and state.output_mode == "jsonl"
+            and ctx.info_name not in LINE_COMMANDS
+        ):
+            raise UsageError(
+                f"--output jsonl: `{ctx.info_name}` prints one document, not lines",
+                hint="use --output json (jsonl is for `peek` and `depth --watch`)",
+            )
         return callback(*args, **kwargs)
 
     return run
