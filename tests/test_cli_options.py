@@ -86,7 +86,7 @@ def test_jsonl_after_a_command_without_a_line_form_is_a_usage_error(wfbus):
 def test_every_command_help_lists_the_global_options(wfbus, command):
     result = wfbus(command, "--help")
     assert result.code == 0
-    for option in ("--config", "--output", "--verbose", "-o", "-c", "-v"):
+    for option in ("--config", "--output", "--verbose", "--no-color", "-o", "-c", "-v"):
         assert option in result.out, (command, option)
 
 

@@ -20,11 +20,15 @@ from conftest import run_process, write_jsonl
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # bold headers: styles are not text
 
 
-def _on_terminal(args: list[str], cwd, columns: int = 80) -> str:
+def _on_terminal(
+    args: list[str], cwd, columns: int = 80, colour: bool = False, status: int = 0
+) -> str:
     """wfbus with stdout and stderr on a pseudo-terminal of `columns` columns; what it printed."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": str(columns), "TERM": "xterm"}
+    if colour:
+        env.pop("NO_COLOR")
     env.pop("WFBUS_CONFIG", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "wfbus", *args],
@@ -45,8 +49,9 @@ def _on_terminal(args: list[str], cwd, columns: int = 80) -> str:
             break
         chunks.append(chunk)
     os.close(master)
-    assert proc.wait(timeout=60) == 0
-    return ANSI.sub("", b"".join(chunks).decode().replace("\r\n", "\n"))
+    assert proc.wait(timeout=60) == status
+    text = b"".join(chunks).decode().replace("\r\n", "\n")
+    return text if colour else ANSI.sub("", text)
 
 
 def _events(seed: int, count: int) -> list[dict]:
@@ -100,3 +105,11 @@ def test_tables_in_a_pipe_have_no_trailing_spaces(tmp_path):
             args,
             result.out,
         )
+
+
+def test_no_color_before_or_after_the_command_turns_colour_off_on_a_terminal(tmp_path):
+    args = ["depth", "-b", "nosuch"]  # an error: said in red on a terminal
+    assert "\x1b[31m" in _on_terminal(args, tmp_path, colour=True, status=2)
+    for where in (["--no-color", *args], [*args, "--no-color"]):
+        text = _on_terminal(where, tmp_path, colour=True, status=2)
+        assert "unknown broker" in text and "\x1b[31m" not in text, text

@@ -16,6 +16,7 @@ from ..errors import ExitStatus, InputError, Problem, WfbusError
 from . import brokers_cmd, depth, emit, peek, purge, replay, schema, serve, validate
 from .global_options import (
     CONFIG_HELP,
+    NO_COLOR_HELP,
     OUTPUT_HELP,
     VERBOSE_HELP,
     add_to_subcommands,
@@ -51,6 +52,7 @@ def _global_options(
     config: Optional[str] = typer.Option(None, "--config", "-c", metavar="PATH", help=CONFIG_HELP),
     output: str = typer.Option("text", "--output", "-o", metavar="text|json|jsonl", help=OUTPUT_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    no_color: bool = typer.Option(False, "--no-color", help=NO_COLOR_HELP),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Before the command; each subcommand takes the same options after it (global_options.py)."""
@@ -59,6 +61,7 @@ def _global_options(
     state.config_path = config
     state.output_mode = output  # type: ignore[assignment]  # checked just above
     state.verbose = verbose
+    state.no_color = no_color
 
 
 for module in (emit, validate, replay, depth, peek, purge, brokers_cmd, schema, serve):

@@ -1,6 +1,6 @@
-"""The global options (--config, --output, --verbose): the same before the command and after it.
+"""The global options (--config, --output, --verbose, --no-color), before or after the command.
 
-Click gives every subcommand its own parameters, so the three options are also added to each
+Click gives every subcommand its own parameters, so these options are also added to each
 subcommand, as click options whose callbacks write into the run's State (the last one given wins).
 `wfbus peek -ojsonl` then parses like `wfbus -o jsonl peek` with click's own parser (short options
 glued to their value, `--output=json`), `wfbus peek -o` says that -o needs a value, and each
@@ -24,6 +24,7 @@ CONFIG_HELP = (
 )
 OUTPUT_HELP = "text for people; json / jsonl for scripts."
 VERBOSE_HELP = "Show tracebacks and driver details on errors."
+NO_COLOR_HELP = "No colour on a terminal (as NO_COLOR=1 does)."
 
 LINE_COMMANDS = ("peek", "depth")  # the commands with a line form (depth: with --watch)
 
@@ -57,6 +58,12 @@ def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> No
         state.verbose = True
 
 
+def _set_no_color(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    state = _state(ctx)
+    if value and state is not None:
+        state.no_color = True
+
+
 def subcommand_options() -> list[click.Option]:
     """The global options as a subcommand's own (values go to the State, not to the function)."""
     return [
@@ -83,6 +90,14 @@ def subcommand_options() -> list[click.Option]:
             expose_value=False,
             callback=_set_verbose,
             help=f"{VERBOSE_HELP} [global]",
+        ),
+        click.Option(
+            ["--no-color"],
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_set_no_color,
+            help=f"{NO_COLOR_HELP} [global]",
         ),
     ]
 

@@ -29,8 +29,10 @@ OUTPUT_MODES = ("text", "json", "jsonl")
 
 
 class Output:
-    def __init__(self, mode: OutputMode = "text", stdout: IO[str] | None = None, stderr: IO[str] | None = None):
+    def __init__(self, mode: OutputMode = "text", stdout: IO[str] | None = None, stderr: IO[str] | None = None,
+                 no_color: bool = False):
         self.mode = mode
+        self.no_color = no_color  # --no-color, as NO_COLOR does
         self._stdout = stdout
         self._stderr = stderr
         self._console = None
@@ -47,13 +49,13 @@ class Output:
     @property
     def console(self):
         if self._console is None:
-            self._console = _make_console(self.stdout)
+            self._console = _make_console(self.stdout, self.no_color)
         return self._console
 
     @property
     def err_console(self):
         if self._err_console is None:
-            self._err_console = _make_console(self.stderr)
+            self._err_console = _make_console(self.stderr, self.no_color)
         return self._err_console
 
     # -- data for scripts -------------------------------------------------------------------
@@ -245,14 +247,14 @@ def _line_len(text: str) -> int:
     return max((_cell_len(line) for line in text.split("\n")), default=0)
 
 
-def _make_console(stream: IO[str]):
+def _make_console(stream: IO[str], no_color: bool = False):
     from rich.console import Console
 
     is_tty = _is_tty(stream)
     return Console(
         file=stream,
         highlight=False,
-        no_color=bool(os.environ.get("NO_COLOR")) or None,
+        no_color=no_color or bool(os.environ.get("NO_COLOR")) or None,
         width=None if is_tty else 4096,  # a pipe gets whole lines, not lines folded at 80 columns
         soft_wrap=not is_tty,
     )

@@ -16,6 +16,7 @@ class State:
     config_path: str | None = None
     output_mode: OutputMode = "text"
     verbose: bool = False
+    no_color: bool = False
     stdin: IO[bytes] | None = None  # injectable for tests; None means the process's stdin
     _config: Config | None = field(default=None, repr=False)
     _output: Output | None = field(default=None, repr=False)
@@ -34,6 +35,6 @@ class State:
     @property
     def out(self) -> Output:
         if self._output is None:
-            self._output = Output(self.output_mode)
+            self._output = Output(self.output_mode, no_color=self.no_color)
         return self._output
 
