@@ -4,8 +4,8 @@ SIGTERM and SIGHUP are handled like Ctrl-C (exit 128+signal, exact --failed-out:
 `wfbus emit FAILED_OUT`); SIGKILL leaves only the progress record (recovery is `wfbus emit --resume`
 with the same sources). The kill point is a random fraction of the events, reached by watching the
 destination fill, so the stops land mid-way; most trials must, or the test proves nothing. Counting is
-done with each broker's own client: every event at the destination, duplicates at most the batch that
-was on the wire, and a resume reports that bound.
+done with each broker's own client: every event at the destination, duplicates at most the batches
+that were in flight (pipeline_window x publish_batch_size), and a resume reports that bound.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def test_emit_stopped_by_a_signal_at_a_random_point_loses_nothing_after_recovery
     rng = random.Random(seed)
     print(f"seed {seed} (WFBUS_TEST_SEED={seed} repeats this run)")
     settings = target_settings(tmp_path)
-    batch = broker_class(settings["type"]).publish_batch_size
+    # what a kill may leave sent but unrecorded: every batch in flight (pipeline_window of them)
+    batch = broker_class(settings["type"]).publish_batch_size * max(1, broker_class(settings["type"]).pipeline_window)
     landed_mid_way = 0
     already_there = 0  # local and Kafka keep what earlier trials sent
     for trial in range(TRIALS):
@@ -95,7 +96,7 @@ def test_emit_stopped_by_a_signal_at_a_random_point_loses_nothing_after_recovery
         lost = set(range(count)) - set(mine)
         duplicates = sum(n - 1 for n in mine.values())
         assert not lost, f"seed {seed} trial {trial} ({stop.name}): lost {len(lost)}, e.g. {sorted(lost)[:5]}"
-        assert duplicates <= batch, f"seed {seed} trial {trial}: {duplicates} duplicates, more than one batch"
+        assert duplicates <= batch, f"seed {seed} trial {trial}: {duplicates} duplicates, more than a window of batches"
         if recovery_report is not None and recovery_report["resume"]["skipped_confirmed"]:
             assert duplicates <= recovery_report["resume"]["may_be_duplicated"]  # said, not hidden
         if settings["type"] in ("local", "kafka"):
