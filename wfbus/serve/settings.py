@@ -26,7 +26,7 @@ class ServeSettings(BaseModel):
     metrics_public: bool = False  # /metrics without a token (a scraper on a private network)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_events: int = Field(default=1000, gt=0)  # events per request
-    max_concurrent: int = Field(default=256, gt=0)  # requests being handled at once; more: 429
+    max_concurrent: int = Field(default=1024, gt=0)  # requests being handled at once; more: 429
     request_timeout_seconds: float = Field(
         default=30.0, gt=0
     )  # whole request, confirmation included; 408
