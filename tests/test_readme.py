@@ -675,3 +675,17 @@ def test_a_misspelt_key_in_a_config_snippet_is_caught(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 4 and "sasl_mechanisms" in proc.stderr
+
+
+# -- the Python API example ----------------------------------------------------------------------
+
+
+def test_the_python_api_example_prints_what_the_readme_shows(tmp_path):
+    part = section(README.read_text(encoding="utf-8"), "## Python API")
+    blocks = {language: part[s + 1 : e] for s, e, language in reversed(_fences(part))}
+    assert {"python", "text"} <= set(blocks), "## Python API needs a python block and its output"
+    shell = Shell(tmp_path)
+    (shell.work / "example.py").write_text("\n".join(blocks["python"]) + "\n")
+    code, output = shell.run(f'"{sys.executable}" example.py')
+    assert code == 0, output
+    assert output_lines(output) == blocks["text"], output
