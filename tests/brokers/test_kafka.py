@@ -10,6 +10,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from brokers.kafka_drivers import driver_settings, kafka_driver  # noqa: F401 - each test, each driver
 from conftest import write_config, write_jsonl
 from contract.kits import KAFKA_BOOTSTRAP, kafka_create_topics
 
@@ -21,7 +22,8 @@ def kafka_broker(tmp_path):
     name = f"wfbus-{uuid.uuid4().hex[:10]}"
     kafka_create_topics(name, f"{name}.dlq")
     settings = {"type": "kafka", "bootstrap_servers": [KAFKA_BOOTSTRAP], "topic": name,
-                "dead_letter_topic": f"{name}.dlq", "consumer_group": f"app-{name}", "replay_group": f"rp-{name}"}
+                "dead_letter_topic": f"{name}.dlq", "consumer_group": f"app-{name}", "replay_group": f"rp-{name}",
+                **driver_settings()}
     write_config(tmp_path / "wfbus.yaml", {"k": settings}, "k")
     return settings
 
@@ -109,8 +111,9 @@ def test_replay_dry_run_commits_nothing_and_says_unselected_stay(wfbus, kafka_br
 def test_unknown_topic_and_unreachable_broker_exit_5_promptly(wfbus, tmp_path):
     write_config(tmp_path / "wfbus.yaml", {
         "missing": {"type": "kafka", "bootstrap_servers": [KAFKA_BOOTSTRAP], "topic": "no-such-topic-x",
-                    "timeout_seconds": 3},
-        "down": {"type": "kafka", "bootstrap_servers": ["127.0.0.1:9"], "topic": "t", "timeout_seconds": 3},
+                    "timeout_seconds": 3, **driver_settings()},
+        "down": {"type": "kafka", "bootstrap_servers": ["127.0.0.1:9"], "topic": "t", "timeout_seconds": 3,
+                 **driver_settings()},
     })
     started = time.monotonic()
     result = wfbus("emit", "-b", "missing", "--topic", "t", "--urn", "u")
@@ -129,7 +132,8 @@ def test_an_event_the_broker_refuses_fails_alone_with_exit_1_and_the_rest_are_co
     admin.create_topics([NewTopic(name, 1, 1, topic_configs={"max.message.bytes": "1024"})])
     admin.close()
     write_config(tmp_path / "wfbus.yaml", {"k": {"type": "kafka", "bootstrap_servers": [KAFKA_BOOTSTRAP],
-                                                 "topic": name, "timeout_seconds": 5}}, "k")
+                                                 "topic": name, "timeout_seconds": 5,
+                                                 **driver_settings()}}, "k")
     assert wfbus("emit", "--topic", "t", "--urn", "before").code == 0
     write_jsonl(tmp_path / "big.jsonl", [{"topic": "t", "urn": "big", "payload": {"blob": "x" * 4000}}])
     result = wfbus("-o", "json", "emit", "big.jsonl", "--failed-out", "failed.jsonl")
@@ -145,7 +149,8 @@ def test_an_event_the_broker_refuses_fails_alone_with_exit_1_and_the_rest_are_co
 def test_an_unreachable_cluster_is_said_within_the_connect_timeout_not_the_delivery_timeout(wfbus, tmp_path):
     """The connection set-up is bounded apart from delivery (timeout_seconds 30 here): exit 5 in seconds."""
     write_config(tmp_path / "wfbus.yaml", {"down": {"type": "kafka", "bootstrap_servers": ["127.0.0.1:9"],
-                                                    "topic": "t", "timeout_seconds": 30}})
+                                                    "topic": "t", "timeout_seconds": 30,
+                                                    **driver_settings()}})
     started = time.monotonic()
     result = wfbus("depth")
     assert result.code == 5 and "no Kafka broker reachable" in result.err

@@ -17,6 +17,7 @@ from collections import Counter
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from brokers.kafka_drivers import driver_settings, kafka_driver  # noqa: F401 - each test, each driver
 from conftest import write_config, write_jsonl
 from contract.kits import KAFKA_BOOTSTRAP, kafka_create_topics
 
@@ -35,7 +36,8 @@ def kafka_config(tmp_path, *, partitions: int = 3, **extra) -> dict:
     kafka_create_topics(name, f"{name}.dlq", partitions=partitions)
     settings = {"type": "kafka", "bootstrap_servers": [KAFKA_BOOTSTRAP], "topic": name,
                 "dead_letter_topic": f"{name}.dlq", "consumer_group": f"app-{name}",
-                "replay_group": f"rp-{name}", "timeout_seconds": 10, **extra}
+                "replay_group": f"rp-{name}", "timeout_seconds": 10,
+                **driver_settings(), **extra}
     write_config(tmp_path / "wfbus.yaml", {"k": settings}, "k")
     return settings
 

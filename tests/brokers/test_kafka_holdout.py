@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from brokers.kafka_drivers import kafka_driver  # noqa: F401 - each test, each driver
 from brokers.test_kafka_fidelity import foreign_records, kafka_config, produce, seeded
 from conftest import write_jsonl
 from contract.kits import KAFKA_BOOTSTRAP
