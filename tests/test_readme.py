@@ -608,7 +608,15 @@ def test_the_command_synopsis_matches_the_help():
     )
     first = next(line for line in section(text, "## Commands") if line.startswith("wfbus ["))
     global_options = set(re.findall(r"--[a-z][a-z-]*", first))
-    assert global_options and global_options <= set(re.findall(r"--[a-z][a-z-]*", help_text()))
+    offered = set(re.findall(r"^ +(?:-\w, )?(--[a-z][a-z-]*)", help_text(), re.M))
+    assert global_options <= offered
+    not_global = {"--version", "--install-completion", "--show-completion", "--help"}
+    lacking = offered - not_global - global_options
+    assert not lacking, f"the synopsis lacks the global options {sorted(lacking)}"
+    for command, options in shown.items():  # and every option of each command is shown
+        declared = set(re.findall(r"^ +(?:-\w, )?(--[a-z][a-z-]*)", help_text(command), re.M))
+        missing = declared - offered - options
+        assert not missing, f"the README's synopsis of `{command}` lacks {sorted(missing)}"
 
 
 def test_a_synopsis_option_the_tool_lacks_is_caught():
