@@ -593,7 +593,8 @@ class RabbitQueueReader(DeadLetterReader):
         self._link = _Link(broker._open_connection, _keeper_interval(broker.settings))
         self._bound, _ = broker._queue_state(queue)
         self._taken = 0  # distinct messages handed out, up to the bound
-        self._digests: dict[int, str] = {}  # delivery tag -> digest, for every delivery held
+        # delivery tag -> digest (or what it is computed from), for every delivery held
+        self._digests: dict[int, str | tuple[Any, bytes]] = {}
         self._passed: dict[int, float] = {}  # delivery tag -> when read, for the held deliveries passed over
         self._returning: Counter[str] = Counter()  # handed back: pass over them again when they come round
         self._strays = 0  # messages read beyond the bound while looking for those handed back
@@ -665,12 +666,17 @@ class RabbitQueueReader(DeadLetterReader):
     def _take(self, method, properties, body: bytes, max_messages: int, out: list[ReceivedMessage]) -> None:
         """One delivery: handed out, passed over again (one we handed back), or not this run's."""
         tag = method.delivery_tag
-        digest = _digest(properties, body)
-        if self._returning[digest] > 0:  # one we handed back: already examined, passed over again
-            self._returning[digest] -= 1
-            self._digests[tag] = digest
-            self._passed[tag] = time.monotonic()
-            return
+        # the digest is computed only when needed (to recognise one we handed back, or to hand one back)
+        digest: str | tuple[Any, bytes] = (properties, body)
+        if self._returning:
+            digest = _digest(properties, body)
+            if self._returning[digest] > 0:  # one we handed back: already examined, passed over again
+                self._returning[digest] -= 1
+                if not self._returning[digest]:
+                    del self._returning[digest]
+                self._digests[tag] = digest
+                self._passed[tag] = time.monotonic()
+                return
         if self._taken >= self._bound:  # arrived after we opened: not this run's, left in place
             self._digests[tag] = digest
             self._strays += 1
@@ -679,7 +685,7 @@ class RabbitQueueReader(DeadLetterReader):
         if len(out) >= max_messages:
             # more than this call may hand out (handed-back messages did not come round): back in place,
             # unread, for the next call
-            self.channel.basic_nack(tag, multiple=False, requeue=True)
+            self.channel._impl.basic_nack(tag, multiple=False, requeue=True)  # sent with the call's next read
             return
         self._digests[tag] = digest
         self._taken += 1
@@ -693,8 +699,11 @@ class RabbitQueueReader(DeadLetterReader):
 
     def ack(self, messages: Sequence[ReceivedMessage]) -> None:
         with self._io(f"ack on {self.queue!r}"):
+            # pika's BlockingChannel reads the socket after every basic.ack (a poll per message): the channel
+            # under it only writes them, and one push below sends them all
+            send_ack = self.channel._impl.basic_ack
             for message in messages:
-                self.channel.basic_ack(message.handle)
+                send_ack(message.handle)
                 self._digests.pop(message.handle, None)
             # basic.ack is only buffered by pika: push it onto the socket now, before the journal forgets
             # the message, or a crash right after would requeue (and replay again) what was done
@@ -715,8 +724,9 @@ class RabbitQueueReader(DeadLetterReader):
             if not self.channel.is_open:
                 return
             for tag in sorted(self._passed):
-                self.channel.basic_nack(tag, multiple=False, requeue=True)
-                self._returning[self._digests.pop(tag)] += 1
+                self.channel._impl.basic_nack(tag, multiple=False, requeue=True)  # pushed below, all at once
+                digest = self._digests.pop(tag)
+                self._returning[digest if isinstance(digest, str) else _digest(*digest)] += 1
             self._passed.clear()
             self._strays = 0
             self._link.connection().process_data_events(time_limit=0)
