@@ -73,7 +73,7 @@ class Problem(str):
     def to_dict(self) -> dict[str, str | None]:
         return {"place": self.place, "field": self.field, "reason": self.reason}
 
-    def __reduce__(self):  # type: ignore[override]  # pickles as itself, not as a bare str
+    def __reduce__(self):  # pickles as itself, not as a bare str
         return (Problem, (self.place, self.field, self.reason))
 
 

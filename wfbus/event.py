@@ -137,9 +137,9 @@ def parse_event(doc: Any, *, ints_checked: bool = False) -> WorkflowEvent:
     path below: the usual keys, right types, nothing to say.
     """
     if type(doc) is dict:
-        topic = doc.get("topic")
-        urn = doc.get("urn")
-        attempt = doc.get("attempt", 0)
+        topic: Any = doc.get("topic")
+        urn: Any = doc.get("urn")
+        attempt: Any = doc.get("attempt", 0)
         payload = doc.get("payload", ABSENT)
         kind = type(urn)
         if (type(topic) is str and topic and topic.isprintable() and not topic.isspace() and "event" not in doc

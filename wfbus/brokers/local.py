@@ -299,7 +299,9 @@ try:  # the headers column is JSON text; orjson writes it ~10x faster than json.
     def _dumps_headers(headers: dict[str, str]) -> str:
         return _orjson.dumps(headers).decode()
 except ImportError:  # pragma: no cover - orjson is a dependency
-    _dumps_headers = json.dumps
+
+    def _dumps_headers(headers: dict[str, str]) -> str:
+        return json.dumps(headers)
 
 
 def _received(row: tuple) -> ReceivedMessage:

@@ -44,8 +44,9 @@ def depth_command(
         out.json(_document(report, redact))
     else:
         columns = ["broker", "queue", "role", "ready", "in flight", "delayed", "consumers", "lag"]
-        rows = [(r.broker, r.queue, r.role, _n(r.ready, r.approximate), _n(r.in_flight, r.approximate),
-                 _n(r.delayed, r.approximate), _n(r.consumers, False), _n(r.lag, False)) for r in report.rows]
+        rows: list[tuple[str, ...]] = [
+            (r.broker, r.queue, r.role, _n(r.ready, r.approximate), _n(r.in_flight, r.approximate),
+             _n(r.delayed, r.approximate), _n(r.consumers, False), _n(r.lag, False)) for r in report.rows]
         if report.errors:  # an unreachable broker is a row too, so a script reading the table sees it
             columns.append("error")
             rows = [(*row, "") for row in rows]

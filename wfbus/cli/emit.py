@@ -168,7 +168,8 @@ def _render(out, report, failed_out: Path | None, rerun: _RerunCommand) -> None:
             "resume": {"resumed": report.resumed, "skipped_confirmed": report.skipped_confirmed,
                        "already_complete": report.already_complete,
                        "may_be_duplicated": report.duplicates_bound} if report.resumed else None,
-            "rerun_command": (rerun.of_file(failed_out) if report.failed_out_written else rerun.resume())
+            "rerun_command": (rerun.of_file(failed_out) if report.failed_out_written and failed_out
+                              else rerun.resume())
             if report.undelivered else None,
             "samples": report.samples if report.dry_run else [],
             "exit_code": int(report.exit_status),
@@ -207,7 +208,7 @@ def _render(out, report, failed_out: Path | None, rerun: _RerunCommand) -> None:
     if report.interrupted:
         out.error(f"stopped by signal {report.stopped_by}: the events counted above were confirmed; the rest were not sent")
     if report.undelivered:
-        if report.failed_out_written:
+        if report.failed_out_written and failed_out is not None:
             out.warn(f"{report.undelivered} event(s) not delivered were written to {failed_out}; "
                      f"run `{rerun.of_file(failed_out)}` to send them")
         elif report.failed_out_error:

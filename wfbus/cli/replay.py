@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, cast
 
 import typer
 
 from .completion import broker_names
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..replay import AttemptPolicy
 
 
 def register(app: typer.Typer) -> None:
@@ -58,7 +61,8 @@ def replay_command(
     destination_name = config.resolve_name(to) if to else source_name
     selection = Selection(tuple(topics or ()), tuple(urns or ()), tuple(_pair(m) for m in matches or ()),
                           min_attempt, max_attempt, limit)
-    options = ReplayOptions(selection=selection, dry_run=dry_run, attempt=attempt, batch_size=batch, rate=rate)
+    policy = cast("AttemptPolicy", attempt)  # checked above: keep, increment or reset
+    options = ReplayOptions(selection=selection, dry_run=dry_run, attempt=policy, batch_size=batch, rate=rate)
     if native:
         if to or topics or urns or matches or min_attempt is not None or max_attempt is not None or limit \
                 or attempt != "keep" or rate:

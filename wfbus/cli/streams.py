@@ -95,7 +95,7 @@ def guarded() -> Iterator[tuple[GuardedStream, GuardedStream]]:
     """Wrap sys.stdout and sys.stderr for the duration of one command, then put them back."""
     saved = sys.stdout, sys.stderr
     out, err = GuardedStream(sys.stdout, "stdout"), GuardedStream(sys.stderr, "stderr")
-    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    sys.stdout, sys.stderr = out, err
     try:
         yield out, err
     finally:
