@@ -1,16 +1,16 @@
-"""Publishing with librdkafka (confluent-kafka; `driver: librdkafka`, what `auto` picks when installed).
+"""Publishing with librdkafka (confluent-kafka): `driver: librdkafka`, what `auto` picks first.
 
 Every record gets a delivery callback, and a Delivery comes only from that report: confirmed when
-librdkafka says the broker acknowledged it (acks=all, idempotent producer), failed with the broker's or
-librdkafka's reason otherwise, and "no acknowledgement" when no report came within the delivery timeout.
-A batch is handed over with `produce` (librdkafka batches and sends in its own threads) and its answer is
-read by polling until that batch's reports are in, so several batches are in flight
-(`KafkaBroker.pipeline_window`). Order per partition across them holds because the producer is
-idempotent (at most 5 requests in flight, librdkafka's own limit for idempotence).
+librdkafka says the broker acknowledged it (acks=all, idempotent producer), failed with the
+broker's or librdkafka's reason otherwise, and "no acknowledgement" when no report came within the
+delivery timeout. A batch is handed over with `produce` (librdkafka batches and sends in its own
+threads) and its answer is read by polling until that batch's reports are in, so several batches
+are in flight (`KafkaBroker.pipeline_window`). Order per partition across them holds because the
+producer is idempotent (at most 5 requests in flight, librdkafka's own limit for idempotence).
 
-Nothing is printed: librdkafka's log lines go to a silent logger, its errors to `error_cb`, which keeps
-the last ones so an unreachable cluster or a refused login is reported as such (secrets never appear in
-them: librdkafka does not log passwords).
+Nothing is printed: librdkafka's log lines go to a silent logger, its errors to `error_cb`, which
+keeps the last ones so an unreachable cluster or a refused login is reported as such (secrets never
+appear in them: librdkafka does not log passwords).
 
 Reading (peek, depth, replay, purge) stays on kafka-python for both drivers (see KafkaBroker).
 """
@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 
 LINGER_MS = 5
 BATCH_MESSAGES = 10_000
-BATCH_BYTES = 1_000_000  # librdkafka's default batch.size, below a broker's default max.message.bytes
+BATCH_BYTES = 1_000_000  # librdkafka's default batch.size, below the default max.message.bytes
 BATCH_FRAMING = 200  # record batch header and per-record framing kept free below max.message.bytes
 
-# librdkafka's names for the refusals kafka-python names otherwise: the user reads one text either way
+# librdkafka's names for refusals kafka-python names otherwise: the user reads one text either way
 _NAMES = {"MSG_SIZE_TOO_LARGE": "MessageSizeTooLargeError", "INVALID_RECORD": "InvalidRecordError",
           "TOPIC_AUTHORIZATION_FAILED": "TopicAuthorizationFailedError"}
 
@@ -52,24 +52,28 @@ def librdkafka_config(broker: KafkaBroker) -> dict[str, Any]:
         "bootstrap.servers": ",".join(s.bootstrap_servers),
         "client.id": s.client_id,
         "security.protocol": s.security_protocol,
-        "socket.connection.setup.timeout.ms": int(min(s.connect_timeout_seconds, s.timeout_seconds) * 1000),
+        "socket.connection.setup.timeout.ms": int(
+            min(s.connect_timeout_seconds, s.timeout_seconds) * 1000),
         "reconnect.backoff.max.ms": 1000,
         "logger": _SILENT,
     }
     if s.security_protocol in ("SSL", "SASL_SSL"):
-        for key, value in (("ssl.ca.location", s.ssl_cafile), ("ssl.certificate.location", s.ssl_certfile),
+        for key, value in (("ssl.ca.location", s.ssl_cafile),
+                           ("ssl.certificate.location", s.ssl_certfile),
                            ("ssl.key.location", s.ssl_keyfile)):
             if value:
                 config[key] = broker.resolve_path(value)
-        config["ssl.endpoint.identification.algorithm"] = "https" if s.ssl_check_hostname else "none"
+        verify_host = "https" if s.ssl_check_hostname else "none"
+        config["ssl.endpoint.identification.algorithm"] = verify_host
     if s.security_protocol.startswith("SASL"):
-        config.update({"sasl.mechanism": s.sasl_mechanism or "PLAIN", "sasl.username": s.sasl_username or "",
+        config.update({"sasl.mechanism": s.sasl_mechanism or "PLAIN",
+                       "sasl.username": s.sasl_username or "",
                        "sasl.password": s.sasl_password or ""})
     return config
 
 
 def refusal(error: Any) -> str:
-    """A KafkaError as the user reads it (the same names as the kafka-python driver's where known)."""
+    """A KafkaError as the user reads it (named as kafka-python names it, where known)."""
     name = error.name()
     known = _NAMES.get(name.lstrip("_"))
     if known:
@@ -117,13 +121,13 @@ class LibrdkafkaPublisher:
                 "batch.num.messages": BATCH_MESSAGES,
                 "batch.size": self._batch_bytes,
                 "message.max.bytes": s.max_request_size,
-                # the partition of a key is the one the Java client and kafka-python pick (murmur2), so
-                # a key's records stay in one partition, in order, whichever driver or client sent them
+                # a key's partition is the one the Java client and kafka-python pick (murmur2): its
+                # records stay in one partition, in order, whichever driver or client sent them
                 "partitioner": "murmur2_random",
                 "request.timeout.ms": int(s.timeout_seconds * 1000),
                 "message.timeout.ms": int(self.broker._delivery_timeout() * 1000),
                 "queue.buffering.max.messages": 1_000_000,
-                "allow.auto.create.topics": False,  # a mistyped topic is an error, never a new topic
+                "allow.auto.create.topics": False,  # a mistyped topic is an error, not a new one
                 "error_cb": self._errors.append,
             })
             if s.compression_type:
@@ -131,12 +135,14 @@ class LibrdkafkaPublisher:
             try:
                 self._producer = Producer(config)
             except (KafkaException, ValueError, TypeError) as exc:
-                raise ConfigError(f"{self.broker.name}: librdkafka refused the settings: {exc}",
-                                  hint=f"check brokers.{self.broker.name} (or use driver: kafka-python)") from None
+                raise ConfigError(
+                    f"{self.broker.name}: librdkafka refused the settings: {exc}",
+                    hint=f"check brokers.{self.broker.name} (or use driver: kafka-python)",
+                ) from None
         return self._producer
 
     def _check_topic(self, topic: str) -> None:
-        """The topic exists (librdkafka would otherwise hold its records until the delivery timeout).
+        """The topic exists (else librdkafka would hold its records until the delivery timeout).
         The first call is the connection: bounded by connect_timeout_seconds."""
         if topic in self._known_topics:
             return
@@ -147,8 +153,8 @@ class LibrdkafkaPublisher:
         wait = min(s.connect_timeout_seconds, s.timeout_seconds) if first else s.timeout_seconds
         try:
             metadata = self.admin.list_topics(topic, timeout=wait)
-        except KafkaException as exc:
-            raise self._connection_failed(f"topic {topic}", exc.args[0] if exc.args else None) from None
+        except KafkaException:
+            raise self._connection_failed(f"topic {topic}") from None
         found = metadata.topics.get(topic)
         error = getattr(found, "error", None)
         if error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
@@ -165,27 +171,29 @@ class LibrdkafkaPublisher:
 
         try:
             future = self.admin.describe_configs([ConfigResource("topic", topic)])
-            entries = next(iter(future.values())).result(timeout=self.broker.settings.timeout_seconds)
+            answer = next(iter(future.values()))
+            entries = answer.result(timeout=self.broker.settings.timeout_seconds)
             return int(entries["max.message.bytes"].value)
-        except Exception:  # noqa: BLE001 - no DescribeConfigs permission, an old broker: keep the default
+        except Exception:  # noqa: BLE001 - no DescribeConfigs permission, an old broker
             return None
 
     def _fit_batches(self, limit: int | None) -> None:
         """The broker refuses a whole record batch larger than the topic's max.message.bytes, and
-        librdkafka (unlike kafka-python) does not split it: every record of it would fail. Batches are
-        kept below the smallest limit of the topics written, so a too-large record fails alone."""
+        librdkafka (unlike kafka-python) does not split it: every record of it would fail. Batches
+        are kept below the smallest limit of the topics written: a too-large record fails alone."""
         if limit is None or limit - BATCH_FRAMING >= self._batch_bytes:
             return
         self._batch_bytes = max(1, limit - BATCH_FRAMING)
         if self._producer is not None:  # a later topic (topic_template) with a smaller limit
-            self._producer.flush(self.broker._delivery_timeout() + self.broker.settings.timeout_seconds)
-            self._producer = None  # the batches in flight kept their producer; the next one is made to fit
+            broker = self.broker
+            self._producer.flush(broker._delivery_timeout() + broker.settings.timeout_seconds)
+            self._producer = None  # the batches in flight keep theirs; the next is made to fit
 
-    def _connection_failed(self, what: str, error: Any) -> BrokerUnavailable:
+    def _connection_failed(self, what: str) -> BrokerUnavailable:
         from confluent_kafka import KafkaError
 
         broker = self.broker
-        self.admin.poll(0) if hasattr(self.admin, "poll") else None  # collects the failed attempt's errors
+        self.admin.poll(0)  # collects the error callbacks of the failed attempt
         codes = {e.code() for e in self._errors if hasattr(e, "code")}
         if codes & {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}:
             return BrokerUnavailable(f"{broker.name}: {what}: not allowed: authentication failed",
@@ -198,15 +206,16 @@ class LibrdkafkaPublisher:
 
         from .kafka import record_for
 
-        topics = self._topics(messages, dead_letter)  # checked before the producer is made (batch.size)
+        topics = self._topics(messages, dead_letter)  # before the producer is made (batch.size)
         producer = self.producer
         produce, poll = producer.produce, producer.poll
         pending = _Pending(self, messages)
         report = pending.reporter
         block_until = time.monotonic() + self.broker.settings.timeout_seconds
         for index, message in enumerate(messages):
-            if message.origin is None:  # an emit: urn as key, text headers (librdkafka writes UTF-8)
-                key, value, headers = message.key or message.ordering_key or "", message.body, message.headers
+            if message.origin is None:  # an emit: urn as key, text headers (written as UTF-8)
+                key = message.key or message.ordering_key or ""
+                value, headers = message.body, message.headers
             else:  # a replay: the record as it was (see record_for)
                 key, value, headers = record_for(message, null_headers=True)
             while True:
@@ -218,7 +227,7 @@ class LibrdkafkaPublisher:
                         pending.refuse_rest(index, ("librdkafka's send queue stayed full", True))
                         return pending
                     poll(0.05)
-                except KafkaException as exc:  # this record only (e.g. larger than message.max.bytes)
+                except KafkaException as exc:  # this record only (larger than message.max.bytes)
                     pending.refuse(index, (refusal(exc.args[0]), False))
                     break
                 except (TypeError, ValueError) as exc:
@@ -241,7 +250,7 @@ class LibrdkafkaPublisher:
         return out
 
     def wait(self, pending: _Pending, deadline: float) -> None:
-        """Serve delivery reports (of any batch) until every report of `pending` is in, or `deadline`."""
+        """Serve delivery reports (of any batch) until all of `pending`'s are in, or `deadline`."""
         poll = pending.producer.poll
         while pending.waiting and time.monotonic() < deadline:
             poll(min(0.2, max(0.0, deadline - time.monotonic())))
@@ -306,7 +315,8 @@ class _Pending(PendingPublish):
             publisher = self._publisher
             broker = publisher.broker
             if self.waiting:
-                publisher.wait(self, time.monotonic() + broker._delivery_timeout() + broker.settings.timeout_seconds)
+                wait = broker._delivery_timeout() + broker.settings.timeout_seconds
+                publisher.wait(self, time.monotonic() + wait)
             deliveries, trouble = deliveries_for(broker, self.messages, self._outcomes)
             if not trouble and publisher.fatal():
                 publisher.close()  # the next batch gets a fresh producer

@@ -1,9 +1,9 @@
 """Publishing with kafka-python (`driver: kafka-python`): the pure-Python fallback.
 
 A batch is handed to the producer (`send` per record, which returns a future) and its answer is read
-later from those futures only, so up to `KafkaBroker.pipeline_window` batches are in flight. Order per
-partition across batches holds because the producer is idempotent (acks=all, at most 5 requests in
-flight per connection): a retried batch can neither overtake nor duplicate an earlier one.
+later from those futures only, so up to `KafkaBroker.pipeline_window` batches are in flight. Order
+per partition across batches holds because the producer is idempotent (acks=all, at most 5 requests
+in flight per connection): a retried batch can neither overtake nor duplicate an earlier one.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from .kafka import KafkaBroker
 
 # measured on the project machine (issue 14): linger 20 ms and large batches make kafka-python send
-# few, full requests; 512 KiB stays below a broker's default message.max.bytes (1 MiB + 12) with room
-# for the batch header, so a full batch is never refused as too large
+# few, full requests; 512 KiB stays below a broker's default message.max.bytes (1 MiB + 12) with
+# room for the batch header, so a full batch is never refused as too large
 LINGER_MS = 20
 BATCH_BYTES = 512 * 1024
 
@@ -43,9 +43,10 @@ class KafkaPythonPublisher:
             try:
                 self._producer = self._new_producer(KafkaProducer)
             except RuntimeError as exc:  # "Libraries for lz4 compression codec not found"
-                raise ConfigError(f"{self.broker.name}: compression_type {s.compression_type}: {exc}",
-                                  hint=f"install the codec's Python package or change brokers.{self.broker.name}"
-                                       ".compression_type") from None
+                raise ConfigError(
+                    f"{self.broker.name}: compression_type {s.compression_type}: {exc}",
+                    hint=f"install the codec's Python package or change brokers.{self.broker.name}"
+                         ".compression_type") from None
         return self._producer
 
     def _new_producer(self, KafkaProducer: Any) -> Any:  # noqa: N803 - the driver's class
@@ -75,8 +76,9 @@ class KafkaPythonPublisher:
             with broker._kafka(f"topic {topic}"):
                 partitions = self.producer.partitions_for(topic)
         except BrokerUnavailable as exc:
-            raise BrokerUnavailable(f"{broker.name}: topic {topic!r} is not available: {exc.message}",
-                                    hint="create the topic or fix its name; check that the broker is up") from None
+            raise BrokerUnavailable(
+                f"{broker.name}: topic {topic!r} is not available: {exc.message}",
+                hint="create the topic or fix its name; check that the broker is up") from None
         except kx.KafkaError:
             partitions = None
         if not partitions:
@@ -105,13 +107,14 @@ class KafkaPythonPublisher:
                 # as long again, so the rest of the batch is not sent at all
                 futures.extend([exc] * (len(messages) - len(futures)))
                 break
-            except (kx.KafkaError, ValueError, TypeError) as exc:  # e.g. neither key nor value: this record only
+            except (kx.KafkaError, ValueError, TypeError) as exc:  # e.g. no key nor value: this one
                 futures.append(exc)
         return _Pending(self, messages, futures)
 
     def failed(self) -> bool:
-        """kafka-python's idempotent producer takes some refusals of one record (MessageSizeTooLarge)
-        as fatal and fails every later record: the next batch then gets a fresh producer."""
+        """kafka-python's idempotent producer takes some refusals of one record
+        (MessageSizeTooLarge) as fatal and fails every later record: the next batch then gets a
+        fresh producer."""
         manager = getattr(self._producer, "_transaction_manager", None)
         has_fatal_error = getattr(manager, "has_fatal_error", None)
         return bool(has_fatal_error and has_fatal_error())
