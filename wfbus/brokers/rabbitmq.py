@@ -584,6 +584,10 @@ class RabbitQueueReader(DeadLetterReader):
     interchangeable) and held again without being counted or returned twice.
     """
 
+    # a message handed out stays held (unacked) until acked or released, so it is never handed out twice,
+    # and the bound counts what was handed out: receive() may run again before the last batch is settled
+    receive_ahead = True
+
     def __init__(self, broker: RabbitMqBroker, queue: str) -> None:
         self.broker = broker
         self.queue = queue
@@ -730,6 +734,14 @@ class RabbitQueueReader(DeadLetterReader):
             self._passed.clear()
             self._strays = 0
             self._link.connection().process_data_events(time_limit=0)
+
+    def held_elsewhere(self) -> tuple[int, float | None] | None:
+        """None: RabbitMQ cannot tell over AMQP. queue.declare-ok carries only the ready count and the number
+        of consumers; how many messages other connections hold unacknowledged is known only to the management
+        API or rabbitmqctl, which wfbus does not use. Nor is there an SQS-like window to report: a killed
+        run's messages come back when its connection closes (at once when the process dies, within the
+        heartbeat timeout when its host vanishes), and a live consumer holds its messages until it acks."""
+        return None
 
     def close(self) -> None:
         self._link.on_tick = None
