@@ -114,6 +114,16 @@ def test_a_parser_error_under_json_is_an_error_document(wfbus, args):
     assert result.err.strip(), "the text stays on stderr"
 
 
+def test_a_bad_value_names_its_option_as_the_place(wfbus):
+    error = wfbus("peek", "--limit", "many", "-o", "json").json()["error"]
+    assert error["exit_code"] == 2 and "problems" in error
+    [problem] = error["problems"]
+    assert (
+        problem["place"] == "--limit" and problem["field"] is None and "many" in problem["reason"]
+    )
+    assert wfbus("-o", "json", "peek", "--bogus").json()["error"]["problems"] == []
+
+
 def test_a_parser_error_in_text_mode_prints_nothing_on_stdout(wfbus):
     result = wfbus("peek", "--bogus")
     assert result.code == 2 and result.out == "" and "--bogus" in result.err

@@ -1,4 +1,4 @@
-"""The `wfbus` command line: global options, the command list, and the one place errors become exit codes.
+"""The `wfbus` command line: global options, the commands, the one place errors become exit codes.
 
 Command modules only parse options, call the core and render; anything that goes wrong below
 them is a WfbusError carrying its exit status, turned into a message here (httpie's approach).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import IO, Optional
+from typing import IO
 
 import typer
 
@@ -49,11 +49,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def _global_options(
     ctx: typer.Context,
-    config: Optional[str] = typer.Option(None, "--config", "-c", metavar="PATH", help=CONFIG_HELP),
-    output: str = typer.Option("text", "--output", "-o", metavar="text|json|jsonl", help=OUTPUT_HELP),
+    config: str | None = typer.Option(None, "--config", "-c", metavar="PATH", help=CONFIG_HELP),
+    output: str = typer.Option(
+        "text", "--output", "-o", metavar="text|json|jsonl", help=OUTPUT_HELP
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
     no_color: bool = typer.Option(False, "--no-color", help=NO_COLOR_HELP),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """Before the command; each subcommand takes the same options after it (global_options.py)."""
     state: State = ctx.obj
@@ -108,13 +112,17 @@ def _run(argv: Sequence[str] | None, state: State) -> int:
     except WfbusError as exc:
         _report(state, exc)
         return exc.exit_status
-    except Exception as exc:  # a bug: say so plainly, traceback only on request (redacted like everything else)
+    except (
+        Exception
+    ) as exc:  # a bug: say so plainly, traceback only on request (redacted like everything else)
         if state.verbose:
             import traceback
 
             state.out.note("".join(traceback.format_exception(exc)).rstrip())
-        state.out.error(f"internal error: {type(exc).__name__}: {exc} (run again with --verbose for the traceback "
-                        "and report it)")
+        state.out.error(
+            f"internal error: {type(exc).__name__}: {exc} (run again with --verbose for the "
+            "traceback and report it)"
+        )
         return ExitStatus.INTERNAL
 
 
@@ -126,8 +134,10 @@ def _settle(status: int, stdout: GuardedStream, state: State) -> int:
     """
     if not stdout.failed:
         return status
-    state.out.error(f"{stdout.describe()}; the output is incomplete (the command itself ended with exit status "
-                    f"{status})")
+    state.out.error(
+        f"{stdout.describe()}; the output is incomplete (the command itself ended with exit status "
+        f"{status})"
+    )
     return status or ExitStatus.OUTPUT_FAILED
 
 
@@ -147,8 +157,22 @@ def _usage_document(state: State, exc, requested: str | None) -> None:
     if mode == "text":
         return
     command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "wfbus"
-    document = {"error": {"exit_code": int(ExitStatus.USAGE), "message": exc.format_message(),
-                          "hint": f"see `{command} --help`"}}
+    message = exc.format_message()
+    param = getattr(
+        exc, "param", None
+    )  # a bad or missing value: the option (or argument) is its place
+    place = None
+    if param is not None:
+        place = max(param.opts, key=len) if param.opts else param.human_readable_name
+    problems = [Problem(place, None, message).to_dict()] if place else []
+    document = {
+        "error": {
+            "exit_code": int(ExitStatus.USAGE),
+            "message": message,
+            "hint": f"see `{command} --help`",
+            "problems": problems,
+        }
+    }
     state.out.json(document, diagnostic=True)
 
 
@@ -167,8 +191,14 @@ def _report(state: State, exc: WfbusError) -> None:
     if state.output_mode != "text":
         # problems as {"place", "field", "reason"} (every error document has the list, often empty)
         problems = [Problem.of(problem).to_dict() for problem in getattr(exc, "problems", ())]
-        document = {"error": {"exit_code": int(exc.exit_status), "message": exc.message, "hint": exc.hint,
-                              "problems": problems}}
+        document = {
+            "error": {
+                "exit_code": int(exc.exit_status),
+                "message": exc.message,
+                "hint": exc.hint,
+                "problems": problems,
+            }
+        }
         if isinstance(exc, InputError):
             document["error"]["more_problems"] = exc.more
         out.json(document, diagnostic=True)
