@@ -164,6 +164,8 @@ def test_a_path_setting_in_the_config_wins(place):
     )
     db = root / "config" / "data" / "l.db"
     assert code == 0 and str(db) in out and _count(db) == 1, out + err
+    code, out, err = _wfbus(root, env, "--config", str(config), "brokers", "-o", "json")
+    assert json.loads(out)["brokers"][0]["target"] == str(db), out + err  # in full, not as written
     assert not list((root / "work" / ".wfbus").iterdir()) and not list((root / "data").iterdir())
 
 

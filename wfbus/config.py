@@ -74,7 +74,8 @@ class Config:
             body = self.raw_brokers[name]
             path = f"brokers.{name}"
             cls = broker_class(body["type"], where=f"{self._label}: {path}.type")
-            found = self._settings[name] = _validate(cls.settings_model, body, path, self._label)
+            found = self._settings[name] = _validate(cls.settings_model, body, path, self._label,
+                                                     self.base_dir)
             for secret in found.secret_values():
                 redact.register(secret)
             self._warnings[name] = found.warnings()
@@ -263,11 +264,15 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
                   serve=serve)
 
 
-def _validate(model: Any, body: Mapping[str, Any], path: str, label: str) -> Any:
+def _validate(
+    model: Any, body: Mapping[str, Any], path: str, label: str, base_dir: Path | None = None
+) -> Any:
+    """The settings model of one broker; `base_dir` (the config file's folder, which relative paths
+    are relative to) is given as validation context for settings that name files."""
     from pydantic import ValidationError
 
     try:
-        return model.model_validate(dict(body))
+        return model.model_validate(dict(body), context={"base_dir": base_dir})
     except ValidationError as exc:
         lines = []
         for error in exc.errors():

@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from pydantic import PrivateAttr, ValidationInfo, model_validator
+
 from ..errors import BrokerUnavailable
 from .base import (
     Capabilities,
@@ -73,11 +75,23 @@ class LocalSettings(BrokerSettings):
     queue: str | None = None  # default: the broker's name
     dead_letter_queue: str | None = None  # default: "<queue>.dlq"
 
+    _base_dir: Path | None = PrivateAttr(default=None)  # the config's folder (validation context)
+
+    @model_validator(mode="after")
+    def _remember_base_dir(self, info: ValidationInfo) -> LocalSettings:
+        base_dir = (info.context or {}).get("base_dir")
+        self._base_dir = Path(base_dir) if base_dir is not None else None
+        return self
+
     def data_path(self, base_dir: Path) -> Path:
         return (base_dir / self.path).resolve() if self.path else data_folder() / DB_FILE
 
     def target(self) -> str:
-        where = self.path or str(data_folder() / DB_FILE)  # the default said in full: where the data is
+        """Where the data is, in full: a relative `path:` resolved against the config file's folder."""
+        if self.path and self._base_dir is not None:
+            where = str(self.data_path(self._base_dir))
+        else:
+            where = self.path or str(data_folder() / DB_FILE)
         return f"{where}#{self.queue}" if self.queue else where  # the queue defaults to the broker's name
 
 
