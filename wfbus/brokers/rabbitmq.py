@@ -59,7 +59,8 @@ PROPERTY_NAMES = ("content_type", "content_encoding", "delivery_mode", "priority
 ROUTING_FIELDS = ("topic", "urn")
 FLUSH_EVERY = 200  # publishes between two pushes onto the socket while a batch is being written
 TIMED_OUT = "no confirm from RabbitMQ before the timeout"
-CONSUME_IDLE_SECONDS = 0.25  # a reader's consumer that got nothing for this long has all it will get
+CONSUME_IDLE_SECONDS = 0.25  # a reader's consumer that got nothing more for this long has all it will get
+CONSUME_FIRST_SECONDS = 2.0  # ... and one that got nothing at all (a slow node): then basic.get is tried
 
 
 class RabbitMqSettings(BrokerSettings):
@@ -641,22 +642,26 @@ class RabbitQueueReader(DeadLetterReader):
         tag = self.channel.basic_consume(self.queue, lambda _c, m, p, b: deliveries.append((m, p, b)))
         connection = self._link.connection()
         last = time.monotonic()
-        seen = 0
+        seen, idle = 0, CONSUME_FIRST_SECONDS
         while len(deliveries) < expect:
             connection.process_data_events(time_limit=0.001)
             if len(deliveries) > seen:
-                seen, last = len(deliveries), time.monotonic()
-            elif time.monotonic() - last > CONSUME_IDLE_SECONDS:
+                seen, last, idle = len(deliveries), time.monotonic(), CONSUME_IDLE_SECONDS
+            elif time.monotonic() - last > idle:
                 break  # fewer than were ready: another consumer took some
         # what arrives before cancel-ok and was not handed to the callback, pika rejects: back in place
         self.channel.basic_cancel(tag)
         if not deliveries:
+            if not self.channel.queue_declare(self.queue, passive=True).method.message_count:
+                self._returning.clear()  # another reader took what was ready
+                return False
             # ready, yet nothing delivered (a single-active-consumer queue, a consumer of higher priority):
             # read one at a time for the rest of this run, as a plain basic.get reader
             self._by_get = True
             return True
-        for method, properties, body in deliveries:
-            self._take(method, properties, body, max_messages, out)
+        handed_back = [self._take(method, properties, body, max_messages, out) for method, properties, body in deliveries]
+        if any(handed_back):
+            connection.process_data_events(time_limit=0)  # the nacks of what this call could not take, sent now
         return True
 
     def _read_by_get(self, max_messages: int, out: list[ReceivedMessage]) -> bool:
@@ -667,8 +672,9 @@ class RabbitQueueReader(DeadLetterReader):
         self._take(method, properties, body, max_messages, out)
         return True
 
-    def _take(self, method, properties, body: bytes, max_messages: int, out: list[ReceivedMessage]) -> None:
-        """One delivery: handed out, passed over again (one we handed back), or not this run's."""
+    def _take(self, method, properties, body: bytes, max_messages: int, out: list[ReceivedMessage]) -> bool:
+        """One delivery: handed out, passed over again (one we handed back), or not this run's; True when
+        it was more than this call may hand out and goes back in place (a nack still to be sent)."""
         tag = method.delivery_tag
         # the digest is computed only when needed (to recognise one we handed back, or to hand one back)
         digest: str | tuple[Any, bytes] = (properties, body)
@@ -680,20 +686,21 @@ class RabbitQueueReader(DeadLetterReader):
                     del self._returning[digest]
                 self._digests[tag] = digest
                 self._passed[tag] = time.monotonic()
-                return
+                return False
         if self._taken >= self._bound:  # arrived after we opened: not this run's, left in place
             self._digests[tag] = digest
             self._strays += 1
             self._passed[tag] = time.monotonic()
-            return
+            return False
         if len(out) >= max_messages:
             # more than this call may hand out (handed-back messages did not come round): back in place,
             # unread, for the next call
-            self.channel._impl.basic_nack(tag, multiple=False, requeue=True)  # sent with the call's next read
-            return
+            self.channel._impl.basic_nack(tag, multiple=False, requeue=True)
+            return True
         self._digests[tag] = digest
         self._taken += 1
         out.append(_received(method, properties, body))
+        return False
 
     def _more_to_read(self) -> bool:
         if self._taken < self._bound:
