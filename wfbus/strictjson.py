@@ -13,7 +13,7 @@ from typing import Any
 try:  # a C parser ~5x faster than the stdlib's with a Python hook; the stdlib path stays the reference
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is a dependency, but wfbus must still work without it
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]
 
 
 class StrictJSONError(ValueError):
