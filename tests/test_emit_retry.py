@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
+
+import pytest
 
 from conftest import write_config, write_jsonl
 from test_plugins import flaky_plugin  # noqa: F401 - the fixture
+from wfbus import brokers
 
 EVENTS = [{"topic": "ok", "urn": "a"}, {"topic": "reject.me", "urn": "b"}, {"topic": "ok", "urn": "c"},
           {"topic": "reject.me", "urn": 4, "payload": {"x": "guest"}}]
@@ -127,3 +131,165 @@ def test_many_failures_are_counted_and_sampled_not_all_kept_and_all_written(wfbu
     assert doc["failed_count"] == count and len(doc["failed"]) == FAILED_SAMPLE_SIZE
     lines = (tmp_path / "failed.jsonl").read_text().splitlines()
     assert [json.loads(line)["urn"] for line in lines] == [f"u{i}" for i in range(count)]
+
+
+# -- pipelining: several batches in flight, each accounted as its answer is read -------------------------
+PIPED = '''
+import os
+import signal
+
+from wfbus.brokers.base import Broker, BrokerSettings, Delivery, PendingPublish, QueueDepth
+from wfbus.errors import BrokerUnavailable
+
+SENT = []  # what reached the "server": messages of every submitted batch the server accepted
+LOG = []  # ("submit", n) / ("result", n), in the order emit called them
+
+
+class PipedSettings(BrokerSettings):
+    type: str = "piped"
+    reject_topic: str = "reject.me"
+    fail_batch: int = -1  # this batch's answer is "connection lost" (nothing of it arrived)
+    stop_in_batch: int = -1  # a SIGTERM arrives while this batch's answer is read
+
+
+class Pending(PendingPublish):
+    def __init__(self, broker, number, messages, deliveries):
+        super().__init__(messages)
+        self.broker, self.number, self.deliveries = broker, number, deliveries
+
+    def result(self):
+        LOG.append(("result", self.number))
+        if self.number == self.broker.settings.stop_in_batch:
+            os.kill(os.getpid(), signal.SIGTERM)
+        if self.deliveries is None:
+            raise BrokerUnavailable("piped: connection lost")
+        return self.deliveries
+
+
+class PipedBroker(Broker):
+    """Keeps 3 batches of 4 in flight; a batch reaches the server when it is submitted."""
+
+    settings_model = PipedSettings
+    publish_batch_size = 4
+    pipeline_window = 3
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.submitted = 0
+
+    def submit(self, messages, *, dead_letter=False):
+        self.submitted += 1
+        LOG.append(("submit", self.submitted))
+        if self.submitted == self.settings.fail_batch:
+            return Pending(self, self.submitted, messages, None)
+        out = []
+        for m in messages:
+            if m.topic == self.settings.reject_topic:
+                out.append(Delivery(m, "rejected by piped"))
+            else:
+                SENT.append(m)
+                out.append(Delivery(m))
+        return Pending(self, self.submitted, messages, out)
+
+    def publish(self, messages, *, dead_letter=False):
+        return self.submit(messages, dead_letter=dead_letter).result()
+
+    def depth(self):
+        return [QueueDepth(self.name, "piped", "main", ready=len(SENT))]
+'''
+
+
+@pytest.fixture
+def piped_plugin(tmp_path, monkeypatch):
+    site = tmp_path / "site-piped"
+    (site / "wfbus_piped-1.0.dist-info").mkdir(parents=True)
+    (site / "wfbus_piped-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: wfbus-piped\nVersion: 1.0\n")
+    (site / "wfbus_piped-1.0.dist-info" / "entry_points.txt").write_text("[wfbus.brokers]\npiped = wfbus_piped:PipedBroker\n")
+    (site / "wfbus_piped.py").write_text(textwrap.dedent(PIPED))
+    monkeypatch.syspath_prepend(str(site))
+    brokers._entry_points.cache_clear()
+    yield sys.modules.get
+    brokers._entry_points.cache_clear()
+    sys.modules.pop("wfbus_piped", None)
+
+
+def _piped():
+    return sys.modules["wfbus_piped"]
+
+
+def _numbered(count: int) -> list[dict]:
+    return [{"topic": "reject.me" if i % 11 == 5 else "ok", "urn": f"u{i}"} for i in range(count)]
+
+
+def _check_exact(tmp_path, doc: dict, events: list[dict], failed_out: str | None) -> list[str]:
+    """Every event either confirmed (at the server) or in --failed-out, never both, and the counts agree."""
+    sent = [m.key for m in _piped().SENT]
+    assert len(sent) == len(set(sent)), "an event reached the server twice"
+    assert doc["published"] == len(sent), (doc, sent)
+    rest = [json.loads(line)["urn"] for line in (tmp_path / failed_out).read_text().splitlines()] \
+        if failed_out and (tmp_path / failed_out).exists() else []
+    assert not set(rest) & set(sent), "an event confirmed and also in --failed-out"
+    assert sorted(sent + rest, key=lambda u: int(u[1:])) == [e["urn"] for e in events] if failed_out else True
+    assert doc["failed_count"] + doc["not_attempted"] == len(events) - len(sent)
+    return rest
+
+
+def test_emit_keeps_the_window_in_flight_and_reads_answers_oldest_first(wfbus, tmp_path, piped_plugin):
+    write_config(tmp_path / "wfbus.yaml", {"p": {"type": "piped"}})
+    events = _numbered(4 * 7 + 1)  # 8 batches, the last one short
+    write_jsonl(tmp_path / "e.jsonl", events)
+    doc = wfbus("-o", "json", "emit", "e.jsonl", "--failed-out", "failed.jsonl").json()
+    log = _piped().LOG
+    assert log[:4] == [("submit", 1), ("submit", 2), ("submit", 3), ("result", 1)], log
+    assert [n for kind, n in log if kind == "result"] == list(range(1, 9)), "answers read oldest first"
+    in_flight = 0
+    for kind, _n in log:
+        in_flight += 1 if kind == "submit" else -1
+        assert in_flight <= 3
+    rest = _check_exact(tmp_path, doc, events, "failed.jsonl")
+    assert rest == [e["urn"] for e in events if e["topic"] == "reject.me"]
+
+
+def test_a_lost_connection_fails_its_batch_and_the_later_answers_are_still_read(wfbus, tmp_path, piped_plugin):
+    """Batch 3's answer is 'connection lost'; batches 4 and 5 were already on the wire and accepted: they are
+    confirmed (never reported failed), nothing more is sent, and --resume sends exactly the rest."""
+    write_config(tmp_path / "wfbus.yaml", {"p": {"type": "piped", "fail_batch": 3}})
+    events = _numbered(4 * 9)
+    write_jsonl(tmp_path / "e.jsonl", events)
+    result = wfbus("-o", "json", "emit", "e.jsonl")
+    assert result.code == 1, result.err
+    doc = result.json()
+    assert doc["aborted"] == "piped: connection lost"
+    log = _piped().LOG
+    assert max(n for kind, n in log if kind == "submit") == 5, "nothing is submitted after the failed answer"
+    assert [n for kind, n in log if kind == "result"] == [1, 2, 3, 4, 5]
+    sent = {m.key for m in _piped().SENT}
+    accepted = {e["urn"] for e in events[16:20] if e["topic"] == "ok"}
+    assert accepted and accepted <= sent, "batch 5, accepted before the error was read, counts"
+    assert not {f"u{i}" for i in range(8, 12)} & sent
+    _check_exact(tmp_path, doc, events, None)
+
+    write_config(tmp_path / "wfbus.yaml", {"p": {"type": "piped", "reject_topic": "nothing"}})
+    resumed = wfbus("-o", "json", "emit", "--resume", "e.jsonl")
+    assert resumed.code == 0, resumed.err
+    keys = [m.key for m in _piped().SENT]
+    assert sorted(keys, key=lambda u: int(u[1:])) == [e["urn"] for e in events], "each exactly once after --resume"
+
+
+def test_a_stop_with_batches_in_flight_reads_every_answer_and_failed_out_is_exact(wfbus, tmp_path, piped_plugin):
+    write_config(tmp_path / "wfbus.yaml", {"p": {"type": "piped", "stop_in_batch": 2}})
+    events = _numbered(4 * 12 + 3)
+    write_jsonl(tmp_path / "e.jsonl", events)
+    result = wfbus("-o", "json", "emit", "e.jsonl", "--failed-out", "failed.jsonl")
+    assert result.code == 143, result.err
+    doc = result.json()
+    log = _piped().LOG
+    submitted = [n for kind, n in log if kind == "submit"]
+    assert [n for kind, n in log if kind == "result"] == submitted, "every batch on the wire had its answer read"
+    assert len(submitted) >= 3
+    _check_exact(tmp_path, doc, events, "failed.jsonl")
+
+    write_config(tmp_path / "wfbus.yaml", {"p": {"type": "piped", "reject_topic": "nothing"}})
+    assert wfbus("emit", "failed.jsonl").code == 0
+    keys = [m.key for m in _piped().SENT]
+    assert sorted(keys, key=lambda u: int(u[1:])) == [e["urn"] for e in events], "each exactly once"

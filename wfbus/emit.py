@@ -251,7 +251,10 @@ def _send(broker: Broker, sources: EventSources, report: EmitReport, record: Emi
                     break
                 submit()
         if batch and not report.aborted:
-            submit()
+            while len(in_flight) >= window:
+                settle_oldest()
+            if not report.aborted:
+                submit()
         while in_flight:  # after an abort too: an answer read is accounted as it is (never lost nor doubled)
             settle_oldest()
         unsent_back()
