@@ -585,9 +585,12 @@ class RabbitQueueReader(DeadLetterReader):
     interchangeable) and held again without being counted or returned twice.
     """
 
-    # a message handed out stays held (unacked) until acked or released, so it is never handed out twice,
-    # and the bound counts what was handed out: receive() may run again before the last batch is settled
-    receive_ahead = True
+    # receive() could run again before the last batch is settled (a message handed out stays held until
+    # acked or released, never handed out twice; the bound counts what was handed out), but messages read
+    # ahead sit unacknowledged for window x batch / --rate in a paced replay, which passes the server's
+    # consumer_timeout (the channel is closed): kept at one batch in flight until a paced replay reads no
+    # further ahead than it sends. Consuming with a prefetch is most of the gain (measured: ~10% more here).
+    receive_ahead = False
 
     def __init__(self, broker: RabbitMqBroker, queue: str) -> None:
         self.broker = broker
