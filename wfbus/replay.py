@@ -192,7 +192,9 @@ def replay(
         journal.bind(reader.identity or f"{source.name}:{reader.source_label}")
     # batches published and not yet settled (answer read, journal, ack/release), oldest first; more than
     # one only where the reader may receive ahead of its acks (see DeadLetterReader.receive_ahead)
-    window = max(1, destination.pipeline_window) if reader.receive_ahead else 1
+    # A paced replay (--rate) keeps one: its batches are spaced wider than a publish takes, so a window
+    # would only hold received messages unsettled longer (and invisible to concurrent replays).
+    window = max(1, destination.pipeline_window) if reader.receive_ahead and pacer is None else 1
     mover = _Mover(reader, destination, report, options.attempt, journal,
                    atomic=source.capabilities.atomic_transfer)
     try:
