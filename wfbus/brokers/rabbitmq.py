@@ -434,7 +434,7 @@ def _properties_for(message: OutgoingMessage, publish_id: str, user: str):
 
     origin = message.origin
     if origin is None or origin.broker_type != "rabbitmq":
-        return pika.BasicProperties(
+        return _emitted_properties()(
             delivery_mode=2, content_type="application/json", message_id=message.event_id,
             headers={**message.headers, PUBLISH_ID: publish_id},
         )
@@ -454,6 +454,51 @@ def _properties_for(message: OutgoingMessage, publish_id: str, user: str):
     if properties.get("user_id") not in (None, user):
         del properties["user_id"]
     return pika.BasicProperties(**properties, headers=headers)
+
+
+_EMITTED_PROPERTIES: Any = None
+
+
+def _emitted_properties() -> Any:
+    """pika.BasicProperties for an emitted event (content type, text headers, delivery mode, message id),
+    encoded in one pass: pika's generic encoder tests all 14 properties and goes through four calls per
+    header, a third of the time a bulk emit spends in Python. The bytes are pika's (a test compares them);
+    anything unexpected (a value that is not text, a short string over 255 bytes) takes pika's own path."""
+    global _EMITTED_PROPERTIES
+    if _EMITTED_PROPERTIES is not None:
+        return _EMITTED_PROPERTIES
+    import struct
+
+    import pika
+
+    flags = struct.pack(">H", pika.BasicProperties.FLAG_CONTENT_TYPE | pika.BasicProperties.FLAG_HEADERS
+                        | pika.BasicProperties.FLAG_DELIVERY_MODE | pika.BasicProperties.FLAG_MESSAGE_ID)
+    pack_long, pack_value = struct.Struct(">I").pack, struct.Struct(">cI").pack
+    plain = ("content_encoding", "priority", "correlation_id", "reply_to", "expiration", "timestamp", "type",
+             "user_id", "app_id", "cluster_id")
+
+    class EmittedProperties(pika.BasicProperties):
+        def encode(self) -> list[bytes]:
+            try:
+                if any(getattr(self, name) is not None for name in plain):
+                    raise ValueError
+                content_type, message_id = self.content_type.encode(), self.message_id.encode()
+                table: list[bytes] = []
+                for key, value in self.headers.items():
+                    raw_key, raw = key.encode(), value.encode()
+                    if len(raw_key) > 255:
+                        raise ValueError
+                    table += (bytes((len(raw_key),)), raw_key, pack_value(b"S", len(raw)), raw)
+                if len(content_type) > 255 or len(message_id) > 255:
+                    raise ValueError
+                encoded_table = b"".join(table)
+                return [flags, bytes((len(content_type),)), content_type, pack_long(len(encoded_table)),
+                        encoded_table, bytes((self.delivery_mode,)), bytes((len(message_id),)), message_id]
+            except (AttributeError, TypeError, ValueError):
+                return super().encode()
+
+    _EMITTED_PROPERTIES = EmittedProperties
+    return EmittedProperties
 
 
 class _RabbitPending(PendingPublish):
