@@ -1,10 +1,10 @@
-"""RabbitMQ at speed, on a real node: pipelined publishing (several batches in flight on one channel)
-and replays that consume with a prefetch, with every guarantee of the slow paths kept.
+"""RabbitMQ at speed, on a real node: pipelined publishing (several batches in flight on one
+channel) and replays that consume with a prefetch, with every guarantee of the slow paths kept.
 
-Two tests run through `LaggyLink`, a TCP relay in front of the node that holds back what the node sends
-by a fixed delay (and can cut the connection): a link with latency shows what waits on a round trip.
-Publishing that waits for each batch's confirms before writing the next, or a reader that asks for
-each message with its own basic.get, takes one delay per batch or per message there."""
+Two tests run through `LaggyLink`, a TCP relay in front of the node that holds back what the node
+sends by a fixed delay (and can cut the connection): a link with latency shows what waits on a round
+trip. Publishing that waits for each batch's confirms before writing the next, or a reader that asks
+for each message with its own basic.get, takes one delay per batch or per message there."""
 
 from __future__ import annotations
 
@@ -18,15 +18,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from brokers.conftest import reject_all
 from conftest import write_config, write_jsonl
 from contract.kits import RABBITMQ_URL, rabbit_channel
+
+from brokers.conftest import reject_all
 
 pytestmark = pytest.mark.broker("rabbitmq")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
 
 class LaggyLink:
     """A TCP relay to the test node: client -> node at once, node -> client `delay` seconds later.
@@ -44,7 +45,9 @@ class LaggyLink:
 
     def url(self) -> str:
         parts = urlsplit(RABBITMQ_URL)
-        return parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{self.port}").geturl()
+        return parts._replace(
+            netloc=f"{parts.username}:{parts.password}@127.0.0.1:{self.port}"
+        ).geturl()
 
     def _accept(self) -> None:
         while not self.closed.is_set():
@@ -70,7 +73,9 @@ class LaggyLink:
         except OSError:
             pass
 
-    def _hold(self, source: socket.socket, held: collections.deque, ready: threading.Condition) -> None:
+    def _hold(
+        self, source: socket.socket, held: collections.deque, ready: threading.Condition
+    ) -> None:
         try:
             while data := source.recv(65536):
                 with ready:
@@ -79,7 +84,9 @@ class LaggyLink:
         except OSError:
             pass
 
-    def _release(self, sink: socket.socket, held: collections.deque, ready: threading.Condition) -> None:
+    def _release(
+        self, sink: socket.socket, held: collections.deque, ready: threading.Condition
+    ) -> None:
         while not self.closed.is_set():
             with ready:
                 while not held and not self.closed.is_set():
@@ -115,15 +122,23 @@ def broker_for(settings: dict, tmp_path: Path, **overrides):
 def message(n: int, topic: str = "order.submit", event_id: str | None = None, text: str = ""):
     from wfbus.brokers.base import OutgoingMessage
 
-    body = json.dumps({"topic": topic, "urn": f"u-{n % 7}", "payload": {"n": n, "text": text},
-                       "attempt": 0}, ensure_ascii=False).encode()
+    body = json.dumps(
+        {"topic": topic, "urn": f"u-{n % 7}", "payload": {"n": n, "text": text}, "attempt": 0},
+        ensure_ascii=False,
+    ).encode()
     event_id = event_id or f"e-{n}"
-    return OutgoingMessage(body=body, topic=topic, key=f"u-{n % 7}", event_id=event_id,
-                           headers={"topic": topic, "urn": f"u-{n % 7}", "attempt": "0", "event-id": event_id})
+    return OutgoingMessage(
+        body=body,
+        topic=topic,
+        key=f"u-{n % 7}",
+        event_id=event_id,
+        headers={"topic": topic, "urn": f"u-{n % 7}", "attempt": "0", "event-id": event_id},
+    )
 
 
 def pipelined(broker, batches: list[list]) -> list[list]:
-    """Publish like emit does: up to pipeline_window batches in flight, answers read oldest first."""
+    """Publish like emit does: up to pipeline_window batches in flight, answers read oldest
+    first."""
     window: collections.deque = collections.deque()
     answers = []
     for batch in batches:
@@ -135,7 +150,8 @@ def pipelined(broker, batches: list[list]) -> list[list]:
 
 
 def bodies(queue: str, *, remove: bool = True) -> list[bytes]:
-    """The queue's bodies in the order a plain pika consumer gets them (left in place unless `remove`)."""
+    """The queue's bodies in the order a plain pika consumer gets them (left in place unless
+    `remove`)."""
     connection, channel = rabbit_channel()
     out = []
     try:
@@ -156,10 +172,11 @@ def seeded() -> random.Random:
 
 # -- publishing ------------------------------------------------------------------------------------
 
+
 def test_batches_in_flight_do_not_wait_for_each_others_confirms(rabbit, tmp_path):
-    """Over a link that delays every answer by 0.8 s, handing over three batches takes far less than one
-    delay (publishing that waited for each batch's confirms took at least three), and every message is
-    confirmed and in the queue once, in order."""
+    """Over a link that delays every answer by 0.8 s, handing over three batches takes far less than
+    one delay (publishing that waited for each batch's confirms took at least three), and every
+    message is confirmed and in the queue once, in order."""
     link = LaggyLink(0.8)
     broker = broker_for(rabbit, tmp_path, url=link.url(), timeout_seconds=20)
     try:
@@ -175,28 +192,44 @@ def test_batches_in_flight_do_not_wait_for_each_others_confirms(rabbit, tmp_path
         broker.close()
         link.cut()
     assert handed_over < 0.6, f"submit waited for confirms: {handed_over:.2f} s for three batches"
-    assert total < 2 * 0.8 + 0.6, f"the batches' confirms were waited for one after another: {total:.2f} s"
+    assert total < 2 * 0.8 + 0.6, (
+        f"the batches' confirms were waited for one after another: {total:.2f} s"
+    )
     assert all(d.ok for answer in answers for d in answer)
     sent = [m.body for batch in [[message(-1)]] + batches for m in batch]
     assert bodies(rabbit["queue"]) == sent
 
 
 def test_generated_emits_across_batch_and_window_boundaries_arrive_once_in_order(rabbit, tmp_path):
-    """Counts at, around and far from batch x window boundaries; unicode and large bodies; every message
-    counted exactly once, in input order, by a plain pika consumer."""
+    """Counts at, around and far from batch x window boundaries; unicode and large bodies; every
+    message counted exactly once, in input order, by a plain pika consumer."""
     rng = seeded()
     broker = broker_for(rabbit, tmp_path)
     window = broker.pipeline_window
     try:
         for trial in range(5):
             size = rng.randrange(1, 80)
-            count = rng.choice([size * window - 1, size * window, size * window + 1,
-                                size * (window + 2) + rng.randrange(size), rng.randrange(1, size * window * 3)])
+            count = rng.choice(
+                [
+                    size * window - 1,
+                    size * window,
+                    size * window + 1,
+                    size * (window + 2) + rng.randrange(size),
+                    rng.randrange(1, size * window * 3),
+                ]
+            )
             count = max(1, count)
-            messages = [message(n, rng.choice(["order.submit", "billing.charge", "order.ship"]),
-                                text=rng.choice(["", "ü€😀" * rng.randrange(1, 30), "x" * rng.randrange(0, 20000)]))
-                        for n in range(count)]
-            batches = [messages[i:i + size] for i in range(0, count, size)]
+            messages = [
+                message(
+                    n,
+                    rng.choice(["order.submit", "billing.charge", "order.ship"]),
+                    text=rng.choice(
+                        ["", "ü€😀" * rng.randrange(1, 30), "x" * rng.randrange(0, 20000)]
+                    ),
+                )
+                for n in range(count)
+            ]
+            batches = [messages[i : i + size] for i in range(0, count, size)]
             answers = pipelined(broker, batches)
             assert [d.message for answer in answers for d in answer] == messages, trial
             assert all(d.ok for answer in answers for d in answer), trial
@@ -210,7 +243,10 @@ def test_emit_of_several_full_batches_arrives_once_in_order(wfbus, rabbit, tmp_p
     from wfbus.brokers.rabbitmq import RabbitMqBroker
 
     count = RabbitMqBroker.publish_batch_size * (RabbitMqBroker.pipeline_window + 1) + 1
-    events = [{"topic": "order.submit", "urn": f"u-{n % 11}", "payload": {"n": n}, "attempt": 0} for n in range(count)]
+    events = [
+        {"topic": "order.submit", "urn": f"u-{n % 11}", "payload": {"n": n}, "attempt": 0}
+        for n in range(count)
+    ]
     result = wfbus("-o", "json", "emit", str(write_jsonl(tmp_path / "e.jsonl", events)))
     assert result.code == 0, result.err
     assert result.json()["published"] == count
@@ -218,8 +254,9 @@ def test_emit_of_several_full_batches_arrives_once_in_order(wfbus, rabbit, tmp_p
 
 
 def test_an_unroutable_message_in_the_second_batch_in_flight_fails_only_itself(rabbit, tmp_path):
-    """The unroutable message shares its event id (the AMQP message_id) with a routable one of the first
-    batch: the return must be matched to its own publish, in its own batch, while others are in flight."""
+    """The unroutable message shares its event id (the AMQP message_id) with a routable one of the
+    first batch: the return must be matched to its own publish, in its own batch, while others are
+    in flight."""
     rng = seeded()
     broker = broker_for(rabbit, tmp_path)
     size = rng.randrange(10, 60)
@@ -228,8 +265,13 @@ def test_an_unroutable_message_in_the_second_batch_in_flight_fails_only_itself(r
     messages = [message(n) for n in range(count)]
     messages[bad] = message(bad, topic="nobody.listens", event_id=messages[size // 2].event_id)
     try:
-        window = [broker.submit(messages[i:i + size]) for i in range(0, size * broker.pipeline_window, size)]
-        answers = [p.result() for p in window] + [broker.submit(messages[size * broker.pipeline_window:]).result()]
+        window = [
+            broker.submit(messages[i : i + size])
+            for i in range(0, size * broker.pipeline_window, size)
+        ]
+        answers = [p.result() for p in window] + [
+            broker.submit(messages[size * broker.pipeline_window :]).result()
+        ]
     finally:
         broker.close()
     deliveries = [d for answer in answers for d in answer]
@@ -239,10 +281,12 @@ def test_an_unroutable_message_in_the_second_batch_in_flight_fails_only_itself(r
     assert bodies(rabbit["queue"]) == [m.body for i, m in enumerate(messages) if i != bad]
 
 
-def test_a_connection_cut_with_batches_in_flight_fails_them_and_what_was_confirmed_stays(rabbit, tmp_path):
-    """The first batch is confirmed; two more are in flight when the network goes away. Their answers say
-    so (nothing of them confirmed: BrokerUnavailable, at once, not after a timeout), the next batch is
-    refused at once, and the confirmed batch is in the queue."""
+def test_a_connection_cut_with_batches_in_flight_fails_them_and_what_was_confirmed_stays(
+    rabbit, tmp_path
+):
+    """The first batch is confirmed; two more are in flight when the network goes away. Their
+    answers say so (nothing of them confirmed: BrokerUnavailable, at once, not after a timeout), the
+    next batch is refused at once, and the confirmed batch is in the queue."""
     from wfbus.errors import BrokerUnavailable
 
     link = LaggyLink(0.8)
@@ -263,14 +307,16 @@ def test_a_connection_cut_with_batches_in_flight_fails_them_and_what_was_confirm
     finally:
         broker.close()
     got = bodies(rabbit["queue"])
-    assert got[:len(first)] == [m.body for m in first]
+    assert got[: len(first)] == [m.body for m in first]
     unconfirmed = [m.body for batch in later for m in batch]
-    assert got[len(first):] == unconfirmed[:len(got) - len(first)]  # some may have arrived: never confirmed
+    # some may have arrived: never confirmed
+    assert got[len(first) :] == unconfirmed[: len(got) - len(first)]
 
 
 def test_confirms_read_by_the_heartbeat_thread_are_kept_for_their_batch(rabbit, tmp_path):
-    """While the caller does something else for longer than the heartbeat, the heartbeat thread reads the
-    socket (and so the batch's confirms); result() then answers from what it read, and the connection lived."""
+    """While the caller does something else for longer than the heartbeat, the heartbeat thread
+    reads the socket (and so the batch's confirms); result() then answers from what it read, and the
+    connection lived."""
     broker = broker_for(rabbit, tmp_path, heartbeat=1)
     messages = [message(n) for n in range(300)]
     try:
@@ -287,7 +333,9 @@ def test_confirms_read_by_the_heartbeat_thread_are_kept_for_their_batch(rabbit, 
     assert bodies(rabbit["queue"]) == [m.body for m in messages] + [message(300).body]
 
 
-# -- replay with prefetch ----------------------------------------------------------------------------
+# -- replay with prefetch
+# ----------------------------------------------------------------------------
+
 
 def dead_letter(wfbus, settings: dict, tmp_path: Path, events: list[dict]) -> None:
     assert wfbus("emit", str(write_jsonl(tmp_path / "dead.jsonl", events))).code == 0
@@ -304,19 +352,29 @@ def ready(queue: str) -> int:
 
 @pytest.mark.parametrize("hold_seconds", [300, 0.2])
 def test_a_selective_replay_with_prefetch_moves_every_third_once_in_order_and_keeps_the_rest(
-        wfbus, rabbit, tmp_path, hold_seconds):
-    """--match selects every third message. Selected: at the destination exactly once, in order; unselected:
-    still in the DLQ, in their order; the report's counts equal the queue depths afterwards. With a short
-    hold_seconds the passed-over messages are handed back mid-run and come round again in later batches."""
+    wfbus, rabbit, tmp_path, hold_seconds
+):
+    """--match selects every third message. Selected: at the destination exactly once, in order;
+    unselected: still in the DLQ, in their order; the report's counts equal the queue depths
+    afterwards. With a short hold_seconds the passed-over messages are handed back mid-run and come
+    round again in later batches."""
     rng = seeded()
     write_config(tmp_path / "wfbus.yaml", {"r": {**rabbit, "hold_seconds": hold_seconds}}, "r")
     count = rng.randrange(150, 700)
-    events = [{"topic": rng.choice(["order.submit", "billing.charge"]), "urn": f"u-{rng.randrange(9)}",
-               "payload": {"n": n, "pick": n % 3 == 0, "text": "é" * rng.randrange(3)}, "attempt": 0}
-              for n in range(count)]
+    events = [
+        {
+            "topic": rng.choice(["order.submit", "billing.charge"]),
+            "urn": f"u-{rng.randrange(9)}",
+            "payload": {"n": n, "pick": n % 3 == 0, "text": "é" * rng.randrange(3)},
+            "attempt": 0,
+        }
+        for n in range(count)
+    ]
     dead_letter(wfbus, rabbit, tmp_path, events)
     batch = rng.randrange(5, 160)
-    result = wfbus("-o", "json", "replay", "--yes", "--match", "payload.pick=true", "--batch", str(batch))
+    result = wfbus(
+        "-o", "json", "replay", "--yes", "--match", "payload.pick=true", "--batch", str(batch)
+    )
     assert result.code == 0, result.err
     doc = result.json()
     selected = [e for e in events if e["payload"]["pick"]]
@@ -328,8 +386,8 @@ def test_a_selective_replay_with_prefetch_moves_every_third_once_in_order_and_ke
 
 
 def test_messages_the_destination_refuses_stay_at_the_source_in_order(wfbus, rabbit, tmp_path):
-    """Dead-lettered messages whose original route is bound nowhere on the exchange are unroutable when
-    replayed: each fails alone and stays in the DLQ, in order; the others move, in order."""
+    """Dead-lettered messages whose original route is bound nowhere on the exchange are unroutable
+    when replayed: each fails alone and stays in the DLQ, in order; the others move, in order."""
     import pika
 
     rng = seeded()
@@ -339,10 +397,18 @@ def test_messages_the_destination_refuses_stay_at_the_source_in_order(wfbus, rab
     try:
         channel.confirm_delivery()
         for n in range(count):
-            # the default exchange routes by queue name: that route does not exist on the wfbus exchange
-            exchange, route = ("", rabbit["queue"]) if n in refused else (rabbit["exchange"], "order.submit")
-            channel.basic_publish(exchange, route, json.dumps({"n": n}).encode(),
-                                  pika.BasicProperties(delivery_mode=2, message_id=f"m-{n % 4}"), mandatory=True)
+            # the default exchange routes by queue name: that route does not exist on the wfbus
+            # exchange
+            exchange, route = (
+                ("", rabbit["queue"]) if n in refused else (rabbit["exchange"], "order.submit")
+            )
+            channel.basic_publish(
+                exchange,
+                route,
+                json.dumps({"n": n}).encode(),
+                pika.BasicProperties(delivery_mode=2, message_id=f"m-{n % 4}"),
+                mandatory=True,
+            )
     finally:
         connection.close()
     assert reject_all(rabbit["queue"]) == count
@@ -351,15 +417,24 @@ def test_messages_the_destination_refuses_stay_at_the_source_in_order(wfbus, rab
     doc = result.json()
     assert doc["replayed"] == count - len(refused)
     assert doc["dead_letter_after"]["ready"] == len(refused) == ready(rabbit["dead_letter_queue"])
-    assert [json.loads(b)["n"] for b in bodies(rabbit["dead_letter_queue"], remove=False)] == refused
-    assert [json.loads(b)["n"] for b in bodies(rabbit["queue"])] == [n for n in range(count) if n not in refused]
+    assert [
+        json.loads(b)["n"] for b in bodies(rabbit["dead_letter_queue"], remove=False)
+    ] == refused
+    assert [json.loads(b)["n"] for b in bodies(rabbit["queue"])] == [
+        n for n in range(count) if n not in refused
+    ]
 
 
-def test_a_replay_over_a_slow_link_reads_a_batch_per_round_trip_not_a_message(wfbus, rabbit, tmp_path):
+def test_a_replay_over_a_slow_link_reads_a_batch_per_round_trip_not_a_message(
+    wfbus, rabbit, tmp_path
+):
     """Over a link that delays each answer by 50 ms, one basic.get per message costs 50 ms a message
     (300 messages: 15 s); consuming with a prefetch costs a few round trips per batch."""
     count = 300
-    events = [{"topic": "order.submit", "urn": f"u-{n % 5}", "payload": {"n": n}, "attempt": 0} for n in range(count)]
+    events = [
+        {"topic": "order.submit", "urn": f"u-{n % 5}", "payload": {"n": n}, "attempt": 0}
+        for n in range(count)
+    ]
     dead_letter(wfbus, rabbit, tmp_path, events)
     link = LaggyLink(0.05)
     try:
@@ -377,9 +452,9 @@ def test_a_replay_over_a_slow_link_reads_a_batch_per_round_trip_not_a_message(wf
 
 
 def test_the_fast_encoding_of_an_emitted_events_properties_is_byte_for_byte_pikas():
-    """Emitted events' properties are encoded by wfbus in one pass (pika's generic encoder was a third of
-    a bulk emit's Python time): generated headers (unicode, NUL, empty, long) give pika's bytes, and what
-    pika refuses (a short string over 255 bytes) is refused the same way."""
+    """Emitted events' properties are encoded by wfbus in one pass (pika's generic encoder was a
+    third of a bulk emit's Python time): generated headers (unicode, NUL, empty, long) give pika's
+    bytes, and what pika refuses (a short string over 255 bytes) is refused the same way."""
     import pika
     import pika.exceptions
 
@@ -389,14 +464,29 @@ def test_the_fast_encoding_of_an_emitted_events_properties_is_byte_for_byte_pika
     fast = _emitted_properties()
     alphabet = "ab€😀 \x00é"
     for _ in range(500):
-        headers = {"k" + "é" * rng.randrange(5) + str(j): "".join(rng.choice(alphabet) for _ in range(rng.randrange(60)))
-                   for j in range(rng.randrange(8))}
-        fields = dict(delivery_mode=2, content_type="application/json", headers=headers,
-                      message_id="".join(rng.choice(alphabet) for _ in range(rng.randrange(60))))
-        assert b"".join(fast(**fields).encode()) == b"".join(pika.BasicProperties(**fields).encode()), fields
+        headers = {
+            "k" + "é" * rng.randrange(5) + str(j): "".join(
+                rng.choice(alphabet) for _ in range(rng.randrange(60))
+            )
+            for j in range(rng.randrange(8))
+        }
+        fields = dict(
+            delivery_mode=2,
+            content_type="application/json",
+            headers=headers,
+            message_id="".join(rng.choice(alphabet) for _ in range(rng.randrange(60))),
+        )
+        assert b"".join(fast(**fields).encode()) == b"".join(
+            pika.BasicProperties(**fields).encode()
+        ), fields
     for too_long in ({"headers": {"k" * 256: "v"}}, {"message_id": "m" * 256}):
-        fields = {"delivery_mode": 2, "content_type": "application/json", "headers": {}, "message_id": "m",
-                  **too_long}
+        fields = {
+            "delivery_mode": 2,
+            "content_type": "application/json",
+            "headers": {},
+            "message_id": "m",
+            **too_long,
+        }
         with pytest.raises(pika.exceptions.ShortStringTooLong):
             pika.BasicProperties(**fields).encode()
         with pytest.raises(pika.exceptions.ShortStringTooLong):

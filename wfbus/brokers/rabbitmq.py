@@ -12,9 +12,10 @@ again; a thread answers heartbeats while wfbus waits elsewhere (a paced replay, 
 
 A replay into RabbitMQ of a message read from RabbitMQ republishes it as it was dead-lettered: the
 body byte for byte, every basic property, every header type for type as pika reads them, minus the
-broker's x-death bookkeeping, plus `replayed-from` and a new `wfbus-publish-id`. pika reads float and
-double header values as integers (0.25 -> 0) and cannot write floats: `_install_codec` mends that. Its
-other limit stays: 8/16-bit and unsigned integers are read as integers and written back as 32/64-bit.
+broker's x-death bookkeeping, plus `replayed-from` and a new `wfbus-publish-id`. pika reads float
+and double header values as integers (0.25 -> 0) and cannot write floats: `_install_codec` mends
+that. Its other limit stays: 8/16-bit and unsigned integers are read as integers and written back as
+32/64-bit.
 """
 
 from __future__ import annotations
@@ -35,12 +36,11 @@ from pydantic import Field, field_validator
 from ..errors import BrokerUnavailable, ConfigError
 from ..redact import url_password, url_without_password
 from .base import (
-    check_event_template,
     HEADER_ATTEMPT,
     HEADER_EVENT_ID,
-    Capabilities,
     Broker,
     BrokerSettings,
+    Capabilities,
     DeadLetterReader,
     Delivery,
     Origin,
@@ -48,19 +48,44 @@ from .base import (
     PendingPublish,
     QueueDepth,
     ReceivedMessage,
+    check_event_template,
 )
 
-PUBLISH_ID = "wfbus-publish-id"  # unique per publish: with the death count, names one arrival in a queue
-DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
-                 "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason")
+# unique per publish: with the death count, names one arrival in a queue
+PUBLISH_ID = "wfbus-publish-id"
+DEATH_HEADERS = (
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+)
 # the basic properties a message carries besides its headers, as pika names them
-PROPERTY_NAMES = ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id", "reply_to",
-                  "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
+PROPERTY_NAMES = (
+    "content_type",
+    "content_encoding",
+    "delivery_mode",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "timestamp",
+    "type",
+    "user_id",
+    "app_id",
+    "cluster_id",
+)
 ROUTING_FIELDS = ("topic", "urn")
 FLUSH_EVERY = 200  # publishes between two pushes onto the socket while a batch is being written
 TIMED_OUT = "no confirm from RabbitMQ before the timeout"
-CONSUME_IDLE_SECONDS = 0.25  # a reader's consumer that got nothing more for this long has all it will get
-CONSUME_FIRST_SECONDS = 2.0  # ... and one that got nothing at all (a slow node): then basic.get is tried
+CONSUME_IDLE_SECONDS = (
+    0.25  # a reader's consumer that got nothing more for this long has all it will get
+)
+# ... and one that got nothing at all (a slow node): then basic.get is tried
+CONSUME_FIRST_SECONDS = 2.0
 
 
 class RabbitMqSettings(BrokerSettings):
@@ -70,11 +95,13 @@ class RabbitMqSettings(BrokerSettings):
     routing_key: str = "{topic}"
     queue: str | None = None
     dead_letter_queue: str | None = None
-    declare: bool = False  # may wfbus declare the exchange? Off: never create topology in production silently
+    # may wfbus declare the exchange? Off: never create topology in production silently
+    declare: bool = False
     heartbeat: int = Field(30, ge=0)
     timeout_seconds: float = Field(10, gt=0)
-    # longest a replay or peek holds a message it passes over before handing it back (and passing over
-    # it again when read again): keep it well below the server's consumer_timeout (30 min by default)
+    # longest a replay or peek holds a message it passes over before handing it back (and passing
+    # over it again when read again): keep it well below the server's consumer_timeout (30 min by
+    # default)
     hold_seconds: float = Field(300, gt=0)
     ca_file: str | None = None
     cert_file: str | None = None
@@ -95,8 +122,10 @@ class RabbitMqSettings(BrokerSettings):
 
     def warnings(self) -> list[str]:
         if self.url.startswith("amqps://") and not self.verify:
-            return ["verify: false turns off TLS certificate verification: anyone on the path can read and "
-                    "change the traffic"]
+            return [
+                "verify: false turns off TLS certificate verification: anyone on the path can "
+                "read and change the traffic"
+            ]
         return []
 
 
@@ -134,7 +163,9 @@ class RabbitMqBroker(Broker):
         if s.url.startswith("amqps://"):
             context = ssl.create_default_context(cafile=self.resolve_path(s.ca_file))
             if s.cert_file:
-                context.load_cert_chain(self.resolve_path(s.cert_file), self.resolve_path(s.key_file))
+                context.load_cert_chain(
+                    self.resolve_path(s.cert_file), self.resolve_path(s.key_file)
+                )
             if not s.verify:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
@@ -155,9 +186,13 @@ class RabbitMqBroker(Broker):
         """The queue's real identity, without credentials: amqp://host:port/vhost#queue."""
         import pika
 
-        params = pika.URLParameters(self.settings.url)  # no TLS context: a missing ca_file is the connection's error
+        params = pika.URLParameters(
+            self.settings.url
+        )  # no TLS context: a missing ca_file is the connection's error
         scheme = "amqps" if self.settings.url.startswith("amqps://") else "amqp"
-        return f"{scheme}://{params.host}:{params.port}/{quote(params.virtual_host, safe='')}#{queue}"
+        return (
+            f"{scheme}://{params.host}:{params.port}/{quote(params.virtual_host, safe='')}#{queue}"
+        )
 
     def user(self) -> str:
         """The user this broker publishes as (RabbitMQ checks a message's user_id against it)."""
@@ -169,7 +204,8 @@ class RabbitMqBroker(Broker):
 
     @contextmanager
     def _amqp(self, what: str) -> Iterator[None]:
-        """Use the broker's own connection (the heartbeat thread waits meanwhile); driver errors mapped."""
+        """Use the broker's own connection (the heartbeat thread waits meanwhile); driver errors
+        mapped."""
         with self._link.lock, self._errors(what):
             yield
 
@@ -181,25 +217,37 @@ class RabbitMqBroker(Broker):
         try:
             yield
         except px.ProbableAuthenticationError:
-            raise BrokerUnavailable(f"{self.name}: {what}: authentication failed at {where}",
-                                    hint="check the user and password in the url") from None
+            raise BrokerUnavailable(
+                f"{self.name}: {what}: authentication failed at {where}",
+                hint="check the user and password in the url",
+            ) from None
         except px.ProbableAccessDeniedError:
-            raise BrokerUnavailable(f"{self.name}: {what}: access to the virtual host refused at {where}",
-                                    hint="check the vhost in the url and the user's permissions") from None
+            raise BrokerUnavailable(
+                f"{self.name}: {what}: access to the virtual host refused at {where}",
+                hint="check the vhost in the url and the user's permissions",
+            ) from None
         except px.ChannelClosedByBroker as exc:
-            hint = {404: "create it, or fix its name in the config", 403: "the user lacks permission for it"}.get(
-                exc.reply_code, "see the broker's log")
-            raise BrokerUnavailable(f"{self.name}: {what}: {exc.reply_code} {exc.reply_text}", hint=hint) from None
+            hint = {
+                404: "create it, or fix its name in the config",
+                403: "the user lacks permission for it",
+            }.get(exc.reply_code, "see the broker's log")
+            raise BrokerUnavailable(
+                f"{self.name}: {what}: {exc.reply_code} {exc.reply_text}", hint=hint
+            ) from None
         except (px.AMQPConnectionError, px.AMQPChannelError, px.StreamLostError, OSError) as exc:
             untrusted = _certificate_error(exc)
             if untrusted:
-                raise BrokerUnavailable(f"{self.name}: {what}: the TLS certificate of {where} is not trusted: "
-                                        f"{untrusted}",
-                                        hint="set ca_file to the CA that signed the broker's certificate "
-                                             "(verify: false turns the check off, and is unsafe)") from None
-            raise BrokerUnavailable(f"{self.name}: {what}: cannot reach RabbitMQ at {where}: "
-                                    f"{type(exc).__name__} {exc}".rstrip(),
-                                    hint="check the url (host, port, amqp/amqps) and that the broker is up") from None
+                raise BrokerUnavailable(
+                    f"{self.name}: {what}: the TLS certificate of {where} is not trusted: "
+                    f"{untrusted}",
+                    hint="set ca_file to the CA that signed the broker's certificate "
+                    "(verify: false turns the check off, and is unsafe)",
+                ) from None
+            raise BrokerUnavailable(
+                f"{self.name}: {what}: cannot reach RabbitMQ at {where}: "
+                f"{type(exc).__name__} {exc}".rstrip(),
+                hint="check the url (host, port, amqp/amqps) and that the broker is up",
+            ) from None
 
     def close(self) -> None:
         self._link.close()
@@ -212,7 +260,8 @@ class RabbitMqBroker(Broker):
         return f"exchange {self.settings.exchange}"
 
     def destination_identity(self, *, dead_letter: bool = False) -> str:
-        """Also connects: an unreachable broker fails before anything is sent, as on SQS and Kafka."""
+        """Also connects: an unreachable broker fails before anything is sent, as on SQS and
+        Kafka."""
         self.connection  # noqa: B018 - opens the connection the publishes then use
         if dead_letter:
             return self.identity(f"queue:{self._require_dlq()}")
@@ -220,13 +269,18 @@ class RabbitMqBroker(Broker):
 
     def _require_dlq(self) -> str:
         if not self.settings.dead_letter_queue:
-            raise ConfigError(f"{self.name}: no dead_letter_queue configured",
-                              hint=f"set brokers.{self.name}.dead_letter_queue in the config")
+            raise ConfigError(
+                f"{self.name}: no dead_letter_queue configured",
+                hint=f"set brokers.{self.name}.dead_letter_queue in the config",
+            )
         return self.settings.dead_letter_queue
 
     def _require_queue(self) -> str:
         if not self.settings.queue:
-            raise ConfigError(f"{self.name}: no queue configured", hint=f"set brokers.{self.name}.queue in the config")
+            raise ConfigError(
+                f"{self.name}: no queue configured",
+                hint=f"set brokers.{self.name}.queue in the config",
+            )
         return self.settings.queue
 
     def _channel_for_publish(self):
@@ -235,22 +289,32 @@ class RabbitMqBroker(Broker):
                 channel = self.connection.channel()
             if not self._exchange_checked:
                 with self._amqp(f"exchange {self.settings.exchange!r}"):
-                    channel.exchange_declare(self.settings.exchange, "topic", durable=True,
-                                             passive=not self.settings.declare)
+                    channel.exchange_declare(
+                        self.settings.exchange,
+                        "topic",
+                        durable=True,
+                        passive=not self.settings.declare,
+                    )
                 self._exchange_checked = True
             self._publish_channel = _ConfirmingChannel(channel)
         return self._publish_channel
 
-    def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
+    def publish(
+        self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False
+    ) -> list[Delivery]:
         return self.submit(messages, dead_letter=dead_letter).result()
 
-    def submit(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> PendingPublish:
-        """Publish the batch now (mandatory, persistent, confirmed) and return without waiting for the
-        confirms: the broker writes this batch to disk while the caller prepares the next one. Every batch
-        goes out on one channel, in order, so RabbitMQ keeps the order per queue across batches in flight.
+    def submit(
+        self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False
+    ) -> PendingPublish:
+        """Publish the batch now (mandatory, persistent, confirmed) and return without waiting for
+        the confirms: the broker writes this batch to disk while the caller prepares the next one.
+        Every batch goes out on one channel, in order, so RabbitMQ keeps the order per queue across
+        batches in flight.
 
-        The connection's lock is held only while publishing and, in `result()`, for each short read of the
-        socket: the heartbeat thread may read in between, and the confirms it reads are kept for result()."""
+        The connection's lock is held only while publishing and, in `result()`, for each short read
+        of the socket: the heartbeat thread may read in between, and the confirms it reads are kept
+        for result()."""
         if dead_letter:
             exchange, queue = "", self._require_dlq()
             routes = [queue] * len(messages)
@@ -258,9 +322,11 @@ class RabbitMqBroker(Broker):
             exchange = self.settings.exchange
             template = self.settings.routing_key
             routes = [m.route or template.format(topic=m.topic, urn=m.key) for m in messages]
-        with self._link.lock:  # the heartbeat thread must not read the socket while a batch is half written
+        # the heartbeat thread must not read the socket while a batch is half written
+        with self._link.lock:
             if self._lost is not None:
-                return PendingPublish.answered(messages, error=self._lost)  # gone: refused at once, nothing sent
+                # gone: refused at once, nothing sent
+                return PendingPublish.answered(messages, error=self._lost)
             try:
                 channel = self._channel_for_publish()
             except BrokerUnavailable as exc:
@@ -270,24 +336,28 @@ class RabbitMqBroker(Broker):
             try:
                 with self._amqp(pending.what):
                     flush_every = FLUSH_EVERY
-                    for index, (message, route) in enumerate(zip(messages, routes), 1):
+                    for index, (message, route) in enumerate(zip(messages, routes, strict=True), 1):
                         self._published += 1
                         publish_id = f"{self._run_id}-{self._published}"
                         properties = _properties_for(message, publish_id, user)
-                        pending.tags.append(channel.publish(exchange, route, message.body, properties, publish_id))
+                        pending.tags.append(
+                            channel.publish(exchange, route, message.body, properties, publish_id)
+                        )
                         pending.publish_ids.append(publish_id)
                         if index % flush_every == 0:
-                            # onto the socket now, so the broker works while we encode the rest; reads the
-                            # confirms that are in (cheap: never waits)
+                            # onto the socket now, so the broker works while we encode the rest;
+                            # reads the confirms that are in (cheap: never waits)
                             channel.poll(0)
                     channel.poll(0)
             except BrokerUnavailable as exc:
-                # the connection died (or the channel was closed) mid-batch: result() says what was confirmed
+                # the connection died (or the channel was closed) mid-batch: result() says what was
+                # confirmed
                 self._lost = exc
         return pending
 
     def _settle(self, pending: _RabbitPending) -> list[Delivery]:
-        """Wait for one batch's confirms (and returns); what later batches' confirms say is kept for them."""
+        """Wait for one batch's confirms (and returns); what later batches' confirms say is kept for
+        them."""
         channel, tags = pending.channel, pending.tags
         deadline = time.monotonic() + self.settings.timeout_seconds * 3
         while self._lost is None and channel.unsettled(tags) and time.monotonic() < deadline:
@@ -295,23 +365,31 @@ class RabbitMqBroker(Broker):
             with self._link.lock:
                 try:
                     with self._amqp(pending.what):
-                        # pika's process_data_events blocks for its whole time_limit even when the confirms are
-                        # in: a short limit in a loop returns within a millisecond of the last confirm
+                        # pika's process_data_events blocks for its whole time_limit even when the
+                        # confirms are in: a short limit in a loop returns within a millisecond of
+                        # the last confirm
                         channel.poll(0.001)
                 except BrokerUnavailable as exc:
-                    self._lost = exc  # the next batches are refused at once instead of waiting for timeouts
+                    # the next batches are refused at once instead of waiting for timeouts
+                    self._lost = exc
         with self._link.lock:
             outcome = channel.take(tags, pending.publish_ids)
         messages, lost = pending.messages, self._lost
         if lost is None:
-            return [Delivery(m, outcome[tag] if tag in outcome else TIMED_OUT) for m, tag in zip(messages, tags)]
-        # The connection died (or the broker closed the channel): what was confirmed stays confirmed, the
-        # rest failed; a message not even handed to the socket failed too
+            return [
+                Delivery(m, outcome[tag] if tag in outcome else TIMED_OUT)
+                for m, tag in zip(messages, tags, strict=True)
+            ]
+        # The connection died (or the broker closed the channel): what was confirmed stays
+        # confirmed, the rest failed; a message not even handed to the socket failed too
         if not outcome:
-            raise lost  # nothing of this batch was confirmed: the broker is gone or refuses us (exit 5)
+            # nothing of this batch was confirmed: the broker is gone or refuses us (exit 5)
+            raise lost
         reason = f"not confirmed: {lost.message}"
-        return [Delivery(m, outcome[tags[i]] if i < len(tags) and tags[i] in outcome else reason)
-                for i, m in enumerate(messages)]
+        return [
+            Delivery(m, outcome[tags[i]] if i < len(tags) and tags[i] in outcome else reason)
+            for i, m in enumerate(messages)
+        ]
 
     # -- depth and peek ----------------------------------------------------------------------
     def _queue_state(self, queue: str) -> tuple[int, int]:
@@ -326,12 +404,17 @@ class RabbitMqBroker(Broker):
 
     def depth(self) -> list[QueueDepth]:
         rows = []
-        for queue, role in ((self.settings.queue, "main"), (self.settings.dead_letter_queue, "dead-letter")):
+        for queue, role in (
+            (self.settings.queue, "main"),
+            (self.settings.dead_letter_queue, "dead-letter"),
+        ):
             if queue:
                 ready, consumers = self._queue_state(queue)
                 rows.append(QueueDepth(self.name, queue, role, ready=ready, consumers=consumers))
         if not rows:
-            raise ConfigError(f"{self.name}: depth needs `queue` or `dead_letter_queue` in the config")
+            raise ConfigError(
+                f"{self.name}: depth needs `queue` or `dead_letter_queue` in the config"
+            )
         return rows
 
     def purge(self, *, dead_letter: bool = False) -> int | None:
@@ -344,9 +427,12 @@ class RabbitMqBroker(Broker):
                 if channel.is_open:
                     channel.close()
 
-    def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
+    def peek(
+        self, *, dead_letter: bool, limit: int | None, force: bool = False
+    ) -> list[ReceivedMessage]:
         queue = self._require_dlq() if dead_letter else self._require_queue()
-        with RabbitQueueReader(self, queue) as reader:  # nothing acked: closing puts every message back in place
+        # nothing acked: closing puts every message back in place
+        with RabbitQueueReader(self, queue) as reader:
             return reader.take(limit)
 
     def dead_letter_reader(self) -> RabbitQueueReader:
@@ -363,11 +449,12 @@ def _keeper_interval(settings: RabbitMqSettings) -> float:
 class _Link:
     """One pika connection, and a thread that answers its heartbeats while wfbus is busy elsewhere.
 
-    pika's BlockingConnection reads the socket only inside its own calls. During a paced replay's sleep
-    or a slow destination publish (a Kafka flush), nobody answers the broker's heartbeats, the broker
-    closes the connection, and the messages it held go back to the queue. The thread does the socket
-    work only when it gets the lock, which every user of the connection holds while using it (pika is
-    not thread-safe), and runs `on_tick` (the reader's hand-back of messages held too long) likewise.
+    pika's BlockingConnection reads the socket only inside its own calls. During a paced replay's
+    sleep or a slow destination publish (a Kafka flush), nobody answers the broker's heartbeats, the
+    broker closes the connection, and the messages it held go back to the queue. The thread does the
+    socket work only when it gets the lock, which every user of the connection holds while using it
+    (pika is not thread-safe), and runs `on_tick` (the reader's hand-back of messages held too long)
+    likewise.
     """
 
     def __init__(self, opener: Callable[[], Any], interval: float) -> None:
@@ -384,7 +471,9 @@ class _Link:
             if self._connection is None or self._connection.is_closed:
                 self._connection = self._opener()
                 if self._interval and self._thread is None:
-                    self._thread = threading.Thread(target=self._keep, name="wfbus-rabbitmq-keeper", daemon=True)
+                    self._thread = threading.Thread(
+                        target=self._keep, name="wfbus-rabbitmq-keeper", daemon=True
+                    )
                     self._thread.start()
             return self._connection
 
@@ -398,7 +487,7 @@ class _Link:
                     connection.process_data_events(time_limit=0)
                     if self.on_tick is not None:
                         self.on_tick()
-            except Exception:  # noqa: BLE001 - a broken connection is reported by the owner's next call
+            except Exception:  # noqa: BLE001 - reported by the owner's next call
                 pass
             finally:
                 self.lock.release()
@@ -410,7 +499,7 @@ class _Link:
             if connection is not None and connection.is_open:
                 try:
                     connection.close()
-                except Exception:  # noqa: BLE001 - closing a broken connection must not mask the real error
+                except Exception:  # noqa: BLE001 - closing must not mask the real error
                     pass
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
@@ -421,12 +510,13 @@ class _Link:
 def _properties_for(message: OutgoingMessage, publish_id: str, user: str):
     """The AMQP properties of one publish.
 
-    A message read from RabbitMQ goes out as it was dead-lettered: every property, every header as pika
-    read it (types kept), minus the broker's death bookkeeping and the old publish id, plus its new publish
-    id and `replayed-from`. Where an attempt policy re-encoded the event, its new attempt and event id
-    replace the old header values (the message_id too, where it was the event id). A user_id other than
-    the publishing user is left out: RabbitMQ would refuse the publish (it vouches for who published).
-    Anything else (an emitted event, a message from another broker type) is a persistent JSON message.
+    A message read from RabbitMQ goes out as it was dead-lettered: every property, every header as
+    pika read it (types kept), minus the broker's death bookkeeping and the old publish id, plus its
+    new publish id and `replayed-from`. Where an attempt policy re-encoded the event, its new
+    attempt and event id replace the old header values (the message_id too, where it was the event
+    id). A user_id other than the publishing user is left out: RabbitMQ would refuse the publish (it
+    vouches for who published). Anything else (an emitted event, a message from another broker type)
+    is a persistent JSON message.
     """
     import pika
 
@@ -435,7 +525,9 @@ def _properties_for(message: OutgoingMessage, publish_id: str, user: str):
     origin = message.origin
     if origin is None or origin.broker_type != "rabbitmq":
         return _emitted_properties()(
-            delivery_mode=2, content_type="application/json", message_id=message.event_id,
+            delivery_mode=2,
+            content_type="application/json",
+            message_id=message.event_id,
             headers={**message.headers, PUBLISH_ID: publish_id},
         )
     properties = dict(origin.properties)
@@ -447,7 +539,11 @@ def _properties_for(message: OutgoingMessage, publish_id: str, user: str):
             continue
         if key == HEADER_EVENT_ID and properties.get("message_id") == _text(old):
             properties["message_id"] = new
-        headers[key] = int(new) if isinstance(old, int) and not isinstance(old, bool) and new.isdigit() else new
+        headers[key] = (
+            int(new)
+            if isinstance(old, int) and not isinstance(old, bool) and new.isdigit()
+            else new
+        )
     if HEADER_REPLAYED_FROM in message.headers:
         headers[HEADER_REPLAYED_FROM] = message.headers[HEADER_REPLAYED_FROM]
     headers[PUBLISH_ID] = publish_id
@@ -460,10 +556,11 @@ _EMITTED_PROPERTIES: Any = None
 
 
 def _emitted_properties() -> Any:
-    """pika.BasicProperties for an emitted event (content type, text headers, delivery mode, message id),
-    encoded in one pass: pika's generic encoder tests all 14 properties and goes through four calls per
-    header, a third of the time a bulk emit spends in Python. The bytes are pika's (a test compares them);
-    anything unexpected (a value that is not text, a short string over 255 bytes) takes pika's own path."""
+    """pika.BasicProperties for an emitted event (content type, text headers, delivery mode, message
+    id), encoded in one pass: pika's generic encoder tests all 14 properties and goes through four
+    calls per header, a third of the time a bulk emit spends in Python. The bytes are pika's (a test
+    compares them); anything unexpected (a value that is not text, a short string over 255 bytes)
+    takes pika's own path."""
     global _EMITTED_PROPERTIES
     if _EMITTED_PROPERTIES is not None:
         return _EMITTED_PROPERTIES
@@ -471,11 +568,26 @@ def _emitted_properties() -> Any:
 
     import pika
 
-    flags = struct.pack(">H", pika.BasicProperties.FLAG_CONTENT_TYPE | pika.BasicProperties.FLAG_HEADERS
-                        | pika.BasicProperties.FLAG_DELIVERY_MODE | pika.BasicProperties.FLAG_MESSAGE_ID)
+    flags = struct.pack(
+        ">H",
+        pika.BasicProperties.FLAG_CONTENT_TYPE
+        | pika.BasicProperties.FLAG_HEADERS
+        | pika.BasicProperties.FLAG_DELIVERY_MODE
+        | pika.BasicProperties.FLAG_MESSAGE_ID,
+    )
     pack_long, pack_value = struct.Struct(">I").pack, struct.Struct(">cI").pack
-    plain = ("content_encoding", "priority", "correlation_id", "reply_to", "expiration", "timestamp", "type",
-             "user_id", "app_id", "cluster_id")
+    plain = (
+        "content_encoding",
+        "priority",
+        "correlation_id",
+        "reply_to",
+        "expiration",
+        "timestamp",
+        "type",
+        "user_id",
+        "app_id",
+        "cluster_id",
+    )
 
     class EmittedProperties(pika.BasicProperties):
         def encode(self) -> list[bytes]:
@@ -492,8 +604,16 @@ def _emitted_properties() -> Any:
                 if len(content_type) > 255 or len(message_id) > 255:
                     raise ValueError
                 encoded_table = b"".join(table)
-                return [flags, bytes((len(content_type),)), content_type, pack_long(len(encoded_table)),
-                        encoded_table, bytes((self.delivery_mode,)), bytes((len(message_id),)), message_id]
+                return [
+                    flags,
+                    bytes((len(content_type),)),
+                    content_type,
+                    pack_long(len(encoded_table)),
+                    encoded_table,
+                    bytes((self.delivery_mode,)),
+                    bytes((len(message_id),)),
+                    message_id,
+                ]
             except (AttributeError, TypeError, ValueError):
                 return super().encode()
 
@@ -504,8 +624,13 @@ def _emitted_properties() -> Any:
 class _RabbitPending(PendingPublish):
     """A batch published on `channel` whose confirms may still be on their way."""
 
-    def __init__(self, broker: RabbitMqBroker, channel: _ConfirmingChannel,
-                 messages: Sequence[OutgoingMessage], what: str) -> None:
+    def __init__(
+        self,
+        broker: RabbitMqBroker,
+        channel: _ConfirmingChannel,
+        messages: Sequence[OutgoingMessage],
+        what: str,
+    ) -> None:
         super().__init__(messages)
         self.broker = broker
         self.what = what  # for errors: "publish to <exchange>"
@@ -524,9 +649,9 @@ class _ConfirmingChannel:
     """Publisher confirms, pipelined: publish many, then wait for their acks/nacks as they come.
 
     Uses the asynchronous channel under pika's BlockingChannel, because BlockingChannel's own
-    confirm mode waits for each message's confirm before publishing the next. Confirms and returns are
-    recorded by callbacks, whichever thread reads the socket (the owner or the heartbeat thread, each
-    holding the connection's lock); each batch takes its own answers out with `take`.
+    confirm mode waits for each message's confirm before publishing the next. Confirms and returns
+    are recorded by callbacks, whichever thread reads the socket (the owner or the heartbeat thread,
+    each holding the connection's lock); each batch takes its own answers out with `take`.
     """
 
     def __init__(self, blocking_channel) -> None:
@@ -534,9 +659,11 @@ class _ConfirmingChannel:
         self.impl = blocking_channel._impl
         self.connection = blocking_channel.connection
         self.next_tag = 1
-        self.pending: dict[int, str | None] = {}  # published, unconfirmed -> failure seen in a basic.return
+        # published, unconfirmed -> failure seen in a basic.return
+        self.pending: dict[int, str | None] = {}
         self.settled: dict[int, str | None] = {}  # confirmed -> None (ok) or why it failed
-        self.tag_by_publish_id: dict[str, int] = {}  # unique per publish: which publish a basic.return is about
+        # unique per publish: which publish a basic.return is about
+        self.tag_by_publish_id: dict[str, int] = {}
         self.closed_reason: Exception | None = None
         self.impl.confirm_delivery(self._on_confirm)
         self.impl.add_on_return_callback(self._on_return)
@@ -547,7 +674,9 @@ class _ConfirmingChannel:
     def is_closed(self) -> bool:
         return self.blocking.is_closed
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, properties, publish_id: str) -> int:
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, properties, publish_id: str
+    ) -> int:
         if self.closed_reason is not None:
             raise self.closed_reason  # closed by the broker: nothing more goes out on it
         tag = self.next_tag
@@ -558,19 +687,22 @@ class _ConfirmingChannel:
         return tag
 
     def poll(self, time_limit: float) -> None:
-        """Push what is written onto the socket and read what came (confirms, returns); raises why the
-        broker closed the channel, since no confirm will come on a closed channel."""
+        """Push what is written onto the socket and read what came (confirms, returns); raises why
+        the broker closed the channel, since no confirm will come on a closed channel."""
         self.connection.process_data_events(time_limit=time_limit)
         if self.closed_reason is not None:
             raise self.closed_reason
 
     def _on_return(self, _channel, method, properties, _body) -> None:
-        """basic.return comes before the basic.ack of the same message; its headers name the publish."""
+        """basic.return comes before the basic.ack of the same message; its headers name the
+        publish."""
         publish_id = _text((properties.headers or {}).get(PUBLISH_ID, ""))
         tag = self.tag_by_publish_id.get(publish_id)
         if tag in self.pending and self.pending[tag] is None:
-            self.pending[tag] = (f"unroutable: {method.reply_code} {method.reply_text} "
-                                 f"(no queue bound for routing key {method.routing_key!r})")
+            self.pending[tag] = (
+                f"unroutable: {method.reply_code} {method.reply_text} "
+                f"(no queue bound for routing key {method.routing_key!r})"
+            )
 
     def _on_confirm(self, frame) -> None:
         method = frame.method
@@ -593,13 +725,14 @@ class _ConfirmingChannel:
         self.closed_reason = reason
 
     def unsettled(self, tags: list[int]) -> bool:
-        """Is any of these still waiting for its confirm? (Confirms come in tag order: look from the end.)"""
+        """Is any of these still waiting for its confirm? (Confirms come in tag order: look from the
+        end.)"""
         pending = self.pending
         return any(tag in pending for tag in reversed(tags))
 
     def take(self, tags: list[int], publish_ids: list[str]) -> dict[int, str | None]:
-        """The answers of one batch (tag -> None or why it failed), removed from the books; a tag without an
-        answer is given up (a late confirm for it is ignored)."""
+        """The answers of one batch (tag -> None or why it failed), removed from the books; a tag
+        without an answer is given up (a late confirm for it is ignored)."""
         settled, pending, by_id = self.settled, self.pending, self.tag_by_publish_id
         outcome = {}
         for tag in tags:
@@ -616,25 +749,27 @@ class RabbitQueueReader(DeadLetterReader):
     """Reads up to the messages present at open, on a connection of its own; acks what was confirmed
     elsewhere and hands everything else back, in place.
 
-    Each receive() consumes with a prefetch of what it may take (basic.qos per consumer, so what this
-    channel already holds does not count) and cancels its consumer before returning: the messages stream
-    in one round trip instead of one basic.get each, and between calls nothing is delivered to us, so a
-    slow (paced) caller holds only what it was handed. A queue that delivers nothing to a consumer while it
-    has messages ready (single active consumer taken by another app) is read with basic.get instead.
+    Each receive() consumes with a prefetch of what it may take (basic.qos per consumer, so what
+    this channel already holds does not count) and cancels its consumer before returning: the
+    messages stream in one round trip instead of one basic.get each, and between calls nothing is
+    delivered to us, so a slow (paced) caller holds only what it was handed. A queue that delivers
+    nothing to a consumer while it has messages ready (single active consumer taken by another app)
+    is read with basic.get instead.
 
-    A message passed over (not selected, beyond --limit, or refused by the destination) stays held, so
-    that this run does not read it again; but a channel may hold a delivery only for the server's
+    A message passed over (not selected, beyond --limit, or refused by the destination) stays held,
+    so that this run does not read it again; but a channel may hold a delivery only for the server's
     consumer_timeout. So the keeper thread hands passed-over messages back (nack, requeue: to their
-    original place) once the oldest has been held `hold_seconds`, and reading passes over them again when
-    they come round: each is recognised by a digest of its body and properties (identical messages are
-    interchangeable) and held again without being counted or returned twice.
+    original place) once the oldest has been held `hold_seconds`, and reading passes over them again
+    when they come round: each is recognised by a digest of its body and properties (identical
+    messages are interchangeable) and held again without being counted or returned twice.
     """
 
-    # receive() could run again before the last batch is settled (a message handed out stays held until
-    # acked or released, never handed out twice; the bound counts what was handed out), but messages read
-    # ahead sit unacknowledged for window x batch / --rate in a paced replay, which passes the server's
-    # consumer_timeout (the channel is closed): kept at one batch in flight until a paced replay reads no
-    # further ahead than it sends. Consuming with a prefetch is most of the gain (measured: ~10% more here).
+    # receive() could run again before the last batch is settled (a message handed out stays held
+    # until acked or released, never handed out twice; the bound counts what was handed out), but
+    # messages read ahead sit unacknowledged for window x batch / --rate in a paced replay, which
+    # passes the server's consumer_timeout (the channel is closed): kept at one batch in flight
+    # until a paced replay reads no further ahead than it sends. Consuming with a prefetch is most
+    # of the gain (measured: ~10% more here).
     receive_ahead = False
 
     def __init__(self, broker: RabbitMqBroker, queue: str) -> None:
@@ -648,8 +783,10 @@ class RabbitQueueReader(DeadLetterReader):
         self._taken = 0  # distinct messages handed out, up to the bound
         # delivery tag -> digest (or what it is computed from), for every delivery held
         self._digests: dict[int, str | tuple[Any, bytes]] = {}
-        self._passed: dict[int, float] = {}  # delivery tag -> when read, for the held deliveries passed over
-        self._returning: Counter[str] = Counter()  # handed back: pass over them again when they come round
+        # delivery tag -> when read, for the held deliveries passed over
+        self._passed: dict[int, float] = {}
+        # handed back: pass over them again when they come round
+        self._returning: Counter[str] = Counter()
         self._strays = 0  # messages read beyond the bound while looking for those handed back
         self._prefetch = 0  # the channel's basic.qos for its next consumer
         self._by_get = False  # consuming delivers nothing here: one basic.get per message instead
@@ -667,27 +804,35 @@ class RabbitQueueReader(DeadLetterReader):
         with self._io(f"read {self.queue!r}"):
             self._hand_back_if_due()
             while len(out) < max_messages and self._more_to_read():
-                if not (self._read_by_get(max_messages, out) if self._by_get else self._read_by_consume(max_messages, out)):
+                if not (
+                    self._read_by_get(max_messages, out)
+                    if self._by_get
+                    else self._read_by_consume(max_messages, out)
+                ):
                     break
         return out
 
     def _read_by_consume(self, max_messages: int, out: list[ReceivedMessage]) -> bool:
-        """One consumer for as many deliveries as this call may take, then cancelled: the server streams them
-        (one round trip for the lot, not one per message) and nothing is pushed to us between calls, so a
-        slow caller holds no more than it was handed. False: the queue has nothing more for us."""
+        """One consumer for as many deliveries as this call may take, then cancelled: the server
+        streams them (one round trip for the lot, not one per message) and nothing is pushed to us
+        between calls, so a slow caller holds no more than it was handed. False: the queue has
+        nothing more for us."""
         waiting = sum(self._returning.values())
         wanted = max(0, min(max_messages - len(out), self._bound - self._taken)) + waiting
         ready = self.channel.queue_declare(self.queue, passive=True).method.message_count
         if ready == 0:
             self._returning.clear()  # handed back, then taken by someone else: nothing to wait for
             return False
-        expect = max(1, min(wanted, ready))
+        expect = max(1, min(wanted, ready, 65535))  # basic.qos's prefetch count is 16 bits
         if expect != self._prefetch:
-            # per consumer: the messages held by earlier consumers of this channel do not count against it
+            # per consumer: the messages held by earlier consumers of this channel do not count
+            # against it
             self.channel.basic_qos(prefetch_count=expect)
             self._prefetch = expect
         deliveries: list[tuple[Any, Any, bytes]] = []
-        tag = self.channel.basic_consume(self.queue, lambda _c, m, p, b: deliveries.append((m, p, b)))
+        tag = self.channel.basic_consume(
+            self.queue, lambda _c, m, p, b: deliveries.append((m, p, b))
+        )
         connection = self._link.connection()
         last = time.monotonic()
         seen, idle = 0, CONSUME_FIRST_SECONDS
@@ -697,19 +842,24 @@ class RabbitQueueReader(DeadLetterReader):
                 seen, last, idle = len(deliveries), time.monotonic(), CONSUME_IDLE_SECONDS
             elif time.monotonic() - last > idle:
                 break  # fewer than were ready: another consumer took some
-        # what arrives before cancel-ok and was not handed to the callback, pika rejects: back in place
+        # what arrives before cancel-ok and was not handed to the callback, pika rejects: back in
+        # place
         self.channel.basic_cancel(tag)
         if not deliveries:
             if not self.channel.queue_declare(self.queue, passive=True).method.message_count:
                 self._returning.clear()  # another reader took what was ready
                 return False
-            # ready, yet nothing delivered (a single-active-consumer queue, a consumer of higher priority):
-            # read one at a time for the rest of this run, as a plain basic.get reader
+            # ready, yet nothing delivered (a single-active-consumer queue, a consumer of higher
+            # priority): read one at a time for the rest of this run, as a plain basic.get reader
             self._by_get = True
             return True
-        handed_back = [self._take(method, properties, body, max_messages, out) for method, properties, body in deliveries]
+        handed_back = [
+            self._take(method, properties, body, max_messages, out)
+            for method, properties, body in deliveries
+        ]
         if any(handed_back):
-            connection.process_data_events(time_limit=0)  # the nacks of what this call could not take, sent now
+            # the nacks of what this call could not take, sent now
+            connection.process_data_events(time_limit=0)
         return True
 
     def _read_by_get(self, max_messages: int, out: list[ReceivedMessage]) -> bool:
@@ -720,15 +870,20 @@ class RabbitQueueReader(DeadLetterReader):
         self._take(method, properties, body, max_messages, out)
         return True
 
-    def _take(self, method, properties, body: bytes, max_messages: int, out: list[ReceivedMessage]) -> bool:
-        """One delivery: handed out, passed over again (one we handed back), or not this run's; True when
-        it was more than this call may hand out and goes back in place (a nack still to be sent)."""
+    def _take(
+        self, method, properties, body: bytes, max_messages: int, out: list[ReceivedMessage]
+    ) -> bool:
+        """One delivery: handed out, passed over again (one we handed back), or not this run's; True
+        when it was more than this call may hand out and goes back in place (a nack still to be
+        sent)."""
         tag = method.delivery_tag
-        # the digest is computed only when needed (to recognise one we handed back, or to hand one back)
+        # the digest is computed only when needed (to recognise one we handed back, or to hand one
+        # back)
         digest: str | tuple[Any, bytes] = (properties, body)
         if self._returning:
             digest = _digest(properties, body)
-            if self._returning[digest] > 0:  # one we handed back: already examined, passed over again
+            # one we handed back: already examined, passed over again
+            if self._returning[digest] > 0:
                 self._returning[digest] -= 1
                 if not self._returning[digest]:
                     del self._returning[digest]
@@ -741,8 +896,8 @@ class RabbitQueueReader(DeadLetterReader):
             self._passed[tag] = time.monotonic()
             return False
         if len(out) >= max_messages:
-            # more than this call may hand out (handed-back messages did not come round): back in place,
-            # unread, for the next call
+            # more than this call may hand out (handed-back messages did not come round): back in
+            # place, unread, for the next call
             self.channel._impl.basic_nack(tag, multiple=False, requeue=True)
             return True
         self._digests[tag] = digest
@@ -758,32 +913,39 @@ class RabbitQueueReader(DeadLetterReader):
 
     def ack(self, messages: Sequence[ReceivedMessage]) -> None:
         with self._io(f"ack on {self.queue!r}"):
-            # pika's BlockingChannel reads the socket after every basic.ack (a poll per message): the channel
-            # under it only writes them, and one push below sends them all
+            # pika's BlockingChannel reads the socket after every basic.ack (a poll per message):
+            # the channel under it only writes them, and one push below sends them all
             send_ack = self.channel._impl.basic_ack
             for message in messages:
                 send_ack(message.handle)
                 self._digests.pop(message.handle, None)
-            # basic.ack is only buffered by pika: push it onto the socket now, before the journal forgets
-            # the message, or a crash right after would requeue (and replay again) what was done
+            # basic.ack is only buffered by pika: push it onto the socket now, before the journal
+            # forgets the message, or a crash right after would requeue (and replay again) what was
+            # done
             self._link.connection().process_data_events(time_limit=0)
 
     def release(self, messages: Sequence[ReceivedMessage]) -> None:
-        """Held, so that this run does not read them again; handed back in place within hold_seconds."""
+        """Held, so that this run does not read them again; handed back in place within
+        hold_seconds."""
         with self._link.lock:
             now = time.monotonic()
             for message in messages:
                 self._passed.setdefault(message.handle, now)
 
     def _hand_back_if_due(self) -> None:
-        """Requeue the passed-over messages before the oldest reaches hold_seconds (consumer_timeout)."""
+        """Requeue the passed-over messages before the oldest reaches hold_seconds
+        (consumer_timeout)."""
         with self._link.lock:
-            if not self._passed or min(self._passed.values()) > time.monotonic() - self._hold_seconds:
+            if (
+                not self._passed
+                or min(self._passed.values()) > time.monotonic() - self._hold_seconds
+            ):
                 return
             if not self.channel.is_open:
                 return
             for tag in sorted(self._passed):
-                self.channel._impl.basic_nack(tag, multiple=False, requeue=True)  # pushed below, all at once
+                # pushed below, all at once
+                self.channel._impl.basic_nack(tag, multiple=False, requeue=True)
                 digest = self._digests.pop(tag)
                 self._returning[digest if isinstance(digest, str) else _digest(*digest)] += 1
             self._passed.clear()
@@ -791,11 +953,12 @@ class RabbitQueueReader(DeadLetterReader):
             self._link.connection().process_data_events(time_limit=0)
 
     def held_elsewhere(self) -> tuple[int, float | None] | None:
-        """None: RabbitMQ cannot tell over AMQP. queue.declare-ok carries only the ready count and the number
-        of consumers; how many messages other connections hold unacknowledged is known only to the management
-        API or rabbitmqctl, which wfbus does not use. Nor is there an SQS-like window to report: a killed
-        run's messages come back when its connection closes (at once when the process dies, within the
-        heartbeat timeout when its host vanishes), and a live consumer holds its messages until it acks."""
+        """None: RabbitMQ cannot tell over AMQP. queue.declare-ok carries only the ready count and
+        the number of consumers; how many messages other connections hold unacknowledged is known
+        only to the management API or rabbitmqctl, which wfbus does not use. Nor is there an
+        SQS-like window to report: a killed run's messages come back when its connection closes (at
+        once when the process dies, within the heartbeat timeout when its host vanishes), and a live
+        consumer holds its messages until it acks."""
         return None
 
     def close(self) -> None:
@@ -809,7 +972,8 @@ class RabbitQueueReader(DeadLetterReader):
 
 
 def _certificate_error(exc: BaseException) -> str | None:
-    """pika wraps the ssl error a few levels deep (AMQPConnectionError -> args -> SSLCertVerificationError)."""
+    """pika wraps the ssl error a few levels deep (AMQPConnectionError -> args ->
+    SSLCertVerificationError)."""
     seen: list[BaseException] = [exc]
     while seen:
         current = seen.pop()
@@ -825,7 +989,8 @@ class _Float32(float):
 
 
 class _RawLongString(bytes):
-    """A long string ('S') that is not UTF-8 (pika gives bytes): written back as a long string, not bytes."""
+    """A long string ('S') that is not UTF-8 (pika gives bytes): written back as a long string, not
+    bytes."""
 
 
 _codec_installed = False
@@ -833,8 +998,9 @@ _codec_installed = False
 
 def _install_codec() -> None:
     """Teach pika's field-table codec floats, so a header a Java or Node publisher sent as 0.25 is
-    replayed as 0.25: pika reads 'f' and 'd' values as integers (0.25 -> 0) and refuses to write a float.
-    Also keeps a non-UTF-8 long string a long string. pika looks both functions up at call time."""
+    replayed as 0.25: pika reads 'f' and 'd' values as integers (0.25 -> 0) and refuses to write a
+    float. Also keeps a non-UTF-8 long string a long string. pika looks both functions up at call
+    time."""
     global _codec_installed
     if _codec_installed:
         return
@@ -845,7 +1011,7 @@ def _install_codec() -> None:
     decode, encode = data.decode_value, data.encode_value
 
     def decode_value(encoded: bytes, offset: int) -> tuple[Any, int]:
-        kind = encoded[offset:offset + 1]
+        kind = encoded[offset : offset + 1]
         if kind == b"f":
             return _Float32(struct.unpack_from(">f", encoded, offset + 1)[0]), offset + 5
         if kind == b"d":
@@ -856,7 +1022,8 @@ def _install_codec() -> None:
         return value, end
 
     def encode_value(pieces: list[bytes], value: Any) -> int:
-        if type(value) is str:  # the common case (every wfbus header): what pika writes, without its detours
+        # the common case (every wfbus header): what pika writes, without its detours
+        if type(value) is str:
             raw = value.encode("utf-8")
             pieces.append(struct.pack(">cI", b"S", len(raw)))
             pieces.append(raw)
@@ -884,10 +1051,11 @@ COALESCE_BYTES = 128 * 1024
 def _coalesce_plain_writes() -> None:
     """One send() per burst of frames instead of one per frame.
 
-    pika hands each frame (a publish is three: method, header, body) to the socket in its own send():
-    three system calls per message, the largest cost of a bulk publish. Joining the queued frames into
-    chunks of up to 128 KiB before pika sends them writes the same bytes in the same order. Plain TCP
-    only: an SSL write that must be retried has to be retried with the same buffer, so TLS is left as is.
+    pika hands each frame (a publish is three: method, header, body) to the socket in its own
+    send(): three system calls per message, the largest cost of a bulk publish. Joining the queued
+    frames into chunks of up to 128 KiB before pika sends them writes the same bytes in the same
+    order. Plain TCP only: an SSL write that must be retried has to be retried with the same buffer,
+    so TLS is left as is.
     """
     from pika.adapters.utils import io_services_utils as io
 
@@ -917,7 +1085,8 @@ def _coalesce_plain_writes() -> None:
 
 
 def _digest(properties, body: bytes) -> str:
-    """Names a message's content (body and every property): two reads of one message digest alike."""
+    """Names a message's content (body and every property): two reads of one message digest
+    alike."""
     described = repr(sorted((k, v) for k, v in vars(properties).items() if v is not None))
     return hashlib.sha256(described.encode("utf-8", "surrogatepass") + b"\0" + body).hexdigest()
 
@@ -938,16 +1107,25 @@ def _received(method, properties, body: bytes) -> ReceivedMessage:
         headers["death-count"] = str(death_count)
         headers["death-reason"] = reason
     return ReceivedMessage(
-        body=body, headers=headers, handle=method.delivery_tag, message_id=properties.message_id or "",
-        route=routing_key, dead_letter_reason=reason, redelivered=bool(method.redelivered),
-        # a message shovelled back by hand keeps its publish id but dies once more: the count tells them apart.
-        # Without a publish id the message has no journal key: its message_id is an application's, not ours
+        body=body,
+        headers=headers,
+        handle=method.delivery_tag,
+        message_id=properties.message_id or "",
+        route=routing_key,
+        dead_letter_reason=reason,
+        redelivered=bool(method.redelivered),
+        # a message shovelled back by hand keeps its publish id but dies once more: the count tells
+        # them apart. Without a publish id the message has no journal key: its message_id is an
+        # application's, not ours
         arrival_id=f"{publish_id}/{death_count}" if publish_id else None,
         origin=Origin(
             "rabbitmq",
             headers=tuple((properties.headers or {}).items()),
-            properties={name: getattr(properties, name) for name in PROPERTY_NAMES
-                        if getattr(properties, name) is not None},
+            properties={
+                name: getattr(properties, name)
+                for name in PROPERTY_NAMES
+                if getattr(properties, name) is not None
+            },
         ),
     )
 
