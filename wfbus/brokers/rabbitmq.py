@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field, field_validator
@@ -141,7 +141,7 @@ class RabbitMqBroker(Broker):
     def __init__(self, name, settings, base_dir) -> None:
         super().__init__(name, settings, base_dir)
         self._link = _Link(self._open_connection, _keeper_interval(self.settings))
-        self._publish_channel = None
+        self._publish_channel: _ConfirmingChannel | None = None
         self._exchange_checked = False
         self._lost: BrokerUnavailable | None = None
         self._run_id = os.urandom(8).hex()
@@ -164,7 +164,7 @@ class RabbitMqBroker(Broker):
             context = ssl.create_default_context(cafile=self.resolve_path(s.ca_file))
             if s.cert_file:
                 context.load_cert_chain(
-                    self.resolve_path(s.cert_file), self.resolve_path(s.key_file)
+                    self.resolve_path(s.cert_file) or s.cert_file, self.resolve_path(s.key_file)
                 )
             if not s.verify:
                 context.check_hostname = False
@@ -404,10 +404,11 @@ class RabbitMqBroker(Broker):
 
     def depth(self) -> list[QueueDepth]:
         rows = []
-        for queue, role in (
+        roles: tuple[tuple[str | None, Literal["main", "dead-letter"]], ...] = (
             (self.settings.queue, "main"),
             (self.settings.dead_letter_queue, "dead-letter"),
-        ):
+        )
+        for queue, role in roles:
             if queue:
                 ready, consumers = self._queue_state(queue)
                 rows.append(QueueDepth(self.name, queue, role, ready=ready, consumers=consumers))
