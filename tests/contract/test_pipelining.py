@@ -1,6 +1,7 @@
 """Pipelining (issue 14 item 2) on every broker type: batches in flight, each accounted exactly.
 
-A broker declares how many batches it keeps in flight (`Broker.pipeline_window`); emit and replay hand
+A broker declares how many batches it keeps in flight (`Broker.pipeline_window`); emit and replay
+hand
 batches over with `submit()` and read each answer (`PendingPublish.result()`) oldest first. What is
 checked here, with each broker's own client at the destination:
 
@@ -9,10 +10,12 @@ checked here, with each broker's own client at the destination:
   there), and never more than the window is in flight;
 - generated workloads across window x batch boundaries (sizes window*batch-1, window*batch,
   window*batch+1 and random ones; the seed is printed): every event at the destination exactly once,
-  order per key where the broker promises it (the kit's capabilities), the dead-letter queue drained;
+  order per key where the broker promises it (the kit's capabilities), the dead-letter queue
+  drained;
 - a message the destination refuses in the middle of a window fails alone: everything else arrives,
   --failed-out holds exactly that one;
-- SIGTERM while batches are in flight (reached by watching the destination fill): every answer on the
+- SIGTERM while batches are in flight (reached by watching the destination fill): every answer on
+the
   wire is read, the report and --failed-out are exact, nothing is lost and nothing duplicated.
 
 Batch sizes are lowered in-process (monkeypatch) so the boundaries come after tens of events, not
@@ -46,7 +49,8 @@ def _seed(label: str) -> random.Random:
 class Watch:
     """Counts the batches handed to the destination and the answers read, as emit/replay see them.
 
-    Wraps the broker class's own submit(); the broker and its server are untouched. `on_first_answer`
+    Wraps the broker class's own submit(); the broker and its server are untouched.
+    `on_first_answer`
     runs when the first batch's answer is about to be read (before it is)."""
 
     def __init__(self, monkeypatch, cls, on_first_answer=None) -> None:
@@ -69,7 +73,9 @@ class Watch:
 
         def dead_letter_reader(broker):
             reader = real_reader(broker)
-            watch.receive_ahead = getattr(reader, "receive_ahead", False)  # absent before pipelining
+            watch.receive_ahead = getattr(
+                reader, "receive_ahead", False
+            )  # absent before pipelining
             return reader
 
         monkeypatch.setattr(cls, "submit", submit)
@@ -99,19 +105,29 @@ class _Watched(PendingPublish):
 
 
 def _events(rng: random.Random, count: int, tag: str, keys: int) -> list[dict]:
-    return [{"topic": "order.submit", "urn": f"{tag}-k{rng.randrange(keys)}",
-             "payload": {"tag": tag, "i": i, "text": "ünï" * rng.randint(0, 5)}, "attempt": 0}
-            for i in range(count)]
+    return [
+        {
+            "topic": "order.submit",
+            "urn": f"{tag}-k{rng.randrange(keys)}",
+            "payload": {"tag": tag, "i": i, "text": "ünï" * rng.randint(0, 5)},
+            "attempt": 0,
+        }
+        for i in range(count)
+    ]
 
 
 def _write(path: Path, events: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8"
+    )
     return path
 
 
 def _check_arrived(target, bodies: list[bytes], events: list[dict], tag: str, label: str) -> None:
     """Every event of this run exactly once, byte for byte, in order per key where promised."""
-    expected = {json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode(): e for e in events}
+    expected = {
+        json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode(): e for e in events
+    }
     mine = [b for b in bodies if b in expected]
     strangers = [b for b in bodies if b not in expected and f'"tag":"{tag}"'.encode() in b]
     assert not strangers, f"{label}: altered bodies arrived: {strangers[:2]}"
@@ -139,7 +155,8 @@ def _dead_letter_left(wfbus) -> int:
 
 
 def _wait_for_second_batch(tmp_path: Path, seen: dict, baseline: int):
-    """On the first answer: wait (up to 20 s) until more than the first batch is at the destination."""
+    """On the first answer: wait (up to 20 s) until more than the first batch has arrived."""
+
     def wait(first_batch: int) -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -148,20 +165,26 @@ def _wait_for_second_batch(tmp_path: Path, seen: dict, baseline: int):
                 return
             time.sleep(0.05)
         seen["overtook"] = False
+
     return wait
 
 
-# -- overlap ----------------------------------------------------------------------------------------
-def test_emit_sends_the_next_batches_before_reading_the_first_answer(wfbus, target, tmp_path, monkeypatch):
-    """A window above one must be used: batch 2 reaches the server before batch 1's answer is read."""
+# -- overlap ---------------------------------------------------------------------------------------
+def test_emit_sends_the_next_batches_before_reading_the_first_answer(
+    wfbus, target, tmp_path, monkeypatch
+):
+    """A window above one is used: batch 2 reaches the server before batch 1's answer is read."""
     settings = target_settings(tmp_path)
     cls = broker_class(settings["type"])
     window = max(1, cls.pipeline_window)
     batch = 10
     monkeypatch.setattr(cls, "publish_batch_size", batch)
     seen: dict = {}
-    watch = Watch(monkeypatch, cls, _wait_for_second_batch(tmp_path, seen, count_main(tmp_path))
-                  if window > 1 else None)
+    watch = Watch(
+        monkeypatch,
+        cls,
+        _wait_for_second_batch(tmp_path, seen, count_main(tmp_path)) if window > 1 else None,
+    )
     rng = _seed(target.kind)
     events = _events(rng, batch * (window + 2), "overlap", 5)
     result = wfbus("-o", "json", "emit", "-b", "target", str(_write(tmp_path / "e.jsonl", events)))
@@ -169,39 +192,57 @@ def test_emit_sends_the_next_batches_before_reading_the_first_answer(wfbus, targ
     assert result.json()["published"] == len(events)
     assert watch.submitted == window + 2, "every batch is handed over with Broker.submit()"
     assert watch.answered == watch.submitted
-    assert watch.max_in_flight == window, f"{target.kind}: at most, and up to, its window of {window} in flight"
+    assert watch.max_in_flight == window, (
+        f"{target.kind}: at most, and up to, its window of {window} in flight"
+    )
     if window > 1:
-        assert seen.get("overtook"), f"{target.kind}: batch 2 never reached the server before batch 1's answer"
+        assert seen.get("overtook"), (
+            f"{target.kind}: batch 2 never reached the server before batch 1's answer"
+        )
     _check_arrived(target, drain_main(tmp_path, len(events)), events, "overlap", target.kind)
 
 
-def test_replay_publishes_the_next_batches_before_settling_the_first(wfbus, target, tmp_path, monkeypatch):
-    """Where the source's reader may receive ahead, replay keeps the destination's window in flight."""
+def test_replay_publishes_the_next_batches_before_settling_the_first(
+    wfbus, target, tmp_path, monkeypatch
+):
+    """Where the source's reader may receive ahead, replay keeps the destination's window busy."""
     settings = target_settings(tmp_path)
     cls = broker_class(settings["type"])
     window = max(1, cls.pipeline_window)
     rng = _seed(target.kind)
     events = _events(rng, 10 * (window + 2), "replay-overlap", 5)
-    assert wfbus("emit", "-b", "target", "--dead-letter", str(_write(tmp_path / "d.jsonl", events))).code == 0
+    assert (
+        wfbus(
+            "emit", "-b", "target", "--dead-letter", str(_write(tmp_path / "d.jsonl", events))
+        ).code
+        == 0
+    )
     seen: dict = {}
     watch = Watch(monkeypatch, cls, None)
     watch.on_first_answer = lambda first: (
-        _wait_for_second_batch(tmp_path, seen, 0)(first) if window > 1 and watch.receive_ahead else None)
+        _wait_for_second_batch(tmp_path, seen, 0)(first)
+        if window > 1 and watch.receive_ahead
+        else None
+    )
     result = wfbus("-o", "json", "replay", "-b", "target", "--yes", "--batch", "10")
     assert result.code == 0, result.err
     assert result.json()["replayed"] == len(events)
     expected_window = window if watch.receive_ahead else 1
     if target.capabilities.atomic_transfer:
-        expected_window = 0  # into the same store: moved in one transaction each, nothing is published
+        expected_window = (
+            0  # into the same store: moved in one transaction each, nothing is published
+        )
     print(f"{target.kind}: window {window}, reader receives ahead: {watch.receive_ahead}")
     assert watch.max_in_flight == expected_window
     if expected_window > 1:
-        assert seen.get("overtook"), f"{target.kind}: batch 2 never reached the server before batch 1 was settled"
+        assert seen.get("overtook"), (
+            f"{target.kind}: batch 2 never reached the server before batch 1 was settled"
+        )
     _check_arrived(target, drain_main(tmp_path, len(events)), events, "replay-overlap", target.kind)
     assert _dead_letter_left(wfbus) == 0
 
 
-# -- generated workloads across window x batch boundaries --------------------------------------------
+# -- generated workloads across window x batch boundaries ------------------------------------------
 def test_emit_and_replay_across_window_and_batch_boundaries(wfbus, target, tmp_path, monkeypatch):
     settings = target_settings(tmp_path)
     cls = broker_class(settings["type"])
@@ -212,12 +253,18 @@ def test_emit_and_replay_across_window_and_batch_boundaries(wfbus, target, tmp_p
     unit = window * batch
     sizes = [unit - 1, unit, unit + 1, rng.randint(1, 3 * unit + 2)]
     print(f"{target.kind}: window {window}, batch {batch}, sizes {sizes}")
-    keeps = settings["type"] in ("local", "kafka", "spool")  # read without removal: earlier runs stay
+    keeps = settings["type"] in (
+        "local",
+        "kafka",
+        "spool",
+    )  # read without removal: earlier runs stay
     before = 0
     for run, size in enumerate(sizes):
         tag = f"emit{run}"
         events = _events(rng, size, tag, rng.randint(1, 9))
-        result = wfbus("-o", "json", "emit", "-b", "target", str(_write(tmp_path / f"{tag}.jsonl", events)))
+        result = wfbus(
+            "-o", "json", "emit", "-b", "target", str(_write(tmp_path / f"{tag}.jsonl", events))
+        )
         assert result.code == 0, result.err
         assert result.json()["published"] == size
         bodies = drain_main(tmp_path, before + size)
@@ -227,25 +274,41 @@ def test_emit_and_replay_across_window_and_batch_boundaries(wfbus, target, tmp_p
 
         tag = f"replay{run}"
         events = _events(rng, size, tag, rng.randint(1, 9))
-        assert wfbus("emit", "-b", "target", "--dead-letter", str(_write(tmp_path / f"{tag}.jsonl", events))).code == 0
+        assert (
+            wfbus(
+                "emit",
+                "-b",
+                "target",
+                "--dead-letter",
+                str(_write(tmp_path / f"{tag}.jsonl", events)),
+            ).code
+            == 0
+        )
         replay_batch = rng.randint(3, 12)
-        result = wfbus("-o", "json", "replay", "-b", "target", "--yes", "--batch", str(replay_batch))
+        result = wfbus(
+            "-o", "json", "replay", "-b", "target", "--yes", "--batch", str(replay_batch)
+        )
         assert result.code == 0, result.err
         report = result.json()
         assert (report["replayed"], report["left"]) == (size, 0), report
         bodies = drain_main(tmp_path, before + size)
-        _check_arrived(target, bodies, events, tag, f"{target.kind} replay {size} (--batch {replay_batch})")
+        _check_arrived(
+            target, bodies, events, tag, f"{target.kind} replay {size} (--batch {replay_batch})"
+        )
         assert _dead_letter_left(wfbus) == 0
         if keeps:
             before += size
 
 
-# -- a failure in the middle of a window ---------------------------------------------------------------
+# -- a failure in the middle of a window -----------------------------------------------------------
 def _refused_event(kind: str, monkeypatch) -> dict | None:
-    """One event the destination refuses on its own, as each server really does (None: this type has none).
+    """One event the destination refuses on its own, as each server really does (None: this type has
+    none).
 
-    SQS: a 300 KB message (ElasticMQ refuses over 256 KiB; it ignores MaximumMessageSize, so wfbus's own
-    size check is raised for the test, the refusal is the server's). RabbitMQ: a topic no queue is bound
+    SQS: a 300 KB message (ElasticMQ refuses over 256 KiB; it ignores MaximumMessageSize, so wfbus's
+    own
+    size check is raised for the test, the refusal is the server's). RabbitMQ: a topic no queue is
+    bound
     to (returned unroutable). Kafka: a 2 MB record, over the broker's message.max.bytes."""
     if kind in ("sqs", "sqs-fifo"):
         from wfbus.brokers.sqs import SqsBroker
@@ -257,36 +320,62 @@ def _refused_event(kind: str, monkeypatch) -> dict | None:
     if kind == "kafka":
         cls = broker_class("kafka")
         monkeypatch.setattr(cls, "message_size_limit", lambda self: None)
-        return {"topic": "order.submit", "urn": "refused-alone", "payload": {"blob": "x" * 2_000_000}}
+        return {
+            "topic": "order.submit",
+            "urn": "refused-alone",
+            "payload": {"blob": "x" * 2_000_000},
+        }
     return None
 
 
-def test_a_refused_message_in_the_middle_of_a_window_fails_alone(wfbus, target, tmp_path, monkeypatch):
+def test_a_refused_message_in_the_middle_of_a_window_fails_alone(
+    wfbus, target, tmp_path, monkeypatch
+):
     settings = target_settings(tmp_path)
     cls = broker_class(settings["type"])
     window = max(1, cls.pipeline_window)
     bad = _refused_event(target.kind, monkeypatch)
     if bad is None:
-        pytest.skip(f"{target.kind}: the destination refuses no single message (nothing to provoke)")
+        pytest.skip(
+            f"{target.kind}: the destination refuses no single message (nothing to provoke)"
+        )
     rng = _seed(target.kind)
     batch = rng.randint(6, 12)
     monkeypatch.setattr(cls, "publish_batch_size", batch)
     events = _events(rng, window * batch * 2 + rng.randint(1, batch), "mid", 6)
-    at = batch + rng.randint(1, batch - 2)  # inside the second batch: others are in flight around it
+    at = batch + rng.randint(
+        1, batch - 2
+    )  # inside the second batch: others are in flight around it
     bad["payload"]["tag"], bad["payload"]["i"] = "mid", -1
     bad["attempt"] = 0
     source = _write(tmp_path / "mid.jsonl", events[:at] + [bad] + events[at:])
     failed_out = tmp_path / "failed.jsonl"
-    result = wfbus("-o", "json", "emit", "-b", "target", str(source), "--failed-out", str(failed_out))
+    result = wfbus(
+        "-o", "json", "emit", "-b", "target", str(source), "--failed-out", str(failed_out)
+    )
     assert result.code == 1, result.err
     report = result.json()
-    assert (report["published"], report["failed_count"], report["not_attempted"]) == (len(events), 1, 0), report
-    assert [json.loads(line)["urn"] for line in failed_out.read_text().splitlines()] == ["refused-alone"]
-    _check_arrived(target, drain_main(tmp_path, len(events)), events, "mid", f"{target.kind} refused mid-window")
+    assert (report["published"], report["failed_count"], report["not_attempted"]) == (
+        len(events),
+        1,
+        0,
+    ), report
+    assert [json.loads(line)["urn"] for line in failed_out.read_text().splitlines()] == [
+        "refused-alone"
+    ]
+    _check_arrived(
+        target,
+        drain_main(tmp_path, len(events)),
+        events,
+        "mid",
+        f"{target.kind} refused mid-window",
+    )
 
 
-# -- SIGTERM while batches are in flight ---------------------------------------------------------------
-def test_sigterm_with_batches_in_flight_reads_every_answer_and_loses_nothing(wfbus, target, tmp_path, monkeypatch):
+# -- SIGTERM while batches are in flight -----------------------------------------------------------
+def test_sigterm_with_batches_in_flight_reads_every_answer_and_loses_nothing(
+    wfbus, target, tmp_path, monkeypatch
+):
     settings = target_settings(tmp_path)
     cls = broker_class(settings["type"])
     window = max(1, cls.pipeline_window)
@@ -294,15 +383,20 @@ def test_sigterm_with_batches_in_flight_reads_every_answer_and_loses_nothing(wfb
     batch = 20
     monkeypatch.setattr(cls, "publish_batch_size", batch)
     watch = Watch(monkeypatch, cls)
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # a signal after the run ends is harmless
+    previous = signal.signal(
+        signal.SIGTERM, lambda *_: None
+    )  # a signal after the run ends is harmless
     trials, mid_way, in_flight_at_stop = 5, 0, []
     scale = 1  # a broker that finished before the stop gets more events in the next trial
     keeps = settings["type"] in ("local", "kafka", "spool")
     before = 0
     try:
         for trial in range(trials):
-            # several windows; a broker without a window gets enough events for the stop to land mid-way
-            count = scale * max(rng.randint(6, 12) * window * batch, rng.randint(2500, 4000) // window)
+            # several windows; a broker without a window gets enough events for the stop to land
+            # mid-way
+            count = scale * max(
+                rng.randint(6, 12) * window * batch, rng.randint(2500, 4000) // window
+            )
             count += rng.randint(0, batch)
             tag = f"term{trial}"
             events = _events(rng, count, tag, 7)
@@ -313,7 +407,7 @@ def test_sigterm_with_batches_in_flight_reads_every_answer_and_loses_nothing(wfb
             state = {"in_flight": None}
             done = threading.Event()
 
-            def stopper() -> None:
+            def stopper(done=done, kill_at=kill_at, state=state) -> None:
                 while not done.is_set() and count_main(tmp_path) < kill_at:
                     time.sleep(0.01)
                 if not done.is_set():
@@ -322,13 +416,18 @@ def test_sigterm_with_batches_in_flight_reads_every_answer_and_loses_nothing(wfb
 
             thread = threading.Thread(target=stopper, daemon=True)
             thread.start()
-            result = wfbus("-o", "json", "emit", "-b", "target", str(source), "--failed-out", str(failed_out))
+            result = wfbus(
+                "-o", "json", "emit", "-b", "target", str(source), "--failed-out", str(failed_out)
+            )
             done.set()
             thread.join()
             if result.code == 130 and not result.out:
-                # the signal landed after the sending ended (closing the progress record, rendering): click
-                # turns it into an Abort with no report (a gap before this work, said in the report). The
-                # destination must then hold every event exactly once: checked below, nothing resent.
+                # the signal landed after the sending ended (closing the progress record,
+                # rendering): click
+                # turns it into an Abort with no report (a gap before this work, said in the
+                # report). The
+                # destination must then hold every event exactly once: checked below, nothing
+                # resent.
                 report = {"published": count}
                 print(f"{target.kind}: trial {trial}: the stop landed after the sending ended")
             else:
@@ -343,27 +442,35 @@ def test_sigterm_with_batches_in_flight_reads_every_answer_and_loses_nothing(wfb
                 in_flight_at_stop.append(state["in_flight"])
                 if undelivered:
                     lines = failed_out.read_text().splitlines()
-                    assert len(lines) == undelivered, "--failed-out holds exactly the events not confirmed"
+                    assert len(lines) == undelivered, (
+                        "--failed-out holds exactly the events not confirmed"
+                    )
                     again = wfbus("emit", "-b", "target", str(failed_out))
                     assert again.code == 0, again.err
             bodies = drain_main(tmp_path, before + count)
             _check_arrived(target, bodies, events, tag, f"{target.kind} SIGTERM trial {trial}")
             if keeps:
                 before += count
-            print(f"{target.kind}: trial {trial}: {count} events, stopped with {state['in_flight']} batch(es) "
-                  f"in flight, {report['published']} confirmed before the stop; lost 0, duplicates 0")
+            print(
+                f"{target.kind}: trial {trial}: {count} events, stopped with "
+                f"{state['in_flight']} batch(es) in flight, {report['published']} confirmed before "
+                "the stop; lost 0, duplicates 0"
+            )
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert mid_way >= 2, f"only {mid_way}/{trials} stops landed mid-way"
     if window > 1:
         assert any((n or 0) >= 2 for n in in_flight_at_stop), (
-            f"{target.kind}: no stop landed with several batches in flight: {in_flight_at_stop}")
+            f"{target.kind}: no stop landed with several batches in flight: {in_flight_at_stop}"
+        )
 
 
-# -- SIGKILL of an unpaced replay with batches in flight -------------------------------------------------
+# -- SIGKILL of an unpaced replay with batches in flight -------------------------------------------
 def test_a_killed_replay_with_batches_in_flight_loses_nothing_and_repeats_at_most_the_window(
-        wfbus, target, tmp_path):
-    """Published but not yet journaled: at most the batches in flight can repeat after a rerun (none where
+    wfbus, target, tmp_path
+):
+    """Published but not yet journaled: at most the batches in flight can repeat after a rerun (none
+    where
     the destination drops a resend or the move is one transaction)."""
     import subprocess
     import sys
@@ -375,14 +482,26 @@ def test_a_killed_replay_with_batches_in_flight_loses_nothing_and_repeats_at_mos
     rng = _seed(target.kind)
     count = rng.randint(1500, 2500)
     events = _events(rng, count, "killed", 9)
-    assert wfbus("emit", "-b", "target", "--dead-letter", str(_write(tmp_path / "k.jsonl", events))).code == 0
-    with cls("target", cls.settings_model(**settings), tmp_path) as broker:  # what the source's reader declares
+    assert (
+        wfbus(
+            "emit", "-b", "target", "--dead-letter", str(_write(tmp_path / "k.jsonl", events))
+        ).code
+        == 0
+    )
+    with cls(
+        "target", cls.settings_model(**settings), tmp_path
+    ) as broker:  # what the source's reader declares
         with broker.dead_letter_reader() as reader:
             window = max(1, cls.pipeline_window) if reader.receive_ahead else 1
     bound = 0 if caps.atomic_transfer or caps.dedup_on_resend else window * batch
     env = {**os.environ, "NO_COLOR": "1", "XDG_STATE_HOME": str(tmp_path / "state")}
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "replay", "-b", "target", "--yes", "--batch", str(batch)],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wfbus", "replay", "-b", "target", "--yes", "--batch", str(batch)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     kill_at = int(count * rng.uniform(0.2, 0.7))
     while proc.poll() is None and count_main(tmp_path) < kill_at:
         time.sleep(0.01)
@@ -400,7 +519,9 @@ def test_a_killed_replay_with_batches_in_flight_loses_nothing_and_repeats_at_mos
     counts = Counter(b for b in bodies if b in expected)
     lost = len(expected) - len(counts)
     duplicates = sum(n - 1 for n in counts.values())
-    print(f"{target.kind}: killed at {at_kill}/{count} (window {window}); lost {lost}, duplicates {duplicates} "
-          f"(bound {bound})")
+    print(
+        f"{target.kind}: killed at {at_kill}/{count} (window {window}); lost {lost}, "
+        f"duplicates {duplicates} (bound {bound})"
+    )
     assert lost == 0
     assert duplicates <= bound
