@@ -78,6 +78,8 @@ READ_ONLY = [
     ["replay", "--dry-run", "-o", "json"],
     ["replay", "--native", "--dry-run"],
     ["purge", "--dry-run"],
+    ["replay", "--yes"],  # an empty dead-letter queue: nothing moved, so no journal either
+    ["purge", "--yes"],
 ]
 
 

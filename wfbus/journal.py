@@ -39,17 +39,34 @@ def default_path() -> Path:
 
 
 class Journal:
+    """Opened on first use, and created only by the first entry written: a replay that moves nothing
+    (an empty dead-letter queue, a plan) leaves no file behind."""
+
     def __init__(self, source: str = "", path: Path | None = None) -> None:
         self.source = source
         self.path = path or default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL (no fsync per commit) survives a killed process, which is what the journal is for;
-        # a power cut could forget recent entries, which only costs duplicates, never a message
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self.db.execute("DELETE FROM published WHERE at < ?", (time.time() - RETENTION_SECONDS,))
+        self._db: sqlite3.Connection | None = None
+
+    def _open(self, create: bool) -> sqlite3.Connection | None:
+        if self._db is None:
+            if not create and not self.path.exists():
+                return None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL (no fsync per commit) survives a killed process, which is what the journal is
+            # for; a power cut could forget recent entries, which only costs duplicates, never a message
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            db.execute("DELETE FROM published WHERE at < ?", (time.time() - RETENTION_SECONDS,))
+            self._db = db
+        return self._db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        db = self._open(create=True)
+        assert db is not None
+        return db
 
     def bind(self, source: str) -> None:
         """Key entries by the source's real identity, known once its reader is open."""
@@ -57,12 +74,13 @@ class Journal:
 
     def already_published(self, message_ids: Iterable[str]) -> set[str]:
         ids = [m for m in message_ids if m]
-        if not ids:
+        db = self._open(create=False)
+        if not ids or db is None:
             return set()
         found: set[str] = set()
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
-            rows = self.db.execute(
+            rows = db.execute(
                 f"SELECT message_id FROM published WHERE source = ? AND message_id IN ({','.join('?' * len(chunk))})",
                 (self.source, *chunk),
             ).fetchall()
@@ -77,10 +95,13 @@ class Journal:
         self.db.execute("COMMIT")
 
     def forget(self, message_ids: Iterable[str]) -> None:
+        if self._open(create=False) is None:
+            return
         self.db.execute("BEGIN IMMEDIATE")
         self.db.executemany("DELETE FROM published WHERE source = ? AND message_id = ?",
                             [(self.source, m) for m in message_ids if m])
         self.db.execute("COMMIT")
 
     def close(self) -> None:
-        self.db.close()
+        if self._db is not None:
+            self._db.close()
