@@ -158,20 +158,23 @@ class _Pending(PendingPublish):
         broker = publisher.broker
         deadline = time.monotonic() + broker._delivery_timeout() + broker.settings.timeout_seconds
         outcomes: list[Outcome] = []
+        append = outcomes.append
         for future in self._futures:
             if isinstance(future, Exception):
-                outcomes.append((_refusal(future), bool(getattr(future, "retriable", False))))
+                append((_refusal(future), bool(getattr(future, "retriable", False))))
                 continue
-            try:
-                future.get(timeout=max(0.0, deadline - time.monotonic()))
-            except Exception:  # noqa: BLE001 - the future's own error, or the wait timing out
-                if not future.is_done:
-                    outcomes.append(UNANSWERED)
-                else:
-                    error = future.exception
-                    outcomes.append((_refusal(error), bool(getattr(error, "retriable", False))))
-                continue
-            outcomes.append(None)
+            if not future.is_done:  # most are answered by now: wait only for those that are not
+                try:
+                    future.get(timeout=max(0.0, deadline - time.monotonic()))
+                except Exception:  # noqa: BLE001 - the future's own error, or the wait timing out
+                    pass
+            if not future.is_done:
+                append(UNANSWERED)
+            elif future.failed():
+                error = future.exception
+                append((_refusal(error), bool(getattr(error, "retriable", False))))
+            else:
+                append(None)
         deliveries, trouble = deliveries_for(broker, self.messages, outcomes)
         if not trouble and publisher.failed():
             publisher.close()
