@@ -51,3 +51,31 @@ def _count(db) -> int:
             return connection.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("stop, output", [(signal.SIGTERM, "text"), (signal.SIGHUP, "json"), (signal.SIGINT, "text")])
+def test_a_stop_while_the_events_are_still_being_read_exits_128_plus_the_signal_and_says_nothing_was_sent(
+        tmp_path, stop, output):
+    """A CI timeout (SIGTERM) during the validation pass was a silent exit 130 (Typer's Ctrl-C code)."""
+    fifo = tmp_path / "events.jsonl"
+    os.mkfifo(fifo)
+    env = {**os.environ, "NO_COLOR": "1", "WFBUS_STATE_DIR": str(tmp_path / "state")}
+    env.pop("WFBUS_CONFIG", None)
+    (tmp_path / ".wfbus").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "-o", output, "emit", str(fifo)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with fifo.open("w") as writer:  # opens once wfbus opened it for reading: its handlers are in place
+        writer.write(json.dumps({"topic": "order.submit", "urn": "o-1"}) + "\n")
+        writer.flush()
+        time.sleep(0.3)
+        proc.send_signal(stop)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + stop, (proc.returncode, err.decode())
+    assert b"before anything was sent" in err, err.decode()
+    if output == "json":
+        document = json.loads(out)
+        assert document["error"]["exit_code"] == 128 + stop
+    assert not (tmp_path / ".wfbus" / "local.db").exists() or _count(tmp_path / ".wfbus" / "local.db") == 0

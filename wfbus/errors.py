@@ -173,6 +173,18 @@ class ThresholdExceeded(WfbusError):
     traceback_helps = False
 
 
+class Interrupted(WfbusError):
+    """A stop signal (Ctrl-C, SIGTERM, SIGHUP) that the command had nothing to account for: it came
+    while reading or validating, before anything was sent. Exit 128+signal, as for a stop mid-send."""
+
+    traceback_helps = False
+
+    def __init__(self, signum: int, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.signum = signum
+        self.exit_status = 128 + signum  # type: ignore[assignment] - not one of the enum's fixed codes
+
+
 class IncompleteRead(WfbusError):
     """Messages are in the queue that the broker would not hand out (SQS FIFO group locking), so what
     was read is not all there is: said, with exit 1, never reported as complete."""

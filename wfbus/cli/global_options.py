@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError
+from ..errors import Interrupted, UsageError
 from .render import OUTPUT_MODES
 from .state import State
 
@@ -126,9 +126,27 @@ def _checked(callback: Callable[..., Any]) -> Callable[..., Any]:
                 f"--output jsonl: `{ctx.info_name}` prints one document, not lines",
                 hint="use --output json (jsonl is for `peek` and `depth --watch`)",
             )
-        return callback(*args, **kwargs)
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt as stop:
+            # one the command did not account for (emit and replay report theirs themselves): Typer
+            # would turn it into a silent exit 130 whatever the signal was
+            raise _interrupted(stop, ctx.info_name or "wfbus") from None
 
     return run
+
+
+def _interrupted(stop: KeyboardInterrupt, command: str) -> Interrupted:
+    from .. import interrupts
+
+    signum = interrupts.signal_of(stop)
+    name = {2: "Ctrl-C (SIGINT)", 15: "SIGTERM", 1: "SIGHUP"}.get(signum, f"signal {signum}")
+    sending = command in ("emit", "replay")
+    return Interrupted(
+        signum,
+        f"stopped by {name} before anything was sent" if sending else f"stopped by {name}",
+        hint=f"run `wfbus {command}` again" if sending else None,
+    )
 
 
 def requested_output(args: Sequence[str]) -> str | None:
