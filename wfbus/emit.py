@@ -27,7 +27,9 @@ from .redact import redact
 from .sources import EventSources
 from .strictjson import dumps_compact
 
-ProgressCallback = Callable[..., None]  # (done, total, phase="emitting"); "validating" has total None
+ProgressCallback = Callable[
+    ..., None
+]  # (done, total, phase="emitting"); "validating" has total None
 Notice = Callable[[str], None]  # what is happening now, for the person waiting (stderr)
 FAILED_SAMPLE_SIZE = 1000  # failures kept in the report; --failed-out has every one
 
@@ -53,14 +55,20 @@ class EmitReport:
     not_attempted: int = 0
     aborted: str | None = None  # the broker became unavailable part-way
     abort_hint: str | None = None  # what to do about it
-    stopped_by: int | None = None  # the signal that stopped the run (2 Ctrl-C, 15 SIGTERM, 1 SIGHUP)
+    stopped_by: int | None = (
+        None  # the signal that stopped the run (2 Ctrl-C, 15 SIGTERM, 1 SIGHUP)
+    )
     failed_out_written: bool = False  # --failed-out holds every event not confirmed
     failed_out_cut_short: bool = False  # a second signal stopped writing it: --resume is the way on
-    failed_out_error: str | None = None  # it could not be written (disk full): --resume is the way on
+    failed_out_error: str | None = (
+        None  # it could not be written (disk full): --resume is the way on
+    )
     resumed: bool = False
     skipped_confirmed: int = 0  # --resume: confirmed by the earlier run, not sent again
     already_complete: bool = False  # --resume: the earlier emit had finished; nothing sent
-    duplicates_bound: int = 0  # --resume: events that may arrive twice (the batches in flight at the kill)
+    duplicates_bound: int = (
+        0  # --resume: events that may arrive twice (the batches in flight at the kill)
+    )
     samples: list[dict] = field(default_factory=list)
 
     @property
@@ -98,8 +106,11 @@ def emit(
     size_limit = None if dry_run else broker.message_size_limit()
     if progress:
         progress(0, None, "validating")
-    scan = sources.scan(wire=broker.wire, size_limit=size_limit,
-                        progress=(lambda read: progress(read, None, "validating")) if progress else None)
+    scan = sources.scan(
+        wire=broker.wire,
+        size_limit=size_limit,
+        progress=(lambda read: progress(read, None, "validating")) if progress else None,
+    )
     scan.raise_if_invalid()
     destination = broker.describe_destination(dead_letter=dead_letter)
     report = EmitReport(broker.name, redact(destination), scan.count, dry_run)
@@ -108,20 +119,40 @@ def emit(
             report.samples.append(event.to_dict(broker.wire))
         return report
 
-    record = EmitProgress(emit_key(broker.destination_identity(dead_letter=dead_letter), dead_letter,
-                                   scan.digest.hexdigest(), scan.count), scan.count, progress_path)
+    record = EmitProgress(
+        emit_key(
+            broker.destination_identity(dead_letter=dead_letter),
+            dead_letter,
+            scan.digest.hexdigest(),
+            scan.count,
+        ),
+        scan.count,
+        progress_path,
+    )
     try:
         earlier = record.earlier()
         if earlier is not None and earlier.still_running:
             if resume:
                 raise UsageError(
                     f"an emit of these events to {report.destination} is still running (pid {earlier.pid})",
-                    hint=f"wait for it to finish, or stop it (kill {earlier.pid}) and run --resume then")
+                    hint=f"wait for it to finish, or stop it (kill {earlier.pid}) and run --resume then",
+                )
             if notice:
-                notice(f"note: another emit of these events to {report.destination} is running (pid "
-                       f"{earlier.pid}); this one sends them again and keeps no resume record")
-            _send(broker, sources, report, None, None, dead_letter=dead_letter, failed_out=failed_out,
-                  progress=progress, notice=notice)
+                notice(
+                    f"note: another emit of these events to {report.destination} is running (pid "
+                    f"{earlier.pid}); this one sends them again and keeps no resume record"
+                )
+            _send(
+                broker,
+                sources,
+                report,
+                None,
+                None,
+                dead_letter=dead_letter,
+                failed_out=failed_out,
+                progress=progress,
+                notice=notice,
+            )
             return report
         if resume:
             _check_resumable(earlier, report)
@@ -133,17 +164,29 @@ def emit(
             report.resumed = True
             report.skipped_confirmed = sum(1 for i in range(scan.count) if not earlier.needs(i))
             if earlier.killed and not broker.capabilities.dedup_on_resend:
-                # a stop that ran its handler accounted the batch on the wire; only a kill can leave one unrecorded
+                # a stop that ran its handler accounted the batch on the wire; only a kill can leave
+                # one unrecorded
                 # every batch in flight at the kill may have arrived unrecorded
                 in_flight = max(1, broker.pipeline_window) * broker.publish_batch_size
                 report.duplicates_bound = min(in_flight, scan.count - report.skipped_confirmed)
         else:
             earlier = None  # a plain emit sends everything and starts a new record
         record.start(earlier)
-        _send(broker, sources, report, record, earlier, dead_letter=dead_letter, failed_out=failed_out,
-              progress=progress, notice=notice)
+        _send(
+            broker,
+            sources,
+            report,
+            record,
+            earlier,
+            dead_letter=dead_letter,
+            failed_out=failed_out,
+            progress=progress,
+            notice=notice,
+        )
         complete = report.undelivered == 0 and not report.interrupted
-        record.finish(complete=complete, failed_out=str(failed_out) if report.failed_out_written else None)
+        record.finish(
+            complete=complete, failed_out=str(failed_out) if report.failed_out_written else None
+        )
     finally:
         record.close()
     return report
@@ -156,12 +199,14 @@ def _check_resumable(earlier: Earlier | None, report: EmitReport) -> None:
         raise UsageError(
             f"nothing to resume: no earlier emit of these events to {report.destination} is recorded here",
             hint="the events or the destination differ from the earlier run's (a changed file, a recreated "
-                 "topic), or it used another WFBUS_STATE_DIR; run without --resume to send them all")
+            "topic), or it used another WFBUS_STATE_DIR; run without --resume to send them all",
+        )
     if earlier.state == "handed-off":
         raise UsageError(
             f"the earlier emit of these events wrote every event it did not deliver to {earlier.failed_out}",
             hint=f"send that file (`wfbus emit {earlier.failed_out}` with the same --broker/--dead-letter); "
-                 "resuming as well would send them twice")
+            "resuming as well would send them twice",
+        )
 
 
 class _InFlight(NamedTuple):
@@ -172,9 +217,18 @@ class _InFlight(NamedTuple):
     indices: list[int]  # each message's index in the sources
 
 
-def _send(broker: Broker, sources: EventSources, report: EmitReport, record: EmitProgress | None,
-          earlier: Earlier | None, *, dead_letter: bool, failed_out: Path | None,
-          progress: ProgressCallback | None, notice: Notice | None) -> None:
+def _send(
+    broker: Broker,
+    sources: EventSources,
+    report: EmitReport,
+    record: EmitProgress | None,
+    earlier: Earlier | None,
+    *,
+    dead_letter: bool,
+    failed_out: Path | None,
+    progress: ProgressCallback | None,
+    notice: Notice | None,
+) -> None:
     """Stream the events to the broker with up to `pipeline_window` batches in flight.
 
     Each batch's answer is accounted (report, --failed-out, progress record) oldest first, so the
@@ -197,7 +251,9 @@ def _send(broker: Broker, sources: EventSources, report: EmitReport, record: Emi
         with deferred():
             try:
                 pending = broker.submit(batch, dead_letter=dead_letter)
-            except WfbusError as exc:  # refused before anything was sent: answered like a failed result
+            except (
+                WfbusError
+            ) as exc:  # refused before anything was sent: answered like a failed result
                 pending = PendingPublish.answered(batch, error=exc)
             in_flight.append(_InFlight(pending, batch, indices))
             batch, indices = [], []
@@ -216,11 +272,15 @@ def _send(broker: Broker, sources: EventSources, report: EmitReport, record: Emi
             in_flight.popleft()
             _account(report, deliveries, failed_file)
             if record is not None:
-                record.answered([i for i, d in zip(oldest.indices, deliveries) if d.ok],
-                                [i for i, d in zip(oldest.indices, deliveries) if not d.ok],
-                                oldest.indices[-1] + 1)
+                record.answered(
+                    [i for i, d in zip(oldest.indices, deliveries) if d.ok],
+                    [i for i, d in zip(oldest.indices, deliveries) if not d.ok],
+                    oldest.indices[-1] + 1,
+                )
         if progress:
-            progress(report.published + report.failed_count, report.total - report.skipped_confirmed)
+            progress(
+                report.published + report.failed_count, report.total - report.skipped_confirmed
+            )
 
     def unsent_back() -> None:
         """The batch being built was never handed over: it goes back to the rest (not attempted)."""
@@ -243,7 +303,10 @@ def _send(broker: Broker, sources: EventSources, report: EmitReport, record: Emi
                 continue
             batch.append(OutgoingMessage.from_event(event, broker.wire, place))
             indices.append(index)
-            consumed = index + 1  # after the append: a stop in between can duplicate an event in --failed-out, not lose it
+            consumed = (
+                index + 1
+                # after the append: a stop in between can duplicate an event in --failed-out, not lose it
+            )
             if len(batch) >= broker.publish_batch_size:
                 while len(in_flight) >= window:
                     settle_oldest()
@@ -255,19 +318,27 @@ def _send(broker: Broker, sources: EventSources, report: EmitReport, record: Emi
                 settle_oldest()
             if not report.aborted:
                 submit()
-        while in_flight:  # after an abort too: an answer read is accounted as it is (never lost nor doubled)
+        while (
+            in_flight
+        ):  # after an abort too: an answer read is accounted as it is (never lost nor doubled)
             settle_oldest()
         unsent_back()
     except KeyboardInterrupt as stop:
-        # every batch on the wire is read and accounted exactly; the batch being built was not sent: it
-        # goes to --failed-out unconfirmed (a rerun of that file can duplicate, never lose), the rest unsent
+        # every batch on the wire is read and accounted exactly; the batch being built was not sent:
+        # it
+        # goes to --failed-out unconfirmed (a rerun of that file can duplicate, never lose), the
+        # rest unsent
         report.stopped_by = signal_of(stop)
         try:
             while in_flight:
                 settle_oldest()
-        except KeyboardInterrupt:  # a second stop: the answers not read yet stay unconfirmed (resume is exact)
+        except (
+            KeyboardInterrupt
+        ):  # a second stop: the answers not read yet stay unconfirmed (resume is exact)
             report.failed_out_cut_short = True
-        unread = [(f.messages, f.indices) for f in in_flight] + ([(batch, indices)] if batch else [])
+        unread = [(f.messages, f.indices) for f in in_flight] + (
+            [(batch, indices)] if batch else []
+        )
         for messages, numbers in unread:
             _account(report, [Delivery(m, "not confirmed: stopped") for m in messages], failed_file)
             if record is not None:
@@ -278,8 +349,10 @@ def _send(broker: Broker, sources: EventSources, report: EmitReport, record: Emi
     try:
         if report.not_attempted and failed_out is not None and not report.failed_out_cut_short:
             if report.interrupted and notice:
-                notice(f"stopping: writing the {report.not_attempted} event(s) not sent to {failed_out} "
-                       "(stop again to skip this: `wfbus emit --resume` will still send exactly those)")
+                notice(
+                    f"stopping: writing the {report.not_attempted} event(s) not sent to {failed_out} "
+                    "(stop again to skip this: `wfbus emit --resume` will still send exactly those)"
+                )
             failed_file.write_rest(rest())
     except KeyboardInterrupt as stop:
         report.stopped_by = report.stopped_by or signal_of(stop)
@@ -298,8 +371,13 @@ def _account(report: EmitReport, deliveries: list[Delivery], failed_file: Failed
             report.failed_count += 1
             if len(report.failed) < FAILED_SAMPLE_SIZE:
                 report.failed.append(
-                    FailedEvent(message.place, message.event_id, message.topic, message.key,
-                                redact(delivery.error or ""))
+                    FailedEvent(
+                        message.place,
+                        message.event_id,
+                        message.topic,
+                        message.key,
+                        redact(delivery.error or ""),
+                    )
                 )
             failed_file.write_body(message.body)
 
@@ -315,7 +393,8 @@ class FailedOut:
     """The --failed-out file: undelivered events as JSON lines that `wfbus emit` takes back.
 
     Written to a temporary file beside it and renamed at the end, so naming an input as the output
-    (`wfbus emit failed.jsonl --failed-out failed.jsonl`, a natural retry loop) reads the whole input
+    (`wfbus emit failed.jsonl --failed-out failed.jsonl`, a natural retry loop) reads the whole
+    input
     first; and created only when something failed: after full success the path holds no file, and a
     stale one from an earlier run is removed (it would be sent again by the next loop).
     """
@@ -326,12 +405,16 @@ class FailedOut:
         self._handle: IO[bytes] | None = None
         self._temp: Path | None = None
         self.written = 0
-        self.error: str | None = None  # the file could not be written (disk full): --resume is the way on
+        self.error: str | None = (
+            None  # the file could not be written (disk full): --resume is the way on
+        )
 
     def _open(self) -> IO[bytes]:
         if self._handle is None:
             assert self.path is not None
-            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent or ".")
+            fd, name = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent or "."
+            )
             self._temp = Path(name)
             self._handle = os.fdopen(fd, "wb")
         return self._handle
@@ -357,7 +440,8 @@ class FailedOut:
     def close(self, *, keep: bool = True) -> bool:
         """Put the file in place; True when it holds every undelivered event.
 
-        Not kept (a second signal cut it short): no partial file is left to be mistaken for the whole
+        Not kept (a second signal cut it short): no partial file is left to be mistaken for the
+        whole
         list; the progress record (`--resume`) is the exact resume point then.
         """
         if self.path is None:

@@ -3,8 +3,10 @@
 Ctrl-C, SIGTERM and SIGHUP leave an exact `--failed-out`; SIGKILL, an OOM kill or a power cut leave
 nothing but this record. Every emit writes it (one small SQLite update per batch, after the broker
 answered): the index below which every event was answered, and the indices of the events that were
-not confirmed. Answers are recorded oldest batch first, so the mark never passes a batch whose answer
-was not read. `--resume` sends exactly those and the ones after the mark, so a killed emit is finished
+not confirmed. Answers are recorded oldest batch first, so the mark never passes a batch whose
+answer
+was not read. `--resume` sends exactly those and the ones after the mark, so a killed emit is
+finished
 without re-sending the file; only the batches in flight when the process died (at most the broker's
 `pipeline_window` batches) can arrive twice.
 
@@ -13,7 +15,8 @@ Kafka cluster id and topic id, a RabbitMQ host, vhost and exchange: a recreated 
 destination), and a digest of the events' ids in order (so the same events piped again on stdin are
 recognised, and a changed file is not). A record names the process that owns it while it runs, so a
 `--resume` cannot start beside a run that is still going; and when a stopped run wrote every
-undelivered event to `--failed-out`, the record says so, so that file and `--resume` are not both used.
+undelivered event to `--failed-out`, the record says so, so that file and `--resume` are not both
+used.
 Records live beside the replay journal and are dropped after RETENTION_SECONDS.
 """
 
@@ -52,7 +55,9 @@ CREATE TABLE IF NOT EXISTS unconfirmed (
 
 
 def emit_key(destination_identity: str, dead_letter: bool, digest: str, count: int) -> str:
-    text = "\0".join((destination_identity, "dead-letter" if dead_letter else "main", digest, str(count)))
+    text = "\0".join(
+        (destination_identity, "dead-letter" if dead_letter else "main", digest, str(count))
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -101,19 +106,27 @@ class EmitProgress:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # survives a killed process; a power cut costs duplicates
+        self.db.execute(
+            "PRAGMA synchronous=NORMAL"
+        )  # survives a killed process; a power cut costs duplicates
         self.db.executescript(SCHEMA)
         expired = time.time() - RETENTION_SECONDS
-        self.db.execute("DELETE FROM unconfirmed WHERE key IN (SELECT key FROM emit_runs WHERE updated < ?)",
-                        (expired,))
+        self.db.execute(
+            "DELETE FROM unconfirmed WHERE key IN (SELECT key FROM emit_runs WHERE updated < ?)",
+            (expired,),
+        )
         self.db.execute("DELETE FROM emit_runs WHERE updated < ?", (expired,))
 
     def earlier(self) -> Earlier | None:
-        row = self.db.execute("SELECT state, answered, host, pid, failed_out FROM emit_runs WHERE key = ?",
-                              (self.key,)).fetchone()
+        row = self.db.execute(
+            "SELECT state, answered, host, pid, failed_out FROM emit_runs WHERE key = ?",
+            (self.key,),
+        ).fetchone()
         if row is None:
             return None
-        indices = {r[0] for r in self.db.execute("SELECT idx FROM unconfirmed WHERE key = ?", (self.key,))}
+        indices = {
+            r[0] for r in self.db.execute("SELECT idx FROM unconfirmed WHERE key = ?", (self.key,))
+        }
         return Earlier(row[0], row[1], row[2], row[3], row[4], indices)
 
     def start(self, earlier: Earlier | None) -> None:
@@ -124,25 +137,35 @@ class EmitProgress:
             answered = 0
         else:
             answered = earlier.answered
-        self.db.execute("INSERT OR REPLACE INTO emit_runs VALUES (?, 'running', ?, ?, ?, ?, ?, NULL)",
-                        (self.key, answered, self.total, time.time(), socket.gethostname(), os.getpid()))
+        self.db.execute(
+            "INSERT OR REPLACE INTO emit_runs VALUES (?, 'running', ?, ?, ?, ?, ?, NULL)",
+            (self.key, answered, self.total, time.time(), socket.gethostname(), os.getpid()),
+        )
         self.db.execute("COMMIT")
 
     def answered(self, confirmed: Iterable[int], unconfirmed: Iterable[int], upto: int) -> None:
         """The broker answered a batch: record it before the next one goes out."""
         self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany("DELETE FROM unconfirmed WHERE key = ? AND idx = ?", [(self.key, i) for i in confirmed])
-        self.db.executemany("INSERT OR IGNORE INTO unconfirmed VALUES (?, ?)", [(self.key, i) for i in unconfirmed])
-        self.db.execute("UPDATE emit_runs SET answered = MAX(answered, ?), updated = ? WHERE key = ?",
-                        (upto, time.time(), self.key))
+        self.db.executemany(
+            "DELETE FROM unconfirmed WHERE key = ? AND idx = ?", [(self.key, i) for i in confirmed]
+        )
+        self.db.executemany(
+            "INSERT OR IGNORE INTO unconfirmed VALUES (?, ?)", [(self.key, i) for i in unconfirmed]
+        )
+        self.db.execute(
+            "UPDATE emit_runs SET answered = MAX(answered, ?), updated = ? WHERE key = ?",
+            (upto, time.time(), self.key),
+        )
         self.db.execute("COMMIT")
 
     def finish(self, complete: bool, failed_out: str | None = None) -> None:
         """`done` when every event was confirmed; `handed-off` when `failed_out` holds every one that was
         not (that file is the way on); otherwise the record stays open for --resume."""
         state = "done" if complete else "handed-off" if failed_out else "open"
-        self.db.execute("UPDATE emit_runs SET state = ?, updated = ?, failed_out = ? WHERE key = ?",
-                        (state, time.time(), failed_out, self.key))
+        self.db.execute(
+            "UPDATE emit_runs SET state = ?, updated = ?, failed_out = ? WHERE key = ?",
+            (state, time.time(), failed_out, self.key),
+        )
         if complete:
             self.db.execute("DELETE FROM unconfirmed WHERE key = ?", (self.key,))
 

@@ -38,8 +38,8 @@ from .errors import ExitStatus, WfbusError
 from .event import WireFormat
 from .interrupts import deferred, signal_of
 from .journal import Journal
-from .selection import Parsed, Selection, parse_message
 from .redact import redact
+from .selection import Parsed, Selection, parse_message
 
 ProgressCallback = Callable[[int, int | None], None]
 FAILED_SAMPLE_SIZE = 1000  # failures kept in the report; the rest are counted
@@ -74,13 +74,25 @@ class ReplayReport:
     passed_over: bool = False  # Kafka: unselected messages are skipped, not kept in the queue
     aborted: str | None = None
     abort_hint: str | None = None
-    abort_status: int = ExitStatus.BROKER_UNAVAILABLE  # the error's own exit code when nothing was replayed
-    stopped_by: int | None = None  # the signal that stopped the run (2 Ctrl-C, 15 SIGTERM, 1 SIGHUP)
-    resumed: int = 0  # confirmed by a killed earlier run; this run only removed them from the source
-    crossed_types: int = 0  # replayed into another broker type: headers as text, properties as headers
-    held_elsewhere: int = 0  # at the source but invisible to this run (held by a killed run or a consumer)
+    abort_status: int = (
+        ExitStatus.BROKER_UNAVAILABLE
+    )  # the error's own exit code when nothing was replayed
+    stopped_by: int | None = (
+        None  # the signal that stopped the run (2 Ctrl-C, 15 SIGTERM, 1 SIGHUP)
+    )
+    resumed: int = (
+        0  # confirmed by a killed earlier run; this run only removed them from the source
+    )
+    crossed_types: int = (
+        0  # replayed into another broker type: headers as text, properties as headers
+    )
+    held_elsewhere: int = (
+        0  # at the source but invisible to this run (held by a killed run or a consumer)
+    )
     held_return_seconds: float | None = None  # when they become visible again, at the latest
-    dead_letter_after: dict | None = None  # the source's dead-letter depth after the run, as `depth` shows it
+    dead_letter_after: dict | None = (
+        None  # the source's dead-letter depth after the run, as `depth` shows it
+    )
 
     @property
     def interrupted(self) -> bool:
@@ -102,8 +114,13 @@ class ReplayReport:
         return ExitStatus.OK
 
 
-def outgoing_for(parsed: Parsed, source_label: str, policy: AttemptPolicy = "keep",
-                 wire: WireFormat = "topic", destination_type: str | None = None) -> OutgoingMessage:
+def outgoing_for(
+    parsed: Parsed,
+    source_label: str,
+    policy: AttemptPolicy = "keep",
+    wire: WireFormat = "topic",
+    destination_type: str | None = None,
+) -> OutgoingMessage:
     """The message to publish: same body and headers, plus where it was replayed from.
 
     With an attempt policy other than `keep`, the body is re-encoded with the new attempt (and so
@@ -113,9 +130,15 @@ def outgoing_for(parsed: Parsed, source_label: str, policy: AttemptPolicy = "kee
     as text headers named `<type>-<property>`, so nothing the destination can carry is dropped.
     """
     message = parsed.message
-    headers = dict(message.headers)  # the user's headers; brokers already left out their own bookkeeping
+    headers = dict(
+        message.headers
+    )  # the user's headers; brokers already left out their own bookkeeping
     origin = message.origin
-    if origin is not None and destination_type is not None and origin.broker_type != destination_type:
+    if (
+        origin is not None
+        and destination_type is not None
+        and origin.broker_type != destination_type
+    ):
         for name, value in origin.properties.items():
             if isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 headers.setdefault(f"{origin.broker_type}-{name}", str(value))
@@ -140,7 +163,9 @@ def outgoing_for(parsed: Parsed, source_label: str, policy: AttemptPolicy = "kee
         event_id=event_id,
         headers=headers,
         place=message.message_id,
-        dedup_id=_dedup_id(source_label, message.arrival_id) if message.arrival_id else uuid.uuid4().hex,
+        dedup_id=_dedup_id(source_label, message.arrival_id)
+        if message.arrival_id
+        else uuid.uuid4().hex,
         ordering_key=message.ordering_key,
         route=message.route or None,
         origin=message.origin,
@@ -152,7 +177,8 @@ def _dedup_id(source_label: str, arrival_id: str) -> str:
 
     SQS FIFO drops a message whose dedup id it saw in the last 5 minutes. Not the event id (the
     original publish used it: a replay soon after would be dropped), but the dead-lettered message's
-    arrival id: a replay killed after SQS took the message and rerun sends the same id again, and SQS
+    arrival id: a replay killed after SQS took the message and rerun sends the same id again, and
+    SQS
     drops that duplicate. Without an arrival id, a fresh id every time.
     """
     return hashlib.sha256(f"{source_label}\0{arrival_id}".encode()).hexdigest()
@@ -186,17 +212,27 @@ def replay(
     batch_size = options.batch_size
     pacer = _Pacer(options.rate) if options.rate else None
     if pacer:
-        batch_size = max(1, min(batch_size, int(options.rate / 5)))  # small steps: a smooth rate, not bursts
+        batch_size = max(
+            1, min(batch_size, int(options.rate / 5))
+        )  # small steps: a smooth rate, not bursts
     reader = source.dead_letter_reader()
     if journal is not None:
         journal.bind(reader.identity or f"{source.name}:{reader.source_label}")
-    # batches published and not yet settled (answer read, journal, ack/release), oldest first; more than
+    # batches published and not yet settled (answer read, journal, ack/release), oldest first; more
+    # than
     # one only where the reader may receive ahead of its acks (see DeadLetterReader.receive_ahead)
-    # A paced replay (--rate) keeps one: its batches are spaced wider than a publish takes, so a window
+    # A paced replay (--rate) keeps one: its batches are spaced wider than a publish takes, so a
+    # window
     # would only hold received messages unsettled longer (and invisible to concurrent replays).
     window = max(1, destination.pipeline_window) if reader.receive_ahead and pacer is None else 1
-    mover = _Mover(reader, destination, report, options.attempt, journal,
-                   atomic=source.capabilities.atomic_transfer)
+    mover = _Mover(
+        reader,
+        destination,
+        report,
+        options.attempt,
+        journal,
+        atomic=source.capabilities.atomic_transfer,
+    )
     try:
         while selection.limit is None or report.selected < selection.limit:
             received = reader.receive(batch_size)
@@ -288,8 +324,10 @@ def _finish_reading(reader, report: ReplayReport, *, ask_held: bool) -> None:
 def _abort(report: ReplayReport, exc: WfbusError) -> None:
     if report.aborted is None:
         report.aborted = redact(exc.message)
-        report.abort_hint = exc.hint or ("run the replay again: a message whose removal was not confirmed is "
-                                         "recognised and only removed")
+        report.abort_hint = exc.hint or (
+            "run the replay again: a message whose removal was not confirmed is "
+            "recognised and only removed"
+        )
         report.abort_status = exc.exit_status
 
 
@@ -303,7 +341,12 @@ def _dead_letter_depth(source: Broker) -> dict | None:
     if not rows:
         return None
     row = rows[0]
-    return {"ready": row.ready, "in_flight": row.in_flight, "lag": row.lag, "approximate": row.approximate}
+    return {
+        "ready": row.ready,
+        "in_flight": row.in_flight,
+        "lag": row.lag,
+        "approximate": row.approximate,
+    }
 
 
 @dataclass
@@ -321,15 +364,25 @@ class _Mover:
     entry, then the removal at the source; a message the destination did not confirm is released.
     """
 
-    def __init__(self, reader, destination: Broker, report: ReplayReport, policy: AttemptPolicy,
-                 journal: Journal | None, *, atomic: bool) -> None:
+    def __init__(
+        self,
+        reader,
+        destination: Broker,
+        report: ReplayReport,
+        policy: AttemptPolicy,
+        journal: Journal | None,
+        *,
+        atomic: bool,
+    ) -> None:
         self.reader = reader
         self.destination = destination
         self.report = report
         self.policy = policy
         self.journal = journal
         self.in_flight: deque[_Moving] = deque()
-        self.atomic = atomic  # the source may publish and remove in one transaction (reader.transfer)
+        self.atomic = (
+            atomic  # the source may publish and remove in one transaction (reader.transfer)
+        )
 
     def start(self, chosen: list[Parsed]) -> None:
         """Finish what the journal knows was published, then hand the rest to the destination; inside
@@ -339,13 +392,22 @@ class _Mover:
             if not chosen:
                 return
             reader, destination, report = self.reader, self.destination, self.report
-            outgoing = [outgoing_for(p, reader.source_label, self.policy, destination.wire,
-                                     destination.settings.type) for p in chosen]
-            report.crossed_types += sum(1 for p in chosen if p.message.origin is not None
-                                        and p.message.origin.broker_type != destination.settings.type)
+            outgoing = [
+                outgoing_for(
+                    p, reader.source_label, self.policy, destination.wire, destination.settings.type
+                )
+                for p in chosen
+            ]
+            report.crossed_types += sum(
+                1
+                for p in chosen
+                if p.message.origin is not None
+                and p.message.origin.broker_type != destination.settings.type
+            )
             messages = [p.message for p in chosen]
             if self.in_flight and self.atomic:
-                self._settle_all_now()  # a transfer publishes at once: never past a batch still in flight
+                # a transfer publishes at once: never past a batch still in flight
+                self._settle_all_now()
             deliveries = reader.transfer(messages, outgoing, destination)
             if deliveries is not None:
                 self._count(chosen, deliveries)
@@ -394,8 +456,12 @@ class _Mover:
         journal, reader, report = self.journal, self.reader, self.report
         if journal is None:
             return chosen
-        candidates = [p.message.journal_key for p in chosen
-                      if p.message.journal_key and (p.message.arrival_id or p.message.redelivered is not False)]
+        candidates = [
+            p.message.journal_key
+            for p in chosen
+            if p.message.journal_key
+            and (p.message.arrival_id or p.message.redelivered is not False)
+        ]
         done = journal.already_published(candidates)
         if not done:
             return chosen
@@ -417,8 +483,14 @@ class _Mover:
             else:
                 report.failed_count += 1
                 if len(report.failed) < FAILED_SAMPLE_SIZE:  # memory stays flat however many fail
-                    report.failed.append(FailedReplay(parsed.message.message_id, delivery.message.event_id,
-                                                      parsed.topic, redact(delivery.error or "")))
+                    report.failed.append(
+                        FailedReplay(
+                            parsed.message.message_id,
+                            delivery.message.event_id,
+                            parsed.topic,
+                            redact(delivery.error or ""),
+                        )
+                    )
 
 
 class _Pacer:
@@ -438,4 +510,7 @@ class _Pacer:
 def _sample(parsed: Parsed) -> dict:
     if parsed.event is not None:
         return parsed.event.to_dict()
-    return {"body": parsed.message.body.decode("utf-8", "replace")[:200], "headers": parsed.message.headers}
+    return {
+        "body": parsed.message.body.decode("utf-8", "replace")[:200],
+        "headers": parsed.message.headers,
+    }
