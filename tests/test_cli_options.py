@@ -198,3 +198,18 @@ def test_unset_variables_are_structured_problems(wfbus, tmp_path, monkeypatch):
     problems = result.json()["error"]["problems"]
     assert sorted(p["field"] for p in problems) == ["brokers.q.path", "brokers.q.queue"], problems
     assert all("WFBUS_TEST_UNSET_" in p["reason"] for p in problems)
+
+
+@pytest.mark.parametrize("args", [
+    ["peek", "-o", "jsonl", "-b", "nope"],  # an unknown broker
+    ["peek", "-o", "jsonl", "--bogus"],  # a parser error
+    ["emit", "-o", "jsonl", "x.json"],  # jsonl on a command without a line form
+    ["depth", "-o", "jsonl", "-b", "nope"],
+])
+def test_an_error_under_jsonl_is_one_line_a_line_reader_can_parse(wfbus, args):
+    """`wfbus peek --all -o jsonl > backup.jsonl` must not get a document torn over 8 lines."""
+    result = wfbus(*args)
+    assert result.code == 2
+    lines = result.out.splitlines()
+    assert len(lines) == 1, result.out
+    assert json.loads(lines[0])["error"]["exit_code"] == 2

@@ -173,7 +173,7 @@ def _usage_document(state: State, exc, requested: str | None) -> None:
             "problems": problems,
         }
     }
-    state.out.json(document, diagnostic=True)
+    state.out.json(document, diagnostic=True, one_line=mode == "jsonl")
 
 
 def _report(state: State, exc: WfbusError) -> None:

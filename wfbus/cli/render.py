@@ -59,9 +59,15 @@ class Output:
         return self._err_console
 
     # -- data for scripts -------------------------------------------------------------------
-    def json(self, document: Any, *, diagnostic: bool = False) -> None:
-        """One document; `diagnostic` (an error document) is redacted, results never are."""
-        text = json.dumps(document, indent=2, ensure_ascii=False, default=str)
+    def json(self, document: Any, *, diagnostic: bool = False, one_line: bool = False) -> None:
+        """One document; `diagnostic` (an error document) is redacted, results never are.
+
+        Under `-o jsonl` (or `one_line`) it is one line, so a line reader (a backup file, `jq -c`)
+        never receives a document torn over several lines."""
+        if one_line or self.mode == "jsonl":
+            text = json.dumps(document, ensure_ascii=False, default=str, separators=(",", ":"))
+        else:
+            text = json.dumps(document, indent=2, ensure_ascii=False, default=str)
         self.stdout.write((redact(text) if diagnostic else text) + "\n")
         self.stdout.flush()
 
