@@ -213,3 +213,9 @@ def test_an_error_under_jsonl_is_one_line_a_line_reader_can_parse(wfbus, args):
     lines = result.out.splitlines()
     assert len(lines) == 1, result.out
     assert json.loads(lines[0])["error"]["exit_code"] == 2
+
+
+def test_d_is_short_for_dead_letter_on_emit_as_on_peek_and_purge(wfbus):
+    result = wfbus("emit", "-d", "--topic", "order.submit", "--urn", "u1", "--dry-run")
+    assert result.code == 0, result.err
+    assert ".dlq" in result.out

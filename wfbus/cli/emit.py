@@ -39,7 +39,7 @@ def emit_command(
     ),
     attempt: int = typer.Option(0, "--attempt", min=0, help="Inline event: its attempt."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show what would be sent; send nothing."),
-    dead_letter: bool = typer.Option(False, "--dead-letter", help="Send to the broker's dead-letter destination."),
+    dead_letter: bool = typer.Option(False, "--dead-letter", "-d", help="Send to the broker's dead-letter destination."),
     failed_out: Optional[Path] = typer.Option(
         None, "--failed-out", metavar="FILE",
         help="Write the events not delivered here (JSONL) to rerun them; created only if something failed.",
