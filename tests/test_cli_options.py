@@ -219,3 +219,9 @@ def test_d_is_short_for_dead_letter_on_emit_as_on_peek_and_purge(wfbus):
     result = wfbus("emit", "-d", "--topic", "order.submit", "--urn", "u1", "--dry-run")
     assert result.code == 0, result.err
     assert ".dlq" in result.out
+
+
+def test_a_mistyped_command_gets_one_suggestion(wfbus):
+    result = wfbus("depht")
+    assert result.code == 2
+    assert result.err.count("Did you mean 'depth'?") == 1, result.err

@@ -32,6 +32,7 @@ app = typer.Typer(
     "RabbitMQ and an embedded local broker.",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
+    suggest_commands=False,  # click (8.2+) suggests a close command itself: once is enough
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: rich's help renderer alone costs ~180 ms of imports
     context_settings={"help_option_names": ["-h", "--help"]},
