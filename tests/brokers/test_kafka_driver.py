@@ -277,3 +277,48 @@ def test_a_record_the_topic_refuses_fails_alone_among_batches_in_flight(tmp_path
     assert set(arrived) == set(range(total)) - failed and max(arrived.values()) == 1
     if kind == "kafka":  # librdkafka: the refused records fail alone
         assert failed == big
+
+
+# -- the librdkafka publisher on its own: connection set-up, SASL, TLS -----------------------------
+
+
+def test_librdkafka_reports_an_unreachable_cluster_a_refused_login_and_an_unknown_ca_in_seconds(
+        tmp_path):
+    """The publisher alone (no kafka-python call before it): each failure is BrokerUnavailable
+    within about connect_timeout_seconds (2 s; timeout_seconds is 30 here), said for what it is,
+    and the password never appears; the right password and the right CA publish."""
+    import time
+
+    from wfbus.brokers.base import OutgoingMessage
+    from wfbus.errors import BrokerUnavailable
+
+    name = topics()
+    sasl_at = os.environ.get("WFBUS_TEST_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:19094")
+    ssl_at = os.environ.get("WFBUS_TEST_KAFKA_SSL_BOOTSTRAP", "127.0.0.1:19095")
+    sasl = {"bootstrap_servers": [sasl_at], "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "PLAIN", "sasl_username": "wfbus"}
+    ssl = {"bootstrap_servers": [ssl_at], "security_protocol": "SSL"}
+    failing = {
+        "no Kafka broker reachable": {"bootstrap_servers": ["127.0.0.1:9"]},
+        "authentication failed": {**sasl, "sasl_password": "not-the-password"},
+        "ssl_cafile": ssl,  # the system CAs do not know the test CA
+    }
+    message = OutgoingMessage(body=b"x", topic="t", key="k", event_id="e", headers={})
+    for said, extra in failing.items():
+        settings = {"type": "kafka", "topic": name, "timeout_seconds": 30, "driver": "librdkafka",
+                    **extra}
+        with broker(settings, tmp_path) as b:
+            started = time.monotonic()
+            with pytest.raises(BrokerUnavailable) as caught:
+                b.publish([message])
+            took = time.monotonic() - started
+        text = f"{caught.value.message} {caught.value.hint}"
+        assert said in text and "not-the-password" not in text, text
+        assert took < 8, f"{said}: {took:.1f} s"
+    for extra in ({**sasl, "sasl_password": "wfbus-secret"},
+                  {**ssl, "ssl_cafile": os.environ["WFBUS_TEST_KAFKA_CA"]}):
+        settings = {"type": "kafka", "topic": name, "timeout_seconds": 10, "driver": "librdkafka",
+                    **extra}
+        with broker(settings, tmp_path) as b:
+            assert [d.ok for d in b.publish([message])] == [True]
+    assert len(consume_all(name)) == 2
