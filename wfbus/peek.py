@@ -33,7 +33,7 @@ class PeekResult:
 
 def peek(broker: Broker, *, dead_letter: bool, limit: int | None, force: bool = False) -> PeekResult:
     messages = broker.peek_stream(dead_letter=dead_letter, limit=limit, force=force)
-    return PeekResult(broker.describe_destination(dead_letter=dead_letter), _items(messages, broker.wire))
+    return PeekResult(broker.describe_source(dead_letter=dead_letter), _items(messages, broker.wire))
 
 
 def _items(messages: Iterator[ReceivedMessage], wire: WireFormat) -> Iterator[PeekedMessage]:

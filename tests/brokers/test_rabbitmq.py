@@ -91,6 +91,9 @@ def test_peek_leaves_messages_in_their_order(wfbus, rabbit, tmp_path):
     assert json.loads(wfbus("peek", "--limit", "5", "-o", "json").out) == [
         {**e, "attempt": 0} for e in events[:5]]
     assert json.loads(wfbus("peek", "--all", "-o", "json").out) == [{**e, "attempt": 0} for e in events]
+    # the text names the queue it read, not the exchange emit publishes to
+    title = wfbus("peek", "--limit", "2").out.splitlines()[0]
+    assert title.startswith(f"queue {rabbit['queue']}: 2 message(s) shown"), title
 
 
 def test_missing_exchange_bad_password_and_refused_connection_exit_5(wfbus, tmp_path):

@@ -345,6 +345,11 @@ class Broker:
         """Human name of where publish() sends (queue URL, topic, exchange)."""
         return self.settings.target()
 
+    def describe_source(self, *, dead_letter: bool = False) -> str:
+        """Human name of what peek reads; where a broker publishes to one place (a RabbitMQ exchange)
+        and reads from another (its queue), it overrides this."""
+        return self.describe_destination(dead_letter=dead_letter)
+
     def destination_identity(self, *, dead_letter: bool = False) -> str:
         """The real identity of where publish() sends (keys an emit's progress record): not the broker's
         name, which two clusters can share, and not a topic's name, which a recreated topic keeps."""
