@@ -237,6 +237,7 @@ def _send(
     the answers of every batch already on the wire before it stops, so --failed-out stays exact.
     """
     failed_file = FailedOut(failed_out, broker)
+    consumed = 0  # events taken from the sources; after a stop the rest is read again from there
     window = max(1, broker.pipeline_window)
     batch: list[OutgoingMessage] = []  # read, not yet handed to the broker
     indices: list[int] = []  # each one's index in the sources
@@ -273,8 +274,8 @@ def _send(
             _account(report, deliveries, failed_file)
             if record is not None:
                 record.answered(
-                    [i for i, d in zip(oldest.indices, deliveries) if d.ok],
-                    [i for i, d in zip(oldest.indices, deliveries) if not d.ok],
+                    [i for i, d in zip(oldest.indices, deliveries, strict=False) if d.ok],
+                    [i for i, d in zip(oldest.indices, deliveries, strict=False) if not d.ok],
                     oldest.indices[-1] + 1,
                 )
         if progress:
@@ -289,7 +290,6 @@ def _send(
             consumed = indices[0]
             batch, indices = [], []
 
-    consumed = 0  # events taken from the sources; after a stop the rest is read again from there
 
     def rest() -> Iterator[tuple[str, WorkflowEvent]]:
         # a KeyboardInterrupt raised inside the reading generator ends it: read the sources anew

@@ -438,14 +438,14 @@ class _Mover:
         except WfbusError:
             reader.release(messages)  # not one of them was confirmed: they stay at the source
             raise
-        confirmed = [m for m, d in zip(messages, deliveries) if d.ok]
+        confirmed = [m for m, d in zip(messages, deliveries, strict=False) if d.ok]
         if confirmed:
             if journal is not None:
                 journal.mark_published(m.journal_key for m in confirmed)
             reader.ack(confirmed)
             if journal is not None:
                 journal.forget(m.journal_key for m in confirmed if not m.arrival_id)
-        rejected = [m for m, d in zip(messages, deliveries) if not d.ok]
+        rejected = [m for m, d in zip(messages, deliveries, strict=False) if not d.ok]
         if rejected:
             reader.release(rejected)
         self._count(moving.chosen, deliveries)
@@ -474,7 +474,7 @@ class _Mover:
 
     def _count(self, chosen: Sequence[Parsed], deliveries: Sequence[Delivery]) -> None:
         report = self.report
-        for parsed, delivery in zip(chosen, deliveries):
+        for parsed, delivery in zip(chosen, deliveries, strict=False):
             if delivery.taken_elsewhere:
                 report.selected -= 1
                 report.examined -= 1

@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -211,6 +212,7 @@ class SqsPending(PendingPublish):
             )
         if self._error is not None:
             raise self._error
+        assert self._deliveries is not None
         return self._deliveries
 
 
@@ -468,13 +470,13 @@ class SqsBroker(Broker):
         futures: list[Future] = []
         if fifo:
             for lane in _fifo_lanes(entries, self.settings.max_workers):
-                groups = {entry.group for entry in lane if entry.group is not None}
+                groups: set[str] = {entry.group for entry in lane if entry.group is not None}
                 with self._lock:
                     earlier = {self._group_tail[g] for g in groups if g in self._group_tail}
                     future = self._pool.submit(self._send_after, earlier, url, lane, limit, halt)
                     for group in groups:
                         self._group_tail[group] = future
-                future.add_done_callback(lambda done, groups=groups: self._untail(done, groups))
+                future.add_done_callback(partial(self._untail, groups=groups))
                 futures.append(future)
         else:
             for request in _sub_batches(entries, max(BATCH_BYTES, limit)):
@@ -490,7 +492,7 @@ class SqsBroker(Broker):
             futures_wait(earlier)
         return self._send_lane(url, lane, limit, halt)
 
-    def _untail(self, done: Future, groups: set[str | None]) -> None:
+    def _untail(self, done: Future, *, groups: set[str]) -> None:
         with self._lock:
             for group in groups:
                 if self._group_tail.get(group) is done:
