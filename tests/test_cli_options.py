@@ -225,3 +225,23 @@ def test_a_mistyped_command_gets_one_suggestion(wfbus):
     result = wfbus("depht")
     assert result.code == 2
     assert result.err.count("Did you mean 'depth'?") == 1, result.err
+
+
+def test_brokers_lists_every_broker_and_says_which_one_is_broken(wfbus, tmp_path, monkeypatch):
+    """`wfbus brokers` is how people debug a config: one unset ${VAR} must not hide the others."""
+    monkeypatch.delenv("ORDER_QUEUE_URL", raising=False)
+    (tmp_path / "wfbus.yaml").write_text(
+        "brokers:\n  order:\n    type: sqs\n    queue_url: ${ORDER_QUEUE_URL}\n  other:\n    type: local\n")
+    result = wfbus("brokers", "-o", "json")
+    assert result.code == 4, result.err
+    rows = {row["name"]: row for row in result.json()["brokers"]}
+    assert rows["other"]["error"] is None and rows["other"]["target"]
+    assert "ORDER_QUEUE_URL" in rows["order"]["error"]["message"]
+    text = wfbus("brokers")
+    assert text.code == 4 and "other" in text.out and "order" in text.out and "ORDER_QUEUE_URL" in text.err
+
+
+def test_a_lone_broker_is_shown_as_the_default(wfbus, tmp_path):
+    (tmp_path / "wfbus.yaml").write_text("brokers:\n  solo:\n    type: local\n")
+    rows = wfbus("brokers", "-o", "json").json()["brokers"]
+    assert rows == [dict(rows[0], default=True)]

@@ -59,6 +59,11 @@ class Config:
             self.settings(name)
         return self._warnings
 
+    def warnings_for(self, name: str) -> list[str]:
+        """Risky settings of one broker (validating it)."""
+        self.settings(name)
+        return self._warnings.get(name, [])
+
     def settings(self, name: str) -> Any:
         """The validated settings of one broker (a ConfigError naming the key if invalid)."""
         found = self._settings.get(name)
