@@ -63,6 +63,10 @@ def _drain_sqs(settings: dict, expected: int, timeout: float) -> list[bytes]:
         out.extend(m["Body"].encode() for m in got)
         client.delete_message_batch(QueueUrl=settings["queue_url"], Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+    if time.monotonic() >= deadline and empty_polls == 0:
+        # a reader that stops early must say so: a partial read would be counted as lost messages
+        raise AssertionError(f"drain of {settings['queue_url']} timed out after {timeout} s with messages "
+                             f"still arriving ({len(out)} read, {expected} expected)")
     return out
 
 
@@ -85,6 +89,11 @@ def _drain_rabbitmq(settings: dict, expected: int, timeout: float) -> list[bytes
                     break
                 continue
             out.append(body)
+        else:
+            left = channel.queue_declare(settings["queue"], passive=True).method.message_count
+            if left:  # a reader that stops early must say so, not report the rest as lost
+                raise AssertionError(f"drain of {settings['queue']} timed out after {timeout} s: {len(out)} "
+                                     f"read, {left} still in the queue")
         return out
     finally:
         connection.close()
@@ -94,16 +103,22 @@ def _read_kafka(settings: dict, expected: int, timeout: float) -> list[bytes]:
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=settings["bootstrap_servers"], enable_auto_commit=False,
-                             auto_offset_reset="earliest", isolation_level="read_committed")
+                             auto_offset_reset="earliest", isolation_level="read_committed",
+                             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     try:
         partitions = [TopicPartition(settings["topic"], p) for p in consumer.partitions_for_topic(settings["topic"])]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)
+        total = sum(end.values()) - sum(consumer.beginning_offsets(partitions).values())
         out: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(consumer.position(tp) < end[tp] for tp in partitions):
-            for records in consumer.poll(timeout_ms=500).values():
+        budget = max(timeout, total / 2000)  # a big topic on a loaded machine takes longer to read
+        deadline = time.monotonic() + budget
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() >= deadline:  # never return a partial read: it would count as lost
+                raise AssertionError(f"reading topic {settings['topic']} timed out after {budget:.0f} s: "
+                                     f"{len(out)} of {total} records read")
+            for records in consumer.poll(timeout_ms=500, max_records=5000).values():
                 out.extend(r.value for r in records)
         return out
     finally:
