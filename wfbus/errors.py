@@ -182,7 +182,7 @@ class Interrupted(WfbusError):
     def __init__(self, signum: int, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.signum = signum
-        self.exit_status = 128 + signum  # type: ignore[assignment] - not one of the enum's fixed codes
+        self.exit_status = 128 + signum  # type: ignore[assignment]  # 128+N: not one of the fixed codes
 
 
 class IncompleteRead(WfbusError):

@@ -233,7 +233,9 @@ class KafkaBroker(Broker):
     def topic_for(self, topic: str, dead_letter: bool) -> str:
         if dead_letter:
             return self._dead_letter_topic()
-        return self.settings.topic or self.settings.topic_template.format(topic=topic)
+        template = self.settings.topic_template
+        assert self.settings.topic or template  # the settings model requires one of the two
+        return self.settings.topic or str(template).format(topic=topic)
 
     def _dead_letter_topic(self) -> str:
         if not self.settings.dead_letter_topic:
@@ -242,7 +244,7 @@ class KafkaBroker(Broker):
         return self.settings.dead_letter_topic
 
     def describe_destination(self, *, dead_letter: bool = False) -> str:
-        return self._dead_letter_topic() if dead_letter else (self.settings.topic or self.settings.topic_template)
+        return self._dead_letter_topic() if dead_letter else str(self.settings.topic or self.settings.topic_template)
 
     def destination_identity(self, *, dead_letter: bool = False) -> str:
         """Cluster id and topic id: a recreated topic (same name, new id) is another destination."""
@@ -552,11 +554,11 @@ class _Ranges:
         ranges = cls()
         if not metadata or not metadata.startswith(_REPLAYED):
             return ranges
-        items = []
+        items: list[list[int]] = []
         try:
             for text in metadata[len(_REPLAYED):].split(","):
-                first, _, last = text.partition("-")
-                low, high = int(first), int(last or first)
+                head, _, tail = text.partition("-")
+                low, high = int(head), int(tail or head)
                 if low < 0 or high < low:
                     raise ValueError(text)
                 items.append([base + low, base + high])
@@ -713,7 +715,7 @@ class KafkaTopicReader(DeadLetterReader):
                 if verdict == "later":  # the metadata has room only once this batch is settled
                     self._buffer.appendleft((tp, record))
                     break
-                if verdict is not None:
+                if isinstance(verdict, ReceivedMessage):
                     out.append(verdict)
                     in_call[tp] = in_call.get(tp, 0) + 1
                 continue
@@ -737,7 +739,7 @@ class KafkaTopicReader(DeadLetterReader):
 
     def _unfinished(self) -> dict | None:
         """Partitions of ours still to be read, with their positions (None: we have none yet)."""
-        positions = {}
+        positions: dict[Any, int | None] = {}
         for tp in self._assigned():
             state = self._parts.get(tp)
             if state is None:

@@ -213,6 +213,9 @@ class LibrdkafkaPublisher:
         report = pending.reporter
         block_until = time.monotonic() + self.broker.settings.timeout_seconds
         for index, message in enumerate(messages):
+            key: Any
+            value: Any
+            headers: Any
             if message.origin is None:  # an emit: urn as key, text headers (written as UTF-8)
                 key = message.key or message.ordering_key or ""
                 value, headers = message.body, message.headers

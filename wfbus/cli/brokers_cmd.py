@@ -46,8 +46,8 @@ def brokers_command(ctx: typer.Context) -> int:
             [_text_row(r) for r in rows],
         )
         state.out.note(f"config: {config.source or 'built-in default (no config file found)'}")
-    for exc in problems:
-        state.out.error(str(exc))
+    for problem in problems:
+        state.out.error(str(problem))
     return ExitStatus.CONFIG if problems else 0
 
 
