@@ -79,3 +79,31 @@ def test_a_stop_while_the_events_are_still_being_read_exits_128_plus_the_signal_
         document = json.loads(out)
         assert document["error"]["exit_code"] == 128 + stop
     assert not (tmp_path / ".wfbus" / "local.db").exists() or _count(tmp_path / ".wfbus" / "local.db") == 0
+
+
+def test_one_stop_mid_emit_reports_sent_and_not_sent_that_add_up_and_nothing_failed(tmp_path):
+    """The batch being built when the signal came was never handed over: it is "not sent", not
+    "failed" (an operator read 449 failed + 249,551 not sent + 250,000 written as three numbers)."""
+    count = 150_000
+    with (tmp_path / "big.jsonl").open("w") as handle:
+        for i in range(count):
+            handle.write(json.dumps({"topic": "order.submit", "urn": f"o-{i % 13}", "payload": {"i": i}}) + "\n")
+    env = {**os.environ, "NO_COLOR": "1", "WFBUS_STATE_DIR": str(tmp_path / "state")}
+    env.pop("WFBUS_CONFIG", None)
+    (tmp_path / ".wfbus").mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "-o", "json", "emit", "big.jsonl", "--failed-out",
+                             "rest.jsonl"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = tmp_path / ".wfbus" / "local.db"
+    while proc.poll() is None and (not db.exists() or _count(db) < 20_000):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err.decode()
+    report = json.loads(out)
+    assert report["failed_count"] == 0, report["failed"][:3]
+    assert 0 < report["published"] < count
+    assert report["published"] + report["not_attempted"] == count
+    rest = (tmp_path / "rest.jsonl").read_text().splitlines()
+    assert len(rest) == report["not_attempted"]
+    sent = {json.loads(b)["payload"]["i"] for (b,) in sqlite3.connect(db).execute("SELECT body FROM messages")}
+    assert sent | {json.loads(line)["payload"]["i"] for line in rest} == set(range(count))  # none lost

@@ -183,10 +183,15 @@ def emit(
             progress=progress,
             notice=notice,
         )
-        complete = report.undelivered == 0 and not report.interrupted
-        record.finish(
-            complete=complete, failed_out=str(failed_out) if report.failed_out_written else None
-        )
+        try:
+            with deferred():  # once sending began, a stop never costs the report: it is in it
+                complete = report.undelivered == 0 and not report.interrupted
+                record.finish(
+                    complete=complete,
+                    failed_out=str(failed_out) if report.failed_out_written else None,
+                )
+        except KeyboardInterrupt as stop:
+            report.stopped_by = report.stopped_by or signal_of(stop)
     finally:
         record.close()
     return report
@@ -336,9 +341,8 @@ def _send(
             KeyboardInterrupt
         ):  # a second stop: the answers not read yet stay unconfirmed (resume is exact)
             report.failed_out_cut_short = True
-        unread = [(f.messages, f.indices) for f in in_flight] + (
-            [(batch, indices)] if batch else []
-        )
+        unsent_back()  # the batch being built was never handed over: it is "not sent", not "failed"
+        unread = [(f.messages, f.indices) for f in in_flight]
         for messages, numbers in unread:
             _account(report, [Delivery(m, "not confirmed: stopped") for m in messages], failed_file)
             if record is not None:

@@ -32,6 +32,10 @@ def signal_of(exc: BaseException) -> int:
     return exc.signum if isinstance(exc, Stopped) else int(signal.SIGINT)
 
 
+def signal_name(signum: int) -> str:
+    return {2: "Ctrl-C (SIGINT)", 15: "SIGTERM", 1: "SIGHUP"}.get(signum, f"signal {signum}")
+
+
 def exit_code(exc: BaseException) -> int:
     return 128 + signal_of(exc)
 

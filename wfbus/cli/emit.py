@@ -9,7 +9,7 @@ import typer
 
 from .completion import broker_names
 
-from ..errors import UsageError
+from ..errors import Interrupted, UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +50,7 @@ def emit_command(
         "send only what it did not get confirmed.",
     ),
 ) -> int:
+    from .. import interrupts
     from ..emit import emit
     from ..sources import EventSources
 
@@ -69,11 +70,20 @@ def emit_command(
     with EventSources(sources or [], inline, stdin=state.stdin, notice=state.out.note) as event_sources:
         with state.config.open(broker) as target:
             with _Phases(state.out) as progress:
-                report = emit(
-                    target, event_sources, dead_letter=dead_letter, dry_run=dry_run,
-                    failed_out=failed_out, resume=resume, progress=progress.update,
-                    notice=state.out.note,
-                )
+                try:
+                    report = emit(
+                        target, event_sources, dead_letter=dead_letter, dry_run=dry_run,
+                        failed_out=failed_out, resume=resume, progress=progress.update,
+                        notice=state.out.note,
+                    )
+                except KeyboardInterrupt as stop:
+                    # once sending began emit() returns its report whatever stops it, so a stop that
+                    # comes out of it came while the events were being read and checked
+                    signum = interrupts.signal_of(stop)
+                    raise Interrupted(
+                        signum, f"stopped by {interrupts.signal_name(signum)} before anything was sent",
+                        hint="run the same command again",
+                    ) from None
             if event_sources.inline is not None and event_sources.inline.payload_origin is not None:
                 payload = event_sources.inline.payload  # `@-`: a rerun cannot read the same stdin again
             rerun = _RerunCommand(state.config_path, target.name, dead_letter, sources or [], topic, inline_urn,

@@ -140,13 +140,7 @@ def _interrupted(stop: KeyboardInterrupt, command: str) -> Interrupted:
     from .. import interrupts
 
     signum = interrupts.signal_of(stop)
-    name = {2: "Ctrl-C (SIGINT)", 15: "SIGTERM", 1: "SIGHUP"}.get(signum, f"signal {signum}")
-    sending = command in ("emit", "replay")
-    return Interrupted(
-        signum,
-        f"stopped by {name} before anything was sent" if sending else f"stopped by {name}",
-        hint=f"run `wfbus {command}` again" if sending else None,
-    )
+    return Interrupted(signum, f"stopped by {interrupts.signal_name(signum)}")
 
 
 def requested_output(args: Sequence[str]) -> str | None:
