@@ -21,9 +21,15 @@ from .scenarios import SCENARIOS
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every event count (smoke: 0.001)")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions per comparison (medians)")
-    parser.add_argument("--only", nargs="*", default=None, help=f"scenarios: {', '.join(SCENARIOS)}")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every event count (smoke: 0.001)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="repetitions per comparison (medians)"
+    )
+    parser.add_argument(
+        "--only", nargs="*", default=None, help=f"scenarios: {', '.join(SCENARIOS)}"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     bench = Bench(scale=args.scale, repeat=args.repeat)

@@ -45,16 +45,26 @@ class Bench:
 
     # -- running things ----------------------------------------------------------------------
     def env(self) -> dict[str, str]:
-        return {**os.environ, "NO_COLOR": "1", "WFBUS_CONFIG": str(self.workdir / "wfbus.yaml"),
-                "XDG_STATE_HOME": str(self.workdir / "state")}
+        return {
+            **os.environ,
+            "NO_COLOR": "1",
+            "WFBUS_CONFIG": str(self.workdir / "wfbus.yaml"),
+            "XDG_STATE_HOME": str(self.workdir / "state"),
+        }
 
     def wfbus(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
         return self.run([sys.executable, "-m", "wfbus", *args], stdin=stdin)
 
-    def run(self, argv: list[str], stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(argv, input=stdin, capture_output=True, env=self.env(), cwd=self.workdir)
+    def run(
+        self, argv: list[str], stdin: bytes | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            argv, input=stdin, capture_output=True, env=self.env(), cwd=self.workdir
+        )
         if check and proc.returncode != 0:
-            raise RuntimeError(f"{argv[:4]} exited {proc.returncode}: {proc.stderr.decode()[-800:]}")
+            raise RuntimeError(
+                f"{argv[:4]} exited {proc.returncode}: {proc.stderr.decode()[-800:]}"
+            )
         return proc
 
     @staticmethod
@@ -64,15 +74,26 @@ class Bench:
         return time.perf_counter() - started
 
     def peak_rss_kb(self, argv: list[str]) -> int:
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env=self.env(), cwd=self.workdir)  # output dropped: a 1M-message peek stays out of the bench's memory
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=self.env(),
+            cwd=self.workdir,
+        )  # output dropped: a 1M-message peek stays out of the bench's memory
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr.decode()[-800:])
         return int(proc.stderr.decode().strip().splitlines()[-1])
 
     # -- comparisons -------------------------------------------------------------------------
-    def compare(self, scenario: str, contenders: dict[str, tuple[int, Callable[[], float]]],
-                setup: Callable[[], None] | None = None, repeat: int | None = None, notes: dict | None = None) -> None:
+    def compare(
+        self,
+        scenario: str,
+        contenders: dict[str, tuple[int, Callable[[], float]]],
+        setup: Callable[[], None] | None = None,
+        repeat: int | None = None,
+        notes: dict | None = None,
+    ) -> None:
         """Alternate the contenders `repeat` times; each callable returns its own measured seconds.
         contenders: tool -> (events it handles per run, callable)."""
         times: dict[str, list[float]] = {tool: [] for tool in contenders}
@@ -82,9 +103,20 @@ class Bench:
                     setup()
                 times[tool].append(action())
         for tool, (events, _) in contenders.items():
-            self.rows.append(Row(scenario, tool, events, statistics.median(times[tool]), len(times[tool]),
-                                 (notes or {}).get(tool, "")))
-            print(f"   {tool:<40} {statistics.median(times[tool]):8.3f} s  ({events} events)", file=sys.stderr)
+            self.rows.append(
+                Row(
+                    scenario,
+                    tool,
+                    events,
+                    statistics.median(times[tool]),
+                    len(times[tool]),
+                    (notes or {}).get(tool, ""),
+                )
+            )
+            print(
+                f"   {tool:<40} {statistics.median(times[tool]):8.3f} s  ({events} events)",
+                file=sys.stderr,
+            )
 
     def cleanup(self) -> None:
         for action in reversed(self.cleanups):
@@ -97,10 +129,14 @@ class Bench:
     # -- the report --------------------------------------------------------------------------
     def report(self) -> dict:
         machine = describe_machine()
-        lines = [f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory']}; "
-                 f"Python {machine['python']}; {machine['servers']}",
-                 f"Scale {self.scale:g}, {self.repeat} alternating repetitions, medians.", "",
-                 "| scenario | tool | events | median s | events/s | wfbus vs tool |", "|---|---|---|---|---|---|"]
+        lines = [
+            f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory']}; "
+            f"Python {machine['python']}; {machine['servers']}",
+            f"Scale {self.scale:g}, {self.repeat} alternating repetitions, medians.",
+            "",
+            "| scenario | tool | events | median s | events/s | wfbus vs tool |",
+            "|---|---|---|---|---|---|",
+        ]
         by_scenario: dict[str, list[Row]] = {}
         for row in self.rows:
             by_scenario.setdefault(row.scenario, []).append(row)
@@ -115,19 +151,26 @@ class Bench:
                     elif ours.rate and row.rate and ours.events > 1:
                         ratio = f"{ours.rate / row.rate:.2f}x throughput"
                     elif ours.seconds and row.seconds:
-                        ratio = f"{row.seconds / ours.seconds:.2f}x faster" if row.seconds > ours.seconds \
+                        ratio = (
+                            f"{row.seconds / ours.seconds:.2f}x faster"
+                            if row.seconds > ours.seconds
                             else f"{ours.seconds / row.seconds:.2f}x slower"
+                        )
                 rate = f"{row.rate:,.0f}" if row.rate and row.events > 1 else "-"
                 extra = f" ({row.note})" if row.note else ""
                 if row.peak_rss_kb:
                     extra += f" peak RSS {row.peak_rss_kb / 1024:.0f} MiB"
-                lines.append(f"| {scenario} | {row.tool}{extra} | {row.events:,} | {row.seconds:.3f} | {rate} | {ratio} |")
+                lines.append(
+                    f"| {scenario} | {row.tool}{extra} | {row.events:,} | {row.seconds:.3f} | {rate} | {ratio} |"
+                )
                 data.append({**row.__dict__, "events_per_second": row.rate, "ratio": ratio})
         from .targets import markdown as targets
 
         lines.extend(targets(self.rows))
-        return {"markdown": "\n".join(lines), "data": {"machine": machine, "scale": self.scale,
-                                                       "repeat": self.repeat, "rows": data}}
+        return {
+            "markdown": "\n".join(lines),
+            "data": {"machine": machine, "scale": self.scale, "repeat": self.repeat, "rows": data},
+        }
 
 
 def describe_machine() -> dict:
@@ -140,18 +183,32 @@ def describe_machine() -> dict:
     except OSError:
         pass
     try:
-        kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        kb = int(
+            next(
+                row
+                for row in Path("/proc/meminfo").read_text().splitlines()
+                if row.startswith("MemTotal")
+            ).split()[1]
+        )
         memory = f"{kb / 1024 / 1024:.0f} GiB"
     except (OSError, StopIteration):
         memory = "?"
     servers = "Kafka 4.1.1 (KRaft), ElasticMQ 1.6.11, RabbitMQ " + _rabbit_version()
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory": memory, "python": platform.python_version(),
-            "platform": platform.platform(), "servers": servers}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "servers": servers,
+    }
 
 
 def _rabbit_version() -> str:
     try:
-        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "rabbitmq-server"], capture_output=True, text=True)
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "rabbitmq-server"], capture_output=True, text=True
+        )
         return out.stdout.strip() or "?"
     except OSError:
         return "?"

@@ -54,12 +54,18 @@ def wfbus(capsys, monkeypatch, tmp_path):
     return call
 
 
-def run_process(*args: str, cwd: Path, env: dict | None = None, stdin: bytes | None = None, timeout: float = 60):
+def run_process(
+    *args: str, cwd: Path, env: dict | None = None, stdin: bytes | None = None, timeout: float = 60
+):
     """wfbus as a separate process, as a shell script would call it."""
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     full_env.pop("WFBUS_CONFIG", None) if env is None or "WFBUS_CONFIG" not in env else None
     proc = subprocess.run(
-        [sys.executable, "-m", "wfbus", *args], cwd=cwd, env=full_env, input=stdin, capture_output=True,
+        [sys.executable, "-m", "wfbus", *args],
+        cwd=cwd,
+        env=full_env,
+        input=stdin,
+        capture_output=True,
         timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())

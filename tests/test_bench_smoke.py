@@ -8,14 +8,29 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 
 @pytest.mark.slow
 def test_every_benchmark_scenario_runs_and_writes_its_results(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bench", "--scale", "0.0005", "--repeat", "1", "--out", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--scale",
+            "0.0005",
+            "--repeat",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "latest-scale0.0005.json").read_text())
     scenarios = {row["scenario"] for row in data["rows"]}

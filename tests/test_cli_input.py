@@ -34,7 +34,9 @@ def test_the_list_of_problems_is_capped_and_says_how_many_more(wfbus, tmp_path):
 
 
 def test_json_array_elements_are_named_by_index(wfbus, tmp_path):
-    (tmp_path / "a.json").write_text(json.dumps([{"topic": "t", "urn": "u"}, {"topic": "t", "urn": "u", "attempt": "x"}]))
+    (tmp_path / "a.json").write_text(
+        json.dumps([{"topic": "t", "urn": "u"}, {"topic": "t", "urn": "u", "attempt": "x"}])
+    )
     result = wfbus("validate", "a.json")
     assert result.code == 3 and "a.json[1]: attempt:" in result.err
 
@@ -70,15 +72,35 @@ def test_a_directory_is_read_recursively_in_sorted_order(wfbus, tmp_path):
 
 def test_stdin_accepts_an_object_an_array_or_json_lines(wfbus):
     assert wfbus("emit", "-", stdin=b'{\n "topic": "t",\n "urn": "one"\n}').code == 0
-    assert wfbus("emit", "-", stdin=b'[{"topic": "t", "urn": "two"}, {"topic": "t", "urn": "three"}]').code == 0
-    assert wfbus("emit", "-", stdin=b'{"topic": "t", "urn": "four"}\n{"topic": "t", "urn": "five"}\n').code == 0
+    assert (
+        wfbus(
+            "emit", "-", stdin=b'[{"topic": "t", "urn": "two"}, {"topic": "t", "urn": "three"}]'
+        ).code
+        == 0
+    )
+    assert (
+        wfbus(
+            "emit", "-", stdin=b'{"topic": "t", "urn": "four"}\n{"topic": "t", "urn": "five"}\n'
+        ).code
+        == 0
+    )
     urns = [e["urn"] for e in json.loads(wfbus("peek", "--limit", "10", "-o", "json").out)]
     assert urns == ["one", "two", "three", "four", "five"]
 
 
 def test_inline_event_with_payload_from_a_file(wfbus, tmp_path):
     (tmp_path / "p.json").write_text('{"total": 150.0}')
-    result = wfbus("emit", "--topic", "order.submit", "--urn", "order-1", "--payload", "@p.json", "--attempt", "1")
+    result = wfbus(
+        "emit",
+        "--topic",
+        "order.submit",
+        "--urn",
+        "order-1",
+        "--payload",
+        "@p.json",
+        "--attempt",
+        "1",
+    )
     assert result.code == 0, result.err
     assert json.loads(wfbus("peek", "-o", "json").out) == [
         {"topic": "order.submit", "urn": "order-1", "payload": {"total": 150.0}, "attempt": 1}
@@ -116,7 +138,9 @@ def test_emit_json_output_is_one_document_for_scripts(wfbus):
 
 
 def test_input_errors_in_json_mode_give_a_json_error_document(wfbus):
-    result = wfbus("-o", "json", "validate", str(REPO / "sample_events_invalid" / "invalid-events.jsonl"))
+    result = wfbus(
+        "-o", "json", "validate", str(REPO / "sample_events_invalid" / "invalid-events.jsonl")
+    )
     assert result.code == 3
     assert result.json()["error"]["exit_code"] == 3
     assert len(result.json()["error"]["problems"]) == 5
@@ -149,18 +173,25 @@ def test_depth_thresholds_exit_6_naming_each_breached_queue(wfbus):
     assert wfbus("depth", "--max-ready", "1", "--max-dead", "1").code == 0
     result = wfbus("depth", "--max-ready", "0", "--max-dead", "0")
     assert result.code == 6
-    assert "local/local: ready 1 > 0" in result.err and "local/local.dlq: dead-lettered 1 > 0" in result.err
-    assert wfbus("-o", "json", "depth", "--max-dead", "0").json()["breaches"] == ["local/local.dlq: dead-lettered 1 > 0"]
+    assert (
+        "local/local: ready 1 > 0" in result.err
+        and "local/local.dlq: dead-lettered 1 > 0" in result.err
+    )
+    assert wfbus("-o", "json", "depth", "--max-dead", "0").json()["breaches"] == [
+        "local/local.dlq: dead-lettered 1 > 0"
+    ]
 
 
 # --- inline events (issue 15 item 13) ---
+
 
 def test_an_integer_urn_can_be_given_inline_and_keeps_its_json_type(wfbus):
     assert wfbus("emit", "--topic", "t", "--urn-int", "42").code == 0
     assert wfbus("emit", "--topic", "t", "--urn", "42").code == 0
     assert wfbus("emit", "--topic", "t", "--urn-int", "-7", "--attempt", "2").code == 0
     assert json.loads(wfbus("peek", "--limit", "10", "-o", "json").out) == [
-        {"topic": "t", "urn": 42, "attempt": 0}, {"topic": "t", "urn": "42", "attempt": 0},
+        {"topic": "t", "urn": 42, "attempt": 0},
+        {"topic": "t", "urn": "42", "attempt": 0},
         {"topic": "t", "urn": -7, "attempt": 2},
     ]
 
@@ -185,14 +216,27 @@ def test_an_empty_inline_topic_or_urn_is_an_input_error_naming_the_field(wfbus):
 
 
 def test_inline_payload_from_stdin(wfbus):
-    result = wfbus("emit", "--topic", "t", "--urn", "u", "--payload", "@-", stdin=b'{"n": [1, "two"]}\n')
+    result = wfbus(
+        "emit", "--topic", "t", "--urn", "u", "--payload", "@-", stdin=b'{"n": [1, "two"]}\n'
+    )
     assert result.code == 0, result.err
     assert json.loads(wfbus("peek", "-o", "json").out) == [
-        {"topic": "t", "urn": "u", "payload": {"n": [1, "two"]}, "attempt": 0}]
+        {"topic": "t", "urn": "u", "payload": {"n": [1, "two"]}, "attempt": 0}
+    ]
 
 
 def test_payload_from_stdin_and_events_from_stdin_is_a_usage_error(wfbus):
-    result = wfbus("emit", "-", "--topic", "t", "--urn", "u", "--payload", "@-", stdin=b'{"topic":"t","urn":"x"}')
+    result = wfbus(
+        "emit",
+        "-",
+        "--topic",
+        "t",
+        "--urn",
+        "u",
+        "--payload",
+        "@-",
+        stdin=b'{"topic":"t","urn":"x"}',
+    )
     assert result.code == 2 and "stdin" in result.err
     assert wfbus("depth", "-o", "json").json()["queues"][0]["ready"] == 0
 
@@ -206,8 +250,15 @@ def test_emit_help_documents_urn_int_and_payload_from_stdin():
 
 # --- what a person at a terminal sees (issue 15 item 12) ---
 
-def _run_on_a_terminal(args: list[str], cwd, typed: bytes | None = None, *, stderr_tty: bool = False,
-                       timeout: float = 60) -> tuple[int, str]:
+
+def _run_on_a_terminal(
+    args: list[str],
+    cwd,
+    typed: bytes | None = None,
+    *,
+    stderr_tty: bool = False,
+    timeout: float = 60,
+) -> tuple[int, str]:
     """wfbus with stdin (and optionally stderr) on a pseudo-terminal; returns (exit code, stderr text)."""
     import os
     import pty
@@ -219,15 +270,23 @@ def _run_on_a_terminal(args: list[str], cwd, typed: bytes | None = None, *, stde
     master, slave = pty.openpty()
     env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
     env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", *args], cwd=cwd, env=env, stdin=slave,
-                            stdout=subprocess.PIPE, stderr=slave if stderr_tty else subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wfbus", *args],
+        cwd=cwd,
+        env=env,
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=slave if stderr_tty else subprocess.PIPE,
+    )
     os.close(slave)
     seen = b""
     deadline = time.monotonic() + timeout
     if typed is not None:
         while b"stdin" not in seen and time.monotonic() < deadline and proc.poll() is None:
             if select.select([master], [], [], 0.2)[0]:
-                seen += os.read(master, 4096)  # the terminal echoes what is typed, and stderr if on the pty
+                seen += os.read(
+                    master, 4096
+                )  # the terminal echoes what is typed, and stderr if on the pty
             elif not stderr_tty:
                 break  # the message goes to a pipe: read it at the end
         os.write(master, typed + b"\n\x04")
@@ -252,7 +311,9 @@ def test_reading_stdin_on_a_terminal_says_so_and_how_to_end(tmp_path):
     assert run_process("-o", "json", "depth", cwd=tmp_path).json()["queues"][0]["ready"] == 1
     piped = run_process("emit", "-", cwd=tmp_path, stdin=b'{"topic": "t", "urn": "piped"}')
     assert piped.code == 0 and "Ctrl-D" not in piped.err, piped.err
-    code, err = _run_on_a_terminal(["emit", "/dev/stdin"], tmp_path, typed=b'{"topic": "t", "urn": "dev"}')
+    code, err = _run_on_a_terminal(
+        ["emit", "/dev/stdin"], tmp_path, typed=b'{"topic": "t", "urn": "dev"}'
+    )
     assert code == 0 and "reading events from /dev/stdin (Ctrl-D to end)" in err, err
     assert run_process("-o", "json", "depth", cwd=tmp_path).json()["queues"][0]["ready"] == 3
 
@@ -260,7 +321,10 @@ def test_reading_stdin_on_a_terminal_says_so_and_how_to_end(tmp_path):
 def test_the_validation_pass_is_labelled_validating_on_a_terminal(tmp_path):
     import re
 
-    write_jsonl(tmp_path / "many.jsonl", [{"topic": "t", "urn": f"u{i}", "payload": {"i": i}} for i in range(3000)])
+    write_jsonl(
+        tmp_path / "many.jsonl",
+        [{"topic": "t", "urn": f"u{i}", "payload": {"i": i}} for i in range(3000)],
+    )
     code, err = _run_on_a_terminal(["emit", "many.jsonl"], tmp_path, stderr_tty=True)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err)
     assert code == 0, text

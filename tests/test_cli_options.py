@@ -200,12 +200,15 @@ def test_unset_variables_are_structured_problems(wfbus, tmp_path, monkeypatch):
     assert all("WFBUS_TEST_UNSET_" in p["reason"] for p in problems)
 
 
-@pytest.mark.parametrize("args", [
-    ["peek", "-o", "jsonl", "-b", "nope"],  # an unknown broker
-    ["peek", "-o", "jsonl", "--bogus"],  # a parser error
-    ["emit", "-o", "jsonl", "x.json"],  # jsonl on a command without a line form
-    ["depth", "-o", "jsonl", "-b", "nope"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["peek", "-o", "jsonl", "-b", "nope"],  # an unknown broker
+        ["peek", "-o", "jsonl", "--bogus"],  # a parser error
+        ["emit", "-o", "jsonl", "x.json"],  # jsonl on a command without a line form
+        ["depth", "-o", "jsonl", "-b", "nope"],
+    ],
+)
 def test_an_error_under_jsonl_is_one_line_a_line_reader_can_parse(wfbus, args):
     """`wfbus peek --all -o jsonl > backup.jsonl` must not get a document torn over 8 lines."""
     result = wfbus(*args)
@@ -231,14 +234,20 @@ def test_brokers_lists_every_broker_and_says_which_one_is_broken(wfbus, tmp_path
     """`wfbus brokers` is how people debug a config: one unset ${VAR} must not hide the others."""
     monkeypatch.delenv("ORDER_QUEUE_URL", raising=False)
     (tmp_path / "wfbus.yaml").write_text(
-        "brokers:\n  order:\n    type: sqs\n    queue_url: ${ORDER_QUEUE_URL}\n  other:\n    type: local\n")
+        "brokers:\n  order:\n    type: sqs\n    queue_url: ${ORDER_QUEUE_URL}\n  other:\n    type: local\n"
+    )
     result = wfbus("brokers", "-o", "json")
     assert result.code == 4, result.err
     rows = {row["name"]: row for row in result.json()["brokers"]}
     assert rows["other"]["error"] is None and rows["other"]["target"]
     assert "ORDER_QUEUE_URL" in rows["order"]["error"]["message"]
     text = wfbus("brokers")
-    assert text.code == 4 and "other" in text.out and "order" in text.out and "ORDER_QUEUE_URL" in text.err
+    assert (
+        text.code == 4
+        and "other" in text.out
+        and "order" in text.out
+        and "ORDER_QUEUE_URL" in text.err
+    )
 
 
 def test_a_lone_broker_is_shown_as_the_default(wfbus, tmp_path):

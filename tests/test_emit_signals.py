@@ -16,12 +16,25 @@ def test_a_second_sigterm_skips_writing_failed_out_and_resume_still_finishes_exa
     count = 150_000
     with (tmp_path / "big.jsonl").open("w") as handle:
         for i in range(count):
-            handle.write(json.dumps({"topic": "order.submit", "urn": f"o-{i % 13}", "payload": {"i": i}}) + "\n")
-    env = {**os.environ, "NO_COLOR": "1", "WFBUS_STATE_DIR": str(tmp_path / "state"), "WFBUS_CONFIG": ""}
+            handle.write(
+                json.dumps({"topic": "order.submit", "urn": f"o-{i % 13}", "payload": {"i": i}})
+                + "\n"
+            )
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "WFBUS_STATE_DIR": str(tmp_path / "state"),
+        "WFBUS_CONFIG": "",
+    }
     env.pop("WFBUS_CONFIG")
     (tmp_path / ".wfbus").mkdir()  # a project data folder: the local broker keeps its data there
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "emit", "big.jsonl", "--failed-out", "rest.jsonl"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wfbus", "emit", "big.jsonl", "--failed-out", "rest.jsonl"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     db = tmp_path / ".wfbus" / "local.db"
     while proc.poll() is None and (not db.exists() or _count(db) < 20_000):
         time.sleep(0.05)
@@ -37,10 +50,18 @@ def test_a_second_sigterm_skips_writing_failed_out_and_resume_still_finishes_exa
 
     sent_before = _count(db)
     assert 0 < sent_before < count
-    resumed = subprocess.run([sys.executable, "-m", "wfbus", "emit", "--resume", "big.jsonl"], cwd=tmp_path, env=env,
-                             capture_output=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "wfbus", "emit", "--resume", "big.jsonl"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr.decode()
-    sent = Counter(json.loads(b)["payload"]["i"] for (b,) in sqlite3.connect(db).execute("SELECT body FROM messages"))
+    sent = Counter(
+        json.loads(b)["payload"]["i"]
+        for (b,) in sqlite3.connect(db).execute("SELECT body FROM messages")
+    )
     assert set(sent) == set(range(count)), "lost events"
     assert sum(sent.values()) - count <= 1000  # at most the batch that was on the wire
 
@@ -56,18 +77,28 @@ def _count(db) -> int:
 import pytest  # noqa: E402
 
 
-@pytest.mark.parametrize("stop, output", [(signal.SIGTERM, "text"), (signal.SIGHUP, "json"), (signal.SIGINT, "text")])
+@pytest.mark.parametrize(
+    "stop, output", [(signal.SIGTERM, "text"), (signal.SIGHUP, "json"), (signal.SIGINT, "text")]
+)
 def test_a_stop_while_the_events_are_still_being_read_exits_128_plus_the_signal_and_says_nothing_was_sent(
-        tmp_path, stop, output):
+    tmp_path, stop, output
+):
     """A CI timeout (SIGTERM) during the validation pass was a silent exit 130 (Typer's Ctrl-C code)."""
     fifo = tmp_path / "events.jsonl"
     os.mkfifo(fifo)
     env = {**os.environ, "NO_COLOR": "1", "WFBUS_STATE_DIR": str(tmp_path / "state")}
     env.pop("WFBUS_CONFIG", None)
     (tmp_path / ".wfbus").mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "-o", output, "emit", str(fifo)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    with fifo.open("w") as writer:  # opens once wfbus opened it for reading: its handlers are in place
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wfbus", "-o", output, "emit", str(fifo)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with fifo.open(
+        "w"
+    ) as writer:  # opens once wfbus opened it for reading: its handlers are in place
         writer.write(json.dumps({"topic": "order.submit", "urn": "o-1"}) + "\n")
         writer.flush()
         time.sleep(0.3)
@@ -78,7 +109,10 @@ def test_a_stop_while_the_events_are_still_being_read_exits_128_plus_the_signal_
     if output == "json":
         document = json.loads(out)
         assert document["error"]["exit_code"] == 128 + stop
-    assert not (tmp_path / ".wfbus" / "local.db").exists() or _count(tmp_path / ".wfbus" / "local.db") == 0
+    assert (
+        not (tmp_path / ".wfbus" / "local.db").exists()
+        or _count(tmp_path / ".wfbus" / "local.db") == 0
+    )
 
 
 def test_one_stop_mid_emit_reports_sent_and_not_sent_that_add_up_and_nothing_failed(tmp_path):
@@ -87,12 +121,30 @@ def test_one_stop_mid_emit_reports_sent_and_not_sent_that_add_up_and_nothing_fai
     count = 150_000
     with (tmp_path / "big.jsonl").open("w") as handle:
         for i in range(count):
-            handle.write(json.dumps({"topic": "order.submit", "urn": f"o-{i % 13}", "payload": {"i": i}}) + "\n")
+            handle.write(
+                json.dumps({"topic": "order.submit", "urn": f"o-{i % 13}", "payload": {"i": i}})
+                + "\n"
+            )
     env = {**os.environ, "NO_COLOR": "1", "WFBUS_STATE_DIR": str(tmp_path / "state")}
     env.pop("WFBUS_CONFIG", None)
     (tmp_path / ".wfbus").mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "-o", "json", "emit", "big.jsonl", "--failed-out",
-                             "rest.jsonl"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wfbus",
+            "-o",
+            "json",
+            "emit",
+            "big.jsonl",
+            "--failed-out",
+            "rest.jsonl",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     db = tmp_path / ".wfbus" / "local.db"
     while proc.poll() is None and (not db.exists() or _count(db) < 20_000):
         time.sleep(0.02)
@@ -105,5 +157,10 @@ def test_one_stop_mid_emit_reports_sent_and_not_sent_that_add_up_and_nothing_fai
     assert report["published"] + report["not_attempted"] == count
     rest = (tmp_path / "rest.jsonl").read_text().splitlines()
     assert len(rest) == report["not_attempted"]
-    sent = {json.loads(b)["payload"]["i"] for (b,) in sqlite3.connect(db).execute("SELECT body FROM messages")}
-    assert sent | {json.loads(line)["payload"]["i"] for line in rest} == set(range(count))  # none lost
+    sent = {
+        json.loads(b)["payload"]["i"]
+        for (b,) in sqlite3.connect(db).execute("SELECT body FROM messages")
+    }
+    assert sent | {json.loads(line)["payload"]["i"] for line in rest} == set(
+        range(count)
+    )  # none lost

@@ -9,7 +9,9 @@ from wfbus.event import EVENT_JSON_SCHEMA, EventInvalid, WorkflowEvent, parse_ev
 
 
 def test_a_complete_event_is_accepted_and_keeps_its_values():
-    event = parse_event({"topic": "order.submit", "urn": "order-1", "payload": {"total": 150.0}, "attempt": 2})
+    event = parse_event(
+        {"topic": "order.submit", "urn": "order-1", "payload": {"total": 150.0}, "attempt": 2}
+    )
     assert event == WorkflowEvent("order.submit", "order-1", 2, {"total": 150.0})
 
 
@@ -21,13 +23,19 @@ def test_attempt_defaults_to_zero_and_is_always_written():
 
 def test_an_absent_payload_stays_absent_and_null_stays_null():
     assert "payload" not in json.loads(parse_event({"topic": "t", "urn": "u"}).encode())
-    assert json.loads(parse_event({"topic": "t", "urn": "u", "payload": None}).encode())["payload"] is None
+    assert (
+        json.loads(parse_event({"topic": "t", "urn": "u", "payload": None}).encode())["payload"]
+        is None
+    )
 
 
 def test_urn_keeps_its_json_type():
     assert parse_event({"topic": "t", "urn": 123}).urn == 123
     assert parse_event({"topic": "t", "urn": "123"}).urn == "123"
-    assert parse_event({"topic": "t", "urn": 123}).event_id != parse_event({"topic": "t", "urn": "123"}).event_id
+    assert (
+        parse_event({"topic": "t", "urn": 123}).event_id
+        != parse_event({"topic": "t", "urn": "123"}).event_id
+    )
 
 
 @pytest.mark.parametrize("urn", [True, 1.5, "", None, [], {}])
@@ -63,8 +71,14 @@ def test_every_problem_of_an_event_is_listed():
 
 def test_wire_formats_topic_event_and_both_in_contract_key_order():
     event = WorkflowEvent("order.submit", "o-1", 1, {"a": 1})
-    assert event.encode("topic") == b'{"topic":"order.submit","urn":"o-1","payload":{"a":1},"attempt":1}'
-    assert event.encode("event") == b'{"event":"order.submit","urn":"o-1","payload":{"a":1},"attempt":1}'
+    assert (
+        event.encode("topic")
+        == b'{"topic":"order.submit","urn":"o-1","payload":{"a":1},"attempt":1}'
+    )
+    assert (
+        event.encode("event")
+        == b'{"event":"order.submit","urn":"o-1","payload":{"a":1},"attempt":1}'
+    )
     assert event.encode("both") == (
         b'{"topic":"order.submit","event":"order.submit","urn":"o-1","payload":{"a":1},"attempt":1}'
     )
@@ -76,10 +90,17 @@ def test_body_is_compact_utf8_not_escaped():
 
 def test_event_id_is_deterministic_and_sensitive_to_every_field():
     base = WorkflowEvent("t", "u", 0, {"a": 1, "b": 2})
-    assert base.event_id == WorkflowEvent("t", "u", 0, {"b": 2, "a": 1}).event_id  # key order is not identity
-    others = [WorkflowEvent("t2", "u", 0, {"a": 1, "b": 2}), WorkflowEvent("t", "u2", 0, {"a": 1, "b": 2}),
-              WorkflowEvent("t", "u", 1, {"a": 1, "b": 2}), WorkflowEvent("t", "u", 0, {"a": 1}),
-              WorkflowEvent("t", "u", 0), WorkflowEvent("t", "u", 0, None)]
+    assert (
+        base.event_id == WorkflowEvent("t", "u", 0, {"b": 2, "a": 1}).event_id
+    )  # key order is not identity
+    others = [
+        WorkflowEvent("t2", "u", 0, {"a": 1, "b": 2}),
+        WorkflowEvent("t", "u2", 0, {"a": 1, "b": 2}),
+        WorkflowEvent("t", "u", 1, {"a": 1, "b": 2}),
+        WorkflowEvent("t", "u", 0, {"a": 1}),
+        WorkflowEvent("t", "u", 0),
+        WorkflowEvent("t", "u", 0, None),
+    ]
     assert len({base.event_id, *(e.event_id for e in others)}) == 1 + len(others)
 
 
@@ -110,9 +131,12 @@ def _schema_accepts(doc) -> bool:
     return jsonschema.Draft202012Validator(EVENT_JSON_SCHEMA).is_valid(doc)
 
 
-# --- integers a JavaScript consumer reads as another number (issue 12.13) -----------------------------
-# JSON.parse reads every number as an IEEE double: 9007199254740993 (2**53 + 1) becomes 9007199254740992,
-# another entity. Such integers are input errors wherever they appear, named by place, and nothing is sent.
+# --- integers a JavaScript consumer reads as another number (issue 12.13)
+# -----------------------------
+# JSON.parse reads every number as an IEEE double: 9007199254740993 (2**53 + 1) becomes
+# 9007199254740992,
+# another entity. Such integers are input errors wherever they appear, named by place, and nothing
+# is sent.
 
 SAFE = 2**53 - 1
 
@@ -127,17 +151,27 @@ def _write(tmp_path, name: str, lines: list[str]):
 
 
 def test_integers_at_the_edge_of_the_safe_range_are_sent_as_written(wfbus, tmp_path):
-    lines = [f'{{"topic":"t","urn":{value},"payload":{{"n":{value}}},"attempt":{SAFE}}}' for value in (SAFE, -SAFE)]
+    lines = [
+        f'{{"topic":"t","urn":{value},"payload":{{"n":{value}}},"attempt":{SAFE}}}'
+        for value in (SAFE, -SAFE)
+    ]
     name = _write(tmp_path, "edge.jsonl", lines)
     assert wfbus("validate", name).code == 0
     assert wfbus("emit", name).code == 0
-    bodies = [json.dumps(e, separators=(",", ":")) for e in json.loads(wfbus("peek", "-n", "5", "-o", "json").out)]
+    bodies = [
+        json.dumps(e, separators=(",", ":"))
+        for e in json.loads(wfbus("peek", "-n", "5", "-o", "json").out)
+    ]
     assert bodies == lines
 
 
 @pytest.mark.parametrize("value", [2**53, 2**53 + 1, -(2**53), -(2**53) - 1, 2**64 + 1, 10**30])
-def test_an_unsafe_integer_urn_is_an_input_error_with_a_hint_to_send_a_string(wfbus, tmp_path, value):
-    name = _write(tmp_path, "u.jsonl", ['{"topic":"t","urn":"ok"}', f'{{"topic":"t","urn":{value}}}'])
+def test_an_unsafe_integer_urn_is_an_input_error_with_a_hint_to_send_a_string(
+    wfbus, tmp_path, value
+):
+    name = _write(
+        tmp_path, "u.jsonl", ['{"topic":"t","urn":"ok"}', f'{{"topic":"t","urn":{value}}}']
+    )
     for command in ("validate", "emit"):
         result = wfbus(command, name)
         assert result.code == 3, (command, result.err)
@@ -158,8 +192,10 @@ def test_an_unsafe_integer_attempt_is_an_input_error(wfbus, tmp_path, value):
 
 def test_unsafe_integers_inside_the_payload_are_named_by_their_path(wfbus, tmp_path):
     big = 2**53 + 1
-    doc = (f'{{"topic":"t","urn":"u","payload":{{"a":{{"b":{big}}},"ids":[1,{-big}],"ok":1e300,'
-           f'"s":"{big}","f":9007199254740993.5,"odd.key":{big}}}}}')
+    doc = (
+        f'{{"topic":"t","urn":"u","payload":{{"a":{{"b":{big}}},"ids":[1,{-big}],"ok":1e300,'
+        f'"s":"{big}","f":9007199254740993.5,"odd.key":{big}}}}}'
+    )
     name = _write(tmp_path, "p.jsonl", [doc])
     for command in ("validate", "emit"):
         result = wfbus(command, name)
@@ -167,7 +203,11 @@ def test_unsafe_integers_inside_the_payload_are_named_by_their_path(wfbus, tmp_p
         for place in ("payload.a.b", "payload.ids.1", 'payload["odd.key"]'):
             assert f"p.jsonl:1: {place}: " in result.err, (place, result.err)
         # floats, exponents and strings are read alike by JavaScript and are not refused
-        assert "payload.ok" not in result.err and "payload.s" not in result.err and "payload.f" not in result.err
+        assert (
+            "payload.ok" not in result.err
+            and "payload.s" not in result.err
+            and "payload.f" not in result.err
+        )
     assert _depth_ready(wfbus) == [0, 0]
 
 
@@ -179,9 +219,24 @@ def test_an_unsafe_integer_given_inline_is_refused(wfbus):
     assert _depth_ready(wfbus) == [0, 0]
 
 
-@pytest.mark.parametrize("topic", [" ", "\t", "  \n ", "\u00a0", "order\nsubmit", "a\x00b", "tab\tinside", "del\x7f",
-                                   "c1\x85", "\x1b[31mred"])
-def test_a_topic_of_only_whitespace_or_with_control_characters_is_refused_by_validator_and_schema(topic):
+@pytest.mark.parametrize(
+    "topic",
+    [
+        " ",
+        "\t",
+        "  \n ",
+        "\u00a0",
+        "order\nsubmit",
+        "a\x00b",
+        "tab\tinside",
+        "del\x7f",
+        "c1\x85",
+        "\x1b[31mred",
+    ],
+)
+def test_a_topic_of_only_whitespace_or_with_control_characters_is_refused_by_validator_and_schema(
+    topic,
+):
     for key in ("topic", "event"):
         doc = {key: topic, "urn": "u"}
         with pytest.raises(EventInvalid) as caught:
@@ -190,7 +245,9 @@ def test_a_topic_of_only_whitespace_or_with_control_characters_is_refused_by_val
         assert not _schema_accepts(doc), doc
 
 
-@pytest.mark.parametrize("topic", ["order.submit", " padded ", "ordre.créée", "注文", "a b", "x" * 300])
+@pytest.mark.parametrize(
+    "topic", ["order.submit", " padded ", "ordre.créée", "注文", "a b", "x" * 300]
+)
 def test_topics_with_visible_characters_stay_valid_for_both(topic):
     doc = {"topic": topic, "urn": "u"}
     assert parse_event(doc).topic == topic
@@ -198,8 +255,11 @@ def test_topics_with_visible_characters_stay_valid_for_both(topic):
 
 
 def test_a_whitespace_topic_in_a_file_is_an_input_error_and_nothing_is_sent(wfbus, tmp_path):
-    path = _write(tmp_path, "e.jsonl", ['{"topic":"ok","urn":"a"}', '{"topic":"  ","urn":"b"}',
-                                         '{"topic":"a\\u0007b","urn":"c"}'])
+    path = _write(
+        tmp_path,
+        "e.jsonl",
+        ['{"topic":"ok","urn":"a"}', '{"topic":"  ","urn":"b"}', '{"topic":"a\\u0007b","urn":"c"}'],
+    )
     result = wfbus("emit", str(path))
     assert result.code == 3, result.err
     assert "e.jsonl:2: topic:" in result.err and "e.jsonl:3: topic:" in result.err

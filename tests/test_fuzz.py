@@ -12,8 +12,14 @@ from wfbus import strictjson
 from wfbus.event import EventInvalid, parse_event
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -33,14 +39,26 @@ def _fast(text: bytes):
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(json_values, st.sampled_from([None, 2]), st.sampled_from([(",", ":"), (", ", ": "), (",", " : ")]))
+@given(
+    json_values,
+    st.sampled_from([None, 2]),
+    st.sampled_from([(",", ":"), (", ", ": "), (",", " : ")]),
+)
 def test_the_fast_path_reads_what_the_reference_reads(value, indent, separators):
     text = json.dumps(value, indent=indent, separators=separators, ensure_ascii=False).encode()
     assert _fast(text) == _reference(text)
 
 
 @settings(max_examples=400)
-@given(st.lists(st.tuples(st.sampled_from(["a", "b", "topic", "urn", "k\\\"q"]), st.integers(-10**9, 10**9)), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "topic", "urn", 'k\\"q']), st.integers(-(10**9), 10**9)
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_duplicate_keys_are_found_however_the_object_is_written(pairs):
     text = ("{" + ",".join(f'"{k}":{v}' for k, v in pairs) + "}").encode()
     keys = [json.loads(f'"{k}"') for k, _ in pairs]
@@ -67,9 +85,19 @@ def test_any_json_value_is_an_event_or_a_list_of_named_problems(value):
     try:
         parse_event(value)
     except EventInvalid as exc:
-        named = ("topic: ", "event: ", "urn: ", "attempt: ", "payload.", "payload[", "payload: ",
-                 "must be a JSON object")
-        assert exc.problems and all(p.startswith(named) or ": unknown key (" in p for p in exc.problems), exc.problems
+        named = (
+            "topic: ",
+            "event: ",
+            "urn: ",
+            "attempt: ",
+            "payload.",
+            "payload[",
+            "payload: ",
+            "must be a JSON object",
+        )
+        assert exc.problems and all(
+            p.startswith(named) or ": unknown key (" in p for p in exc.problems
+        ), exc.problems
 
 
 BIG_PAYLOAD = b'{"topic":"t","urn":"u","payload":"' + b"x" * 10_000_000 + b'"}'
@@ -86,8 +114,16 @@ NASTY: list[tuple[bytes, int, str]] = [
     (b'{"topic":"t","urn":NaN}', 3, ":1: NaN is not valid JSON"),
     (b'{"topic":"t","urn":Infinity}', 3, ":1: Infinity is not valid JSON"),
     (b'{"topic":"t","urn":1e999}', 3, ":1: invalid JSON: a number is too large for a double"),
-    (b'{"topic":"t","urn":' + b"9" * 5000 + b"}", 3, ":1: invalid JSON: a number has too many digits"),
-    (b'{"topic":"t","urn":' + b"9" * 4000 + b"}", 3, ":1: urn: 99999999999999999999...999999 (4000 digits) is outside"),
+    (
+        b'{"topic":"t","urn":' + b"9" * 5000 + b"}",
+        3,
+        ":1: invalid JSON: a number has too many digits",
+    ),
+    (
+        b'{"topic":"t","urn":' + b"9" * 4000 + b"}",
+        3,
+        ":1: urn: 99999999999999999999...999999 (4000 digits) is outside",
+    ),
     (b"[" * 100000 + b"]" * 100000, 3, ":1: invalid JSON: nested too deeply"),
     (b'{"topic":"t","urn":"u","urn":"v"}', 3, ":1: duplicate key 'urn'"),
     (b'{"topic":"t","urn":true}', 3, ":1: urn: must be a non-empty string or an integer, got true"),
@@ -95,8 +131,12 @@ NASTY: list[tuple[bytes, int, str]] = [
     (b'{"topic":"t","urn":""}', 3, ':1: urn: must be a non-empty string or an integer, got ""'),
     (b'{"topic":"t","urn":"u","attempt":-1}', 3, ":1: attempt: must be an integer ≥ 0, got -1"),
     (b'{"topic":"t","urn":"\\ud800"}', 3, ":1: invalid JSON: a \\u escape is a lone surrogate"),
-    (b'{"topic":"t","urn":9007199254740993}', 3, ':1: urn: 9007199254740993 is outside ±(2^53−1)'),
-    (b'{"topic":"t","urn":"u","payload":{"id":[18446744073709551617]}}', 3, ":1: payload.id.0: 18446744073709551617"),
+    (b'{"topic":"t","urn":9007199254740993}', 3, ":1: urn: 9007199254740993 is outside ±(2^53−1)"),
+    (
+        b'{"topic":"t","urn":"u","payload":{"id":[18446744073709551617]}}',
+        3,
+        ":1: payload.id.0: 18446744073709551617",
+    ),
     (b'{"topic":"t","urn":"u","payload":{"n":1e300}}', 0, ""),  # a float JavaScript reads alike
     (b'{"topic":"t","urn":"\\u00fc\\ud83d\\ude00"}', 0, ""),  # a valid surrogate pair is text
     (BIG_PAYLOAD, 0, ""),
@@ -115,15 +155,31 @@ def test_every_nasty_input_gets_its_one_right_answer_and_only_valid_ones_are_sen
         for command in ("validate", "emit"):
             result = wfbus(command, name)
             assert result.code == code, (index, command, result.code, result.err[:300])
-            assert "Traceback" not in result.err and "internal error" not in result.err, (index, result.err[:300])
+            assert "Traceback" not in result.err and "internal error" not in result.err, (
+                index,
+                result.err[:300],
+            )
             if code == 3:  # the reason, at its place (file:line where there is a line)
                 place = f"{name}{reason}" if reason.startswith(":") else name
-                assert place in result.err and reason in result.err, (index, command, result.err[:300])
+                assert place in result.err and reason in result.err, (
+                    index,
+                    command,
+                    result.err[:300],
+                )
         sent += code == 0
-        assert _ready(wfbus) == {"main": sent, "dead-letter": 0}, index  # refused: nothing published
+        assert _ready(wfbus) == {"main": sent, "dead-letter": 0}, (
+            index
+        )  # refused: nothing published
     # what was sent is what was given, byte for byte (the 10 MB payload included)
-    bodies = [json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode()
-              for e in json.loads(wfbus("peek", "--all", "--force", "-o", "json").out)]
-    given = [json.dumps({**json.loads(data), "attempt": 0}, separators=(",", ":"), ensure_ascii=False).encode()
-             for data, code, _ in NASTY if code == 0]
+    bodies = [
+        json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode()
+        for e in json.loads(wfbus("peek", "--all", "--force", "-o", "json").out)
+    ]
+    given = [
+        json.dumps(
+            {**json.loads(data), "attempt": 0}, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+        for data, code, _ in NASTY
+        if code == 0
+    ]
     assert bodies == given

@@ -7,7 +7,6 @@ import json
 import os
 import random
 import re
-import sqlite3
 import struct
 import tracemalloc
 
@@ -42,20 +41,43 @@ def _value(rng: random.Random, depth: int = 0):
     if kind == 0:
         return rng.choice([None, True, False])
     if kind == 1:
-        return rng.choice([0, -1, 2**53 - 1, -(2**53 - 1), 2**53, 2**63 - 1, 2**64, -(2**70), rng.randrange(-999, 999)])
+        return rng.choice(
+            [
+                0,
+                -1,
+                2**53 - 1,
+                -(2**53 - 1),
+                2**53,
+                2**63 - 1,
+                2**64,
+                -(2**70),
+                rng.randrange(-999, 999),
+            ]
+        )
     if kind == 2:
         return _float(rng)
     if kind in (3, 4, 5):
-        return "".join(rng.choice(["a", "é", "日", "\\", '"', "\n", "\t", "\x00", "\u2028", "😀", "1e5", "0.0000"])
-                       for _ in range(rng.randrange(0, 6)))
+        return "".join(
+            rng.choice(
+                ["a", "é", "日", "\\", '"', "\n", "\t", "\x00", "\u2028", "😀", "1e5", "0.0000"]
+            )
+            for _ in range(rng.randrange(0, 6))
+        )
     if kind in (6, 7):
-        return {rng.choice(["a", "b", "é", "Z", "😀", "topic", ""]): _value(rng, depth + 1) for _ in range(rng.randrange(0, 4))}
+        return {
+            rng.choice(["a", "b", "é", "Z", "😀", "topic", ""]): _value(rng, depth + 1)
+            for _ in range(rng.randrange(0, 4))
+        }
     return [_value(rng, depth + 1) for _ in range(rng.randrange(0, 4))]
 
 
 def _texts(rng: random.Random, value) -> list[bytes]:
     compact = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-    texts = [compact, json.dumps(value).encode(), json.dumps(value, ensure_ascii=False, indent=1).encode()]
+    texts = [
+        compact,
+        json.dumps(value).encode(),
+        json.dumps(value, ensure_ascii=False, indent=1).encode(),
+    ]
     if compact.startswith(b"{") and len(compact) > 2:
         texts.append(b'{"a":1,' + compact[1:])  # maybe a duplicate key
         texts.append(compact[:-1] + b',"a":NaN}')
@@ -74,12 +96,16 @@ def test_the_fast_parse_reads_every_generated_text_as_the_reference_decoder_does
     for _ in range(4000):
         value = _value(rng)
         for text in _texts(rng, value):
-            fast = _outcome(lambda: strictjson.loads(text))
-            reference = _outcome(lambda: strictjson._reference_loads(text))
+            fast = _outcome(lambda text=text: strictjson.loads(text))
+            reference = _outcome(lambda text=text: strictjson._reference_loads(text))
             assert fast[0] == reference[0], text
             if fast[0] == "ok":
-                assert json.dumps(fast[1], sort_keys=True) == json.dumps(reference[1], sort_keys=True), text
-                assert [type(x) for x in _walk(fast[1])] == [type(x) for x in _walk(reference[1])], text
+                assert json.dumps(fast[1], sort_keys=True) == json.dumps(
+                    reference[1], sort_keys=True
+                ), text
+                assert [type(x) for x in _walk(fast[1])] == [
+                    type(x) for x in _walk(reference[1])
+                ], text
 
 
 def _walk(value):
@@ -112,15 +138,17 @@ def test_the_short_path_of_parse_event_agrees_with_every_rule():
         text = json.dumps(doc).encode()
         checked = re.search(rb"[0-9]{16}", text) is None
         for ints_checked in {False, checked}:
-            fast = _outcome(lambda: parse_event(doc, ints_checked=ints_checked))
-            slow = _outcome(lambda: _parse_event_slowly(doc))
+            fast = _outcome(lambda doc=doc, ic=ints_checked: parse_event(doc, ints_checked=ic))
+            slow = _outcome(lambda doc=doc: _parse_event_slowly(doc))
             assert fast == slow, doc
 
 
 def test_a_line_holding_a_long_integer_is_still_checked(tmp_path):
     path = tmp_path / "e.jsonl"
-    path.write_bytes(b'{"topic":"t","urn":"u","payload":{"n":9007199254740993}}\n'
-                     b'{"topic":"t","urn":"u","payload":{"n":9007199254740991}}\n')
+    path.write_bytes(
+        b'{"topic":"t","urn":"u","payload":{"n":9007199254740993}}\n'
+        b'{"topic":"t","urn":"u","payload":{"n":9007199254740991}}\n'
+    )
     first, second = read_file(path, "e.jsonl")
     assert first.event is None and "payload.n" in first.problems[0]
     assert second.event is not None
@@ -135,8 +163,26 @@ def _seed_local(db_path, count: int) -> None:
     db.execute("BEGIN")
     db.executemany(
         "INSERT INTO messages (queue, body, headers, routing_key, message_id, enqueued_at) VALUES (?,?,?,?,?,?)",
-        [("local", json.dumps({"topic": "t", "urn": f"u-{i}", "payload": {"i": i, "pad": "x" * 150}, "attempt": 0},
-                              separators=(",", ":")).encode(), "{}", "t", f"m{i}", 0.0) for i in range(count)])
+        [
+            (
+                "local",
+                json.dumps(
+                    {
+                        "topic": "t",
+                        "urn": f"u-{i}",
+                        "payload": {"i": i, "pad": "x" * 150},
+                        "attempt": 0,
+                    },
+                    separators=(",", ":"),
+                ).encode(),
+                "{}",
+                "t",
+                f"m{i}",
+                0.0,
+            )
+            for i in range(count)
+        ],
+    )
     db.execute("COMMIT")
     db.close()
 
@@ -158,11 +204,15 @@ def test_peek_all_holds_a_page_not_the_queue(wfbus, tmp_path, mode):
     for count in (3000, 30000):
         db = tmp_path / f"q{count}.db"
         _seed_local(db, count)
-        (tmp_path / "wfbus.yaml").write_text(f"brokers:\n  local:\n    type: local\n    path: {db}\n")
+        (tmp_path / "wfbus.yaml").write_text(
+            f"brokers:\n  local:\n    type: local\n    path: {db}\n"
+        )
         peak, out = _peak_peek(wfbus, *mode)
         peaks[count] = peak - len(out) * 2  # capsys keeps the output text in this process
         if mode == ["-o", "jsonl"]:
-            assert [json.loads(line)["urn"] for line in out.splitlines()] == [f"u-{i}" for i in range(count)]
+            assert [json.loads(line)["urn"] for line in out.splitlines()] == [
+                f"u-{i}" for i in range(count)
+            ]
         elif mode:
             assert [d["urn"] for d in json.loads(out)] == [f"u-{i}" for i in range(count)]
         else:
@@ -174,7 +224,11 @@ def test_peek_all_holds_a_page_not_the_queue(wfbus, tmp_path, mode):
 
 def test_a_small_peek_is_one_table_as_before(wfbus, tmp_path):
     _seed_local(tmp_path / "q.db", 3)
-    (tmp_path / "wfbus.yaml").write_text(f"brokers:\n  local:\n    type: local\n    path: {tmp_path / 'q.db'}\n")
+    (tmp_path / "wfbus.yaml").write_text(
+        f"brokers:\n  local:\n    type: local\n    path: {tmp_path / 'q.db'}\n"
+    )
     out = wfbus("peek", "--all").out.splitlines()
     assert out[0].endswith(": 3 message(s) shown, left in place")
-    assert out[1].split() == ["#", "event", "id", "topic", "urn", "attempt", "body"] and len(out) == 5
+    assert (
+        out[1].split() == ["#", "event", "id", "topic", "urn", "attempt", "body"] and len(out) == 5
+    )

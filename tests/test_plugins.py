@@ -11,8 +11,8 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import write_config, write_jsonl
+
 from wfbus import brokers
 
 PLUGIN = '''
@@ -55,7 +55,9 @@ class FlakyBroker(Broker):
 def flaky_plugin(tmp_path, monkeypatch):
     site = tmp_path / "site"
     (site / "wfbus_flaky-1.0.dist-info").mkdir(parents=True)
-    (site / "wfbus_flaky-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: wfbus-flaky\nVersion: 1.0\n")
+    (site / "wfbus_flaky-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: wfbus-flaky\nVersion: 1.0\n"
+    )
     (site / "wfbus_flaky-1.0.dist-info" / "entry_points.txt").write_text(
         "[wfbus.brokers]\nflaky = wfbus_flaky:FlakyBroker\n"
     )
@@ -77,24 +79,36 @@ def test_a_plugin_broker_type_is_found_through_its_entry_point(wfbus, tmp_path, 
 def test_a_plugin_settings_model_rejects_unknown_keys(wfbus, tmp_path, flaky_plugin):
     write_config(tmp_path / "wfbus.yaml", {"f": {"type": "flaky", "rejct_topic": "x"}})
     result = wfbus("depth")
-    assert result.code == 4 and "brokers.f.rejct_topic: unknown key (did you mean reject_topic?)" in result.err
+    assert (
+        result.code == 4
+        and "brokers.f.rejct_topic: unknown key (did you mean reject_topic?)" in result.err
+    )
 
 
-def test_failed_events_are_reported_one_by_one_with_exit_1_and_written_for_a_rerun(wfbus, tmp_path, flaky_plugin):
+def test_failed_events_are_reported_one_by_one_with_exit_1_and_written_for_a_rerun(
+    wfbus, tmp_path, flaky_plugin
+):
     write_config(tmp_path / "wfbus.yaml", {"f": {"type": "flaky"}})
-    events = [{"topic": "ok", "urn": "a"}, {"topic": "reject.me", "urn": "b"}, {"topic": "ok", "urn": "c"},
-              {"topic": "reject.me", "urn": 4, "payload": {"x": 1}}]
+    events = [
+        {"topic": "ok", "urn": "a"},
+        {"topic": "reject.me", "urn": "b"},
+        {"topic": "ok", "urn": "c"},
+        {"topic": "reject.me", "urn": 4, "payload": {"x": 1}},
+    ]
     write_jsonl(tmp_path / "e.jsonl", events)
     result = wfbus("-o", "json", "emit", "e.jsonl", "--failed-out", "failed.jsonl")
     assert result.code == 1
     doc = result.json()
     assert doc["published"] == 2
     assert [(f["place"], f["error"]) for f in doc["failed"]] == [
-        ("e.jsonl:2", "rejected by flaky"), ("e.jsonl:4", "rejected by flaky")
+        ("e.jsonl:2", "rejected by flaky"),
+        ("e.jsonl:4", "rejected by flaky"),
     ]
     failed = [json.loads(line) for line in (tmp_path / "failed.jsonl").read_text().splitlines()]
-    assert failed == [{"topic": "reject.me", "urn": "b", "attempt": 0},
-                      {"topic": "reject.me", "urn": 4, "payload": {"x": 1}, "attempt": 0}]
+    assert failed == [
+        {"topic": "reject.me", "urn": "b", "attempt": 0},
+        {"topic": "reject.me", "urn": 4, "payload": {"x": 1}, "attempt": 0},
+    ]
 
 
 def test_a_connection_lost_mid_emit_keeps_every_unconfirmed_event(wfbus, tmp_path, flaky_plugin):
@@ -104,7 +118,9 @@ def test_a_connection_lost_mid_emit_keeps_every_unconfirmed_event(wfbus, tmp_pat
     assert result.code == 1
     doc = result.json()
     assert doc["published"] == 2 and doc["aborted"] == "flaky: connection lost"
-    rest = [json.loads(line)["urn"] for line in (tmp_path / "failed.jsonl").read_text().splitlines()]
+    rest = [
+        json.loads(line)["urn"] for line in (tmp_path / "failed.jsonl").read_text().splitlines()
+    ]
     assert rest == [f"u{i}" for i in range(2, 7)]
 
 

@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, run_process, write_config, write_jsonl
 
 DRIVERS = ("boto3", "botocore", "kafka", "pika")
@@ -25,18 +24,26 @@ def _imported_modules(args: list[str], cwd) -> set[str]:
         "except SystemExit:\n    pass\n"
         "print('MODULES=' + ','.join(sorted(sys.modules)), file=sys.stderr)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "NO_COLOR": "1"})
-    line = [l for l in proc.stderr.splitlines() if l.startswith("MODULES=")][-1]
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    line = [x for x in proc.stderr.splitlines() if x.startswith("MODULES=")][-1]
     return set(line.removeprefix("MODULES=").split(","))
 
 
-@pytest.mark.parametrize("args", [
-    ["--help"],
-    ["emit", "--topic", "t", "--urn", "u"],
-    ["depth"],
-    ["replay"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["emit", "--topic", "t", "--urn", "u"],
+        ["depth"],
+        ["replay"],
+    ],
+)
 def test_help_and_local_commands_import_no_broker_driver(tmp_path, args):
     modules = _imported_modules(args, tmp_path)
     assert "wfbus.cli" in modules
@@ -45,8 +52,16 @@ def test_help_and_local_commands_import_no_broker_driver(tmp_path, args):
 
 def test_exit_codes_seen_by_a_shell(tmp_path):
     assert run_process("emit", "--topic", "t", "--urn", "u", cwd=tmp_path).code == 0
-    assert run_process("emit", str(REPO / "sample_events_invalid" / "invalid-events.jsonl"), cwd=tmp_path).code == 3
-    assert run_process("emit", "--broker", "nope", "--topic", "t", "--urn", "u", cwd=tmp_path).code == 2
+    assert (
+        run_process(
+            "emit", str(REPO / "sample_events_invalid" / "invalid-events.jsonl"), cwd=tmp_path
+        ).code
+        == 3
+    )
+    assert (
+        run_process("emit", "--broker", "nope", "--topic", "t", "--urn", "u", cwd=tmp_path).code
+        == 2
+    )
     (tmp_path / "wfbus.yaml").write_text("brokers: [")
     assert run_process("depth", cwd=tmp_path).code == 4
 
@@ -74,8 +89,12 @@ def test_a_local_replay_killed_with_sigkill_moves_each_message_exactly_once(tmp_
     write_jsonl(tmp_path / "e.jsonl", events)
     assert run_process("emit", "--dead-letter", "e.jsonl", cwd=tmp_path).code == 0
 
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "replay", "--batch", "50"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wfbus", "replay", "--batch", "50"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(kill_after)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -22,10 +22,10 @@ import random
 
 import jsonschema
 import pytest
+from conftest import run_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_process
 from wfbus.event import EventInvalid, parse_event
 
 SAFE = 2**53 - 1
@@ -56,15 +56,21 @@ def published(tmp_path_factory) -> Published:
 
 big_ints = st.sampled_from([SAFE, SAFE + 1, SAFE + 2, -SAFE, -SAFE - 1, 2**63, 2**64 + 1, 10**30])
 ints = st.integers(-5, 5) | st.integers() | big_ints
-floats = (st.floats(allow_nan=False, allow_infinity=False)
-          | st.integers(-10, 10).map(float)
-          | st.sampled_from([float(2**53), 1e300, -1e16, 9007199254740993.5]))
+floats = (
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-10, 10).map(float)
+    | st.sampled_from([float(2**53), 1e300, -1e16, 9007199254740993.5])
+)
 names = st.sampled_from(["", "order.submit", "t", "ü", " "]) | st.text(max_size=6)
 scalars = st.none() | st.booleans() | ints | floats | names
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(["a", "b", "", "x.y", "7"])
-                                                                      | st.text(max_size=4), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["a", "b", "", "x.y", "7"]) | st.text(max_size=4), children, max_size=4
+        )
+    ),
     max_leaves=12,
 )
 
@@ -73,32 +79,48 @@ valid_names = st.sampled_from(["order.submit", "t", "ü", " "]) | st.text(min_si
 valid_urns = valid_names | st.integers(-SAFE, SAFE) | st.sampled_from([0, SAFE, -SAFE])
 valid_attempts = st.integers(0, 5) | st.sampled_from([SAFE])
 safe_payloads = st.recursive(
-    st.none() | st.booleans() | st.integers(-SAFE, SAFE) | st.floats(allow_nan=False, allow_infinity=False,
-                                                                      min_value=-1e15, max_value=1e15) | st.text(),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-SAFE, SAFE)
+    | st.floats(allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
     max_leaves=8,
 )
 
 # One step from a valid event to its neighbour: each is a rule of the wire-format table.
 MUTATIONS = {
     "drop topic": lambda d, draw: d.pop("topic", None),
-    "topic to event": lambda d, draw: d.__setitem__("event", d.pop("topic")) if "topic" in d else None,
-    "event equal to topic": lambda d, draw: d.__setitem__("event", d["topic"]) if "topic" in d else None,
+    "topic to event": lambda d, draw: (
+        d.__setitem__("event", d.pop("topic")) if "topic" in d else None
+    ),
+    "event equal to topic": lambda d, draw: (
+        d.__setitem__("event", d["topic"]) if "topic" in d else None
+    ),
     "event differs": lambda d, draw: d.__setitem__("event", draw(valid_names | scalars)),
     "bad topic": lambda d, draw: d.__setitem__("topic", draw(scalars)),
     "drop urn": lambda d, draw: d.pop("urn", None),
-    "bad urn": lambda d, draw: d.__setitem__("urn", draw(ints | floats | st.booleans() | st.none() | names
-                                                         | st.lists(ints, max_size=1))),
+    "bad urn": lambda d, draw: d.__setitem__(
+        "urn", draw(ints | floats | st.booleans() | st.none() | names | st.lists(ints, max_size=1))
+    ),
     "float urn": lambda d, draw: d.__setitem__("urn", float(draw(st.integers(-10, 10)))),
     "big urn": lambda d, draw: d.__setitem__("urn", draw(big_ints)),
-    "bad attempt": lambda d, draw: d.__setitem__("attempt", draw(ints | floats | st.booleans() | st.none()
-                                                                 | st.sampled_from(["1", "0"]))),
-    "float attempt": lambda d, draw: d.__setitem__("attempt", draw(st.sampled_from([0.0, 2.0, -1.0, 1e20]))),
+    "bad attempt": lambda d, draw: d.__setitem__(
+        "attempt", draw(ints | floats | st.booleans() | st.none() | st.sampled_from(["1", "0"]))
+    ),
+    "float attempt": lambda d, draw: d.__setitem__(
+        "attempt", draw(st.sampled_from([0.0, 2.0, -1.0, 1e20]))
+    ),
     "big attempt": lambda d, draw: d.__setitem__("attempt", draw(big_ints)),
     "payload": lambda d, draw: d.__setitem__("payload", draw(json_values)),
-    "big in payload": lambda d, draw: d.__setitem__("payload", {"a": {"b": draw(big_ints | floats)}, "c": [draw(ints)]}),
-    "unknown key": lambda d, draw: d.__setitem__(draw(st.sampled_from(["atempt", "extra", "", "Topic", "payload "])),
-                                                 draw(scalars)),
+    "big in payload": lambda d, draw: d.__setitem__(
+        "payload", {"a": {"b": draw(big_ints | floats)}, "c": [draw(ints)]}
+    ),
+    "unknown key": lambda d, draw: d.__setitem__(
+        draw(st.sampled_from(["atempt", "extra", "", "Topic", "payload "])), draw(scalars)
+    ),
     "not an object": lambda d, draw: None,
 }
 
@@ -181,20 +203,23 @@ def test_schema_and_validator_agree_on_generated_events(published, doc):
     check_agreement(published, doc)
 
 
-@pytest.mark.parametrize("doc,valid", [
-    ({"topic": "t", "urn": SAFE, "attempt": SAFE, "payload": {"n": -SAFE}}, True),
-    ({"topic": "t", "urn": SAFE + 1}, False),
-    ({"topic": "t", "urn": -SAFE - 1}, False),
-    ({"topic": "t", "urn": "u", "attempt": SAFE + 1}, False),
-    ({"topic": "t", "urn": "u", "payload": {"a": [{"b": 2**64}]}}, False),
-    ({"topic": "t", "urn": "u", "payload": {"f": 4503599627370495.5, "g": -1e15}}, True),
-    ({"topic": "t", "event": "t", "urn": "u"}, True),
-    ({"event": "t", "urn": 0}, True),
-    ({"topic": "t", "urn": True}, False),
-    ({"topic": "t", "urn": "u", "attempt": False}, False),
-    ({"topic": "t", "urn": 1.5}, False),
-    ({"topic": "t", "urn": "u", "": 1}, False),
-])
+@pytest.mark.parametrize(
+    "doc,valid",
+    [
+        ({"topic": "t", "urn": SAFE, "attempt": SAFE, "payload": {"n": -SAFE}}, True),
+        ({"topic": "t", "urn": SAFE + 1}, False),
+        ({"topic": "t", "urn": -SAFE - 1}, False),
+        ({"topic": "t", "urn": "u", "attempt": SAFE + 1}, False),
+        ({"topic": "t", "urn": "u", "payload": {"a": [{"b": 2**64}]}}, False),
+        ({"topic": "t", "urn": "u", "payload": {"f": 4503599627370495.5, "g": -1e15}}, True),
+        ({"topic": "t", "event": "t", "urn": "u"}, True),
+        ({"event": "t", "urn": 0}, True),
+        ({"topic": "t", "urn": True}, False),
+        ({"topic": "t", "urn": "u", "attempt": False}, False),
+        ({"topic": "t", "urn": 1.5}, False),
+        ({"topic": "t", "urn": "u", "": 1}, False),
+    ],
+)
 def test_corners_where_both_sides_must_give_the_same_answer(published, doc, valid):
     assert validator_accepts(doc) == valid
     assert published.is_valid(doc) == valid
@@ -232,7 +257,9 @@ def _random_doc(rng: random.Random) -> dict:
     if rng.random() < 0.5:
         doc["attempt"] = pick([0, 3, -1, 2.0, True, "1", SAFE, SAFE + 1])
     if rng.random() < 0.5:
-        doc["payload"] = pick([None, {"a": {"b": SAFE + 1}}, {"a": [1, 2.0]}, [2**70], 1e300, "x", {"n": SAFE}])
+        doc["payload"] = pick(
+            [None, {"a": {"b": SAFE + 1}}, {"a": [1, 2.0]}, [2**70], 1e300, "x", {"n": SAFE}]
+        )
     if rng.random() < 0.1:
         doc[pick(["atempt", "extra", ""])] = 1
     return doc

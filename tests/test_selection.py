@@ -3,7 +3,8 @@
 The rule: VALUE is read as JSON when it parses as JSON, and then equals a value of the same JSON
 type (numbers by value, so 1 == 1.0; a boolean never equals a number; a string never equals a
 number). VALUE that does not parse as JSON is a string and equals string values only.
-These are pure function tests (selection is wfbus's own logic); one CLI test replays on the local broker.
+These are pure function tests (selection is wfbus's own logic); one CLI test replays on the local
+broker.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import write_jsonl
+
 from wfbus.brokers.base import ReceivedMessage
 from wfbus.selection import Selection, parse_message
 
 
-def _parsed(payload: object = None, *, urn: object = "u-1", body: bytes | None = None, headers=None):
+def _parsed(
+    payload: object = None, *, urn: object = "u-1", body: bytes | None = None, headers=None
+):
     if body is None:
-        body = json.dumps({"topic": "order.submit", "urn": urn, "payload": payload, "attempt": 0}).encode()
+        body = json.dumps(
+            {"topic": "order.submit", "urn": urn, "payload": payload, "attempt": 0}
+        ).encode()
     return parse_message(ReceivedMessage(body=body, headers=headers or {}, handle=None))
 
 
@@ -29,25 +34,41 @@ def _selects(expression: str, payload: object = None, **kwargs) -> bool:
 
 
 # payload.flag=1 used to select true, 1 and "1": only the number 1 (and 1.0, the same JSON number)
-@pytest.mark.parametrize("flag,selected", [
-    (1, True), (1.0, True), (True, False), ("1", False), (False, False), (0, False), (None, False), ([1], False),
-    (2, False),
-])
+@pytest.mark.parametrize(
+    "flag,selected",
+    [
+        (1, True),
+        (1.0, True),
+        (True, False),
+        ("1", False),
+        (False, False),
+        (0, False),
+        (None, False),
+        ([1], False),
+        (2, False),
+    ],
+)
 def test_a_number_selects_numbers_of_that_value_only(flag, selected):
     assert _selects("payload.flag=1", {"flag": flag}) is selected
 
 
-@pytest.mark.parametrize("flag,selected", [(True, True), (1, False), ("true", False), (1.0, False), (None, False)])
+@pytest.mark.parametrize(
+    "flag,selected", [(True, True), (1, False), ("true", False), (1.0, False), (None, False)]
+)
 def test_true_selects_the_boolean_only(flag, selected):
     assert _selects("payload.flag=true", {"flag": flag}) is selected
 
 
-@pytest.mark.parametrize("flag,selected", [(False, True), (0, False), ("false", False), (None, False)])
+@pytest.mark.parametrize(
+    "flag,selected", [(False, True), (0, False), ("false", False), (None, False)]
+)
 def test_false_selects_the_boolean_only(flag, selected):
     assert _selects("payload.flag=false", {"flag": flag}) is selected
 
 
-@pytest.mark.parametrize("value,selected", [(None, True), ("null", False), (0, False), (False, False)])
+@pytest.mark.parametrize(
+    "value,selected", [(None, True), ("null", False), (0, False), (False, False)]
+)
 def test_null_selects_null_only(value, selected):
     assert _selects("payload.v=null", {"v": value}) is selected
 
@@ -57,12 +78,16 @@ def test_null_does_not_select_an_absent_key():
 
 
 # payload.currency="EUR" used to select nothing
-@pytest.mark.parametrize("currency,selected", [("EUR", True), ('"EUR"', False), ("eur", False), (None, False)])
+@pytest.mark.parametrize(
+    "currency,selected", [("EUR", True), ('"EUR"', False), ("eur", False), (None, False)]
+)
 def test_a_quoted_value_is_a_json_string(currency, selected):
     assert _selects('payload.currency="EUR"', {"currency": currency}) is selected
 
 
-@pytest.mark.parametrize("region,selected", [("eu", True), ("EU", False), ('"eu"', False), (["eu"], False)])
+@pytest.mark.parametrize(
+    "region,selected", [("eu", True), ("EU", False), ('"eu"', False), (["eu"], False)]
+)
 def test_a_value_that_is_not_json_is_a_string_and_matches_strings_only(region, selected):
     assert _selects("payload.region=eu", {"region": region}) is selected
 
@@ -73,33 +98,39 @@ def test_a_number_written_as_a_string_needs_quotes():
     assert not _selects("payload.code=1", {"code": "1"})
 
 
-@pytest.mark.parametrize("text,value,selected", [
-    ("1e400", "1e400", True),  # not JSON for wfbus (it would be Infinity): a string
-    ("1e400", 1e300, False),
-    ("", "", True),  # an empty right side is the empty string
-    ("", None, False),
-    (" eu", " eu", True),  # not JSON: compared as written, spaces included
-    (" 1", 1, True),  # JSON allows surrounding whitespace
-    ("01", "01", True),  # not JSON (a leading zero): a string
-    ("01", 1, False),
-    ("NaN", "NaN", True),  # strict JSON refuses NaN: a string
-    ("tru", "tru", True),
-])
+@pytest.mark.parametrize(
+    "text,value,selected",
+    [
+        ("1e400", "1e400", True),  # not JSON for wfbus (it would be Infinity): a string
+        ("1e400", 1e300, False),
+        ("", "", True),  # an empty right side is the empty string
+        ("", None, False),
+        (" eu", " eu", True),  # not JSON: compared as written, spaces included
+        (" 1", 1, True),  # JSON allows surrounding whitespace
+        ("01", "01", True),  # not JSON (a leading zero): a string
+        ("01", 1, False),
+        ("NaN", "NaN", True),  # strict JSON refuses NaN: a string
+        ("tru", "tru", True),
+    ],
+)
 def test_corners_of_what_parses_as_json(text, value, selected):
     assert _selects(f"payload.v={text}", {"v": value}) is selected
 
 
-@pytest.mark.parametrize("text,value,selected", [
-    ('{"a":1,"b":[true,null]}', {"b": [True, None], "a": 1.0}, True),
-    ('{"a":1}', {"a": True}, False),  # deep: a boolean never equals a number
-    ('{"a":1}', {"a": 1, "b": 2}, False),
-    ("[1,2]", [1, 2], True),
-    ("[1,2]", [2, 1], False),
-    ("[1]", [True], False),
-    ("[]", {}, False),
-    ("{}", {}, True),
-    ('"x"', "x", True),
-])
+@pytest.mark.parametrize(
+    "text,value,selected",
+    [
+        ('{"a":1,"b":[true,null]}', {"b": [True, None], "a": 1.0}, True),
+        ('{"a":1}', {"a": True}, False),  # deep: a boolean never equals a number
+        ('{"a":1}', {"a": 1, "b": 2}, False),
+        ("[1,2]", [1, 2], True),
+        ("[1,2]", [2, 1], False),
+        ("[1]", [True], False),
+        ("[]", {}, False),
+        ("{}", {}, True),
+        ('"x"', "x", True),
+    ],
+)
 def test_arrays_and_objects_compare_as_json_deeply(text, value, selected):
     assert _selects(f"payload.v={text}", {"v": value}) is selected
 
@@ -141,7 +172,10 @@ def test_all_matches_must_hold():
 def test_replay_match_on_the_local_broker_takes_exactly_the_written_values(wfbus, tmp_path):
     """The CLI end to end: what is replayed is what the rule selects; the rest stays in the DLQ."""
     values = [1, 1.0, True, "1", 0, None, "EUR", '"EUR"', False]
-    events = [{"topic": "order.submit", "urn": f"m{i}", "payload": {"flag": v}} for i, v in enumerate(values)]
+    events = [
+        {"topic": "order.submit", "urn": f"m{i}", "payload": {"flag": v}}
+        for i, v in enumerate(values)
+    ]
     write_jsonl(tmp_path / "dlq.jsonl", events)
     assert wfbus("emit", "--dead-letter", "dlq.jsonl").code == 0
 

@@ -1,7 +1,8 @@
 """The same input given twice is refused (exit 2, naming it), never read and sent twice.
 
 Sameness is the file itself (device + inode), whatever the spelling: `a` and `./a`, a symlink, a
-hard link, a file and a directory holding it, nested directories, stdin redirected from a named file.
+hard link, a file and a directory holding it, nested directories, stdin redirected from a named
+file.
 Distinct files with the same content are different inputs and are both sent.
 """
 
@@ -14,7 +15,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import run_process, write_jsonl
 
 
@@ -53,7 +53,9 @@ DUPLICATES = {
 
 @pytest.mark.parametrize("command", ["emit", "validate"])
 @pytest.mark.parametrize("case", sorted(DUPLICATES))
-def test_the_same_input_twice_is_a_usage_error_naming_it_and_nothing_is_sent(wfbus, tmp_path, command, case):
+def test_the_same_input_twice_is_a_usage_error_naming_it_and_nothing_is_sent(
+    wfbus, tmp_path, command, case
+):
     _layout(tmp_path)
     specs, named = DUPLICATES[case]
     specs = [s.replace("{tmp}", str(tmp_path)) for s in specs]
@@ -83,12 +85,19 @@ def test_many_distinct_sources_are_all_read_once_in_order(wfbus, tmp_path):
         if rng.random() < 0.4:
             folder = tmp_path / f"d{index}"
             for sub in sorted(rng.sample(range(10), rng.randint(1, 4))):
-                path = folder / f"s{sub}" / "e.jsonl" if rng.random() < 0.5 else folder / f"f{sub}.jsonl"
+                path = (
+                    folder / f"s{sub}" / "e.jsonl"
+                    if rng.random() < 0.5
+                    else folder / f"f{sub}.jsonl"
+                )
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_jsonl(path, _events(f"{index}-{sub}-", rng.randint(1, 5)))
             specs.append(f"d{index}")
-            expected += [json.loads(line)["urn"] for p in sorted(str(p) for p in folder.rglob("*.jsonl"))
-                         for line in open(p)]
+            expected += [
+                json.loads(line)["urn"]
+                for p in sorted(str(p) for p in folder.rglob("*.jsonl"))
+                for line in open(p)
+            ]
         else:
             events = _events(f"{index}-", rng.randint(1, 5))
             write_jsonl(tmp_path / f"f{index}.jsonl", events)
@@ -103,8 +112,15 @@ def test_many_distinct_sources_are_all_read_once_in_order(wfbus, tmp_path):
 def test_stdin_redirected_from_a_named_file_is_the_same_input(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", _events("a", 3))
     with open(tmp_path / "a.jsonl", "rb") as stdin:
-        proc = subprocess.run([sys.executable, "-m", "wfbus", "emit", "a.jsonl", "-"], cwd=tmp_path, stdin=stdin,
-                              capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "wfbus", "emit", "a.jsonl", "-"],
+            cwd=tmp_path,
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+            timeout=60,
+        )
     assert proc.returncode == 2, proc.stderr
     assert "a.jsonl" in proc.stderr and "twice" in proc.stderr
     depth = run_process("-o", "json", "depth", cwd=tmp_path).json()
@@ -115,13 +131,21 @@ def test_stdin_from_another_file_is_not_a_duplicate(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", _events("a", 3))
     write_jsonl(tmp_path / "b.jsonl", _events("b", 2))
     with open(tmp_path / "b.jsonl", "rb") as stdin:
-        proc = subprocess.run([sys.executable, "-m", "wfbus", "emit", "a.jsonl", "-"], cwd=tmp_path, stdin=stdin,
-                              capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "wfbus", "emit", "a.jsonl", "-"],
+            cwd=tmp_path,
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+            timeout=60,
+        )
     assert proc.returncode == 0, proc.stderr
     assert run_process("-o", "json", "depth", cwd=tmp_path).json()["queues"][0]["ready"] == 5
 
 
 # --- directories, pipes and hints (issue 15 item 14) ---
+
 
 def test_a_directory_skips_hidden_files_and_folders(wfbus, tmp_path):
     rng = random.Random(os.environ.get("SEED", "15"))
@@ -129,14 +153,24 @@ def test_a_directory_skips_hidden_files_and_folders(wfbus, tmp_path):
     (root / ".git" / "objects").mkdir(parents=True)
     (root / "sub" / ".cache").mkdir(parents=True)
     visible = {"a.jsonl": "a", "sub/b.json": "b", "sub/c.ndjson": "c"}
-    hidden = [".hidden.jsonl", ".git/x.json", ".git/objects/y.jsonl", "sub/.cache/z.json", "sub/.d.ndjson"]
+    hidden = [
+        ".hidden.jsonl",
+        ".git/x.json",
+        ".git/objects/y.jsonl",
+        "sub/.cache/z.json",
+        "sub/.d.ndjson",
+    ]
     for name, urn in visible.items():
         write_jsonl(root / name, [{"topic": "t", "urn": urn}])
     for name in hidden:  # not even valid events: reading them would fail the whole emit
         (root / name).write_text("not json " * rng.randint(1, 5))
     result = wfbus("emit", "in")
     assert result.code == 0, result.err
-    assert [e["urn"] for e in json.loads(wfbus("peek", "--limit", "10", "-o", "json").out)] == ["a", "b", "c"]
+    assert [e["urn"] for e in json.loads(wfbus("peek", "--limit", "10", "-o", "json").out)] == [
+        "a",
+        "b",
+        "c",
+    ]
 
 
 def test_a_directory_names_the_broken_links_it_skipped(wfbus, tmp_path):
@@ -147,18 +181,28 @@ def test_a_directory_names_the_broken_links_it_skipped(wfbus, tmp_path):
     (root / "dangling.json").symlink_to("nowhere.json")
     result = wfbus("emit", "in")
     assert result.code == 0, result.err
-    assert "gone.jsonl" in result.err and "dangling.json" in result.err and "broken link" in result.err
+    assert (
+        "gone.jsonl" in result.err and "dangling.json" in result.err and "broken link" in result.err
+    )
     assert _ready(wfbus) == 2
 
 
 def test_process_substitution_and_dev_stdin_are_read_like_stdin(tmp_path):
     events = _events("p", 7)
     write_jsonl(tmp_path / "e.jsonl", events)
-    script = (f"{sys.executable} -m wfbus validate <(cat e.jsonl) && "
-              f"{sys.executable} -m wfbus emit <(cat e.jsonl) && "
-              f"cat e.jsonl | {sys.executable} -m wfbus emit /dev/stdin")
-    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "NO_COLOR": "1"}, timeout=120)
+    script = (
+        f"{sys.executable} -m wfbus validate <(cat e.jsonl) && "
+        f"{sys.executable} -m wfbus emit <(cat e.jsonl) && "
+        f"cat e.jsonl | {sys.executable} -m wfbus emit /dev/stdin"
+    )
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "7 valid event(s)" in proc.stdout or "7" in proc.stdout, proc.stdout
     assert run_process("-o", "json", "depth", cwd=tmp_path).json()["queues"][0]["ready"] == 14
@@ -178,9 +222,13 @@ def test_the_sample_events_folder_can_be_emitted_as_a_whole(wfbus):
 
     result = wfbus("emit", str(REPO / "sample_events"))
     assert result.code == 0, result.err
-    count = sum(len(json.load(open(p))) if p.suffix == ".json" and json.load(open(p)).__class__ is list else
-                (1 if p.suffix == ".json" else sum(1 for line in open(p) if line.strip()))
-                for p in (REPO / "sample_events").rglob("*") if p.is_file())
+    count = sum(
+        len(json.load(open(p)))
+        if p.suffix == ".json" and json.load(open(p)).__class__ is list
+        else (1 if p.suffix == ".json" else sum(1 for line in open(p) if line.strip()))
+        for p in (REPO / "sample_events").rglob("*")
+        if p.is_file()
+    )
     assert _ready(wfbus) == count
 
 
@@ -188,4 +236,8 @@ def test_a_directory_given_as_dot_names_its_files_without_a_dot_slash(wfbus, tmp
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.jsonl").write_text('{"topic": "t"}\n')
     result = wfbus("validate", ".")
-    assert result.code == 3 and "sub/a.jsonl:1: urn: required" in result.err and "./sub" not in result.err
+    assert (
+        result.code == 3
+        and "sub/a.jsonl:1: urn: required" in result.err
+        and "./sub" not in result.err
+    )

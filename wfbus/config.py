@@ -27,7 +27,8 @@ class Config:
     """The brokers of one config file.
 
     Each broker's settings are validated (its pydantic model built, its module imported) when a
-    command first uses that broker, not when the file loads: `wfbus emit -b local` never pays for the
+    command first uses that broker, not when the file loads: `wfbus emit -b local` never pays for
+    the
     Kafka, SQS and RabbitMQ models of the same file.  What needs no model is still checked for every
     broker at load time: the shape of the file, `${VAR}` interpolation and that each type exists.
     """
@@ -39,13 +40,20 @@ class Config:
     warnings: list[str] = field(default_factory=list)  # about the file as a whole
     on_warning: Callable[[str], None] | None = None
     _label: str = "built-in config"
-    _settings: dict[str, Any] = field(default_factory=dict)  # name -> BrokerSettings, validated once
-    # name -> "path: environment variable X is not set" for each unset ${VAR} of that broker: an error only
+    _settings: dict[str, Any] = field(
+        default_factory=dict
+    )  # name -> BrokerSettings, validated once
+    # name -> "path: environment variable X is not set" for each unset ${VAR} of that broker: an
+    # error only
     # when a command uses that broker, and then all of them at once
     _unset: dict[str, list[Problem]] = field(default_factory=dict)
-    _uninterpolated: dict[str, Any] = field(default_factory=dict)  # name -> the body as written in the file
+    _uninterpolated: dict[str, Any] = field(
+        default_factory=dict
+    )  # name -> the body as written in the file
     _warnings: dict[str, list[str]] = field(default_factory=dict)  # said when that broker is opened
-    serve: Any = None  # the `serve:` mapping as written (interpolated); validated by wfbus.serve.settings
+    serve: Any = (
+        None  # the `serve:` mapping as written (interpolated); validated by wfbus.serve.settings
+    )
 
     @property
     def brokers(self) -> Mapping[str, Any]:
@@ -73,14 +81,17 @@ class Config:
             unset = self._unset.get(name)
             if unset:
                 names = sorted({line.rsplit(" variable ", 1)[1].split()[0] for line in unset})
-                raise ConfigError(problems=[line.at(self._label) for line in unset],
-                                  hint=f"export {' '.join(n + '=...' for n in names)}, or write ${{VAR:-default}} "
-                                       "in the config")
+                raise ConfigError(
+                    problems=[line.at(self._label) for line in unset],
+                    hint=f"export {' '.join(n + '=...' for n in names)}, or write ${{VAR:-default}} "
+                    "in the config",
+                )
             body = self.raw_brokers[name]
             path = f"brokers.{name}"
             cls = broker_class(body["type"], where=f"{self._label}: {path}.type")
-            found = self._settings[name] = _validate(cls.settings_model, body, path, self._label,
-                                                     self.base_dir)
+            found = self._settings[name] = _validate(
+                cls.settings_model, body, path, self._label, self.base_dir
+            )
             for secret in found.secret_values():
                 redact.register(secret)
             self._warnings[name] = found.warnings()
@@ -113,7 +124,9 @@ class Config:
         resolved = self.resolve_name(name)
         settings = self.settings(resolved)
         if self.on_warning is not None:
-            for warning in self._warnings.pop(resolved, ()):  # once per run, only for brokers in use
+            for warning in self._warnings.pop(
+                resolved, ()
+            ):  # once per run, only for brokers in use
                 self.on_warning(f"brokers.{resolved}: {warning}")
         return broker_class(settings.type)(resolved, settings, self.base_dir)
 
@@ -155,7 +168,9 @@ def load(explicit: str | None = None) -> Config:
     redact.register_environment()
     path = discover(explicit)
     if path is None:
-        return _build({"default_broker": "local", "brokers": {"local": dict(DEFAULT_LOCAL)}}, None, Path.cwd())
+        return _build(
+            {"default_broker": "local", "brokers": {"local": dict(DEFAULT_LOCAL)}}, None, Path.cwd()
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -167,7 +182,9 @@ def load(explicit: str | None = None) -> Config:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     raw = parse_yaml(text, str(path))
     if raw is None:
-        raise ConfigError(f"{path}: config file is empty", hint="define `brokers:` (see config.example.yaml)")
+        raise ConfigError(
+            f"{path}: config file is empty", hint="define `brokers:` (see config.example.yaml)"
+        )
     config = _build(raw, path, path.resolve().parent)
     config.warnings.extend(_clear_secret_warnings(config, path, text))
     return config
@@ -184,8 +201,10 @@ def _clear_secret_warnings(config: Config, path: Path, text: str) -> list[str]:
     clear = [name for name in config.raw_brokers if _secret_written_in_clear(config, name)]
     if not clear:
         return []
-    return [f"{path} holds secrets in clear (brokers: {', '.join(clear)}) and is readable by other users: "
-            f"`chmod 600 {path}`, or write them as ${{VAR}} and keep them in the environment"]
+    return [
+        f"{path} holds secrets in clear (brokers: {', '.join(clear)}) and is readable by other users: "
+        f"`chmod 600 {path}`, or write them as ${{VAR}} and keep them in the environment"
+    ]
 
 
 def _secret_written_in_clear(config: Config, name: str) -> bool:
@@ -213,8 +232,10 @@ def parse_yaml(text: str, label: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
-        raise ConfigError(problems=[Problem(where, None, f"invalid YAML: {exc.problem}")],
-                          hint="fix the YAML syntax at that line") from None
+        raise ConfigError(
+            problems=[Problem(where, None, f"invalid YAML: {exc.problem}")],
+            hint="fix the YAML syntax at that line",
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label}: invalid YAML: {exc}") from None
     except RecursionError:
@@ -231,7 +252,9 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
             raise ConfigError(problems=[Problem(label, str(key), reason)])
     brokers_raw = raw.get("brokers")
     if not isinstance(brokers_raw, Mapping) or not brokers_raw:
-        raise ConfigError(problems=[Problem(label, "brokers", "must be a mapping of broker names to settings")])
+        raise ConfigError(
+            problems=[Problem(label, "brokers", "must be a mapping of broker names to settings")]
+        )
     from .brokers import check_type
 
     brokers: dict[str, dict[str, Any]] = {}
@@ -239,34 +262,58 @@ def _build(raw: Any, source: Path | None, base_dir: Path) -> Config:
     for name, body in brokers_raw.items():
         path = f"brokers.{name}"
         if not isinstance(name, str) or not name:
-            raise ConfigError(problems=[Problem(label, path, "broker names must be non-empty strings")])
+            raise ConfigError(
+                problems=[Problem(label, path, "broker names must be non-empty strings")]
+            )
         if not isinstance(body, Mapping):
-            raise ConfigError(problems=[Problem(label, path, "must be a mapping with at least `type:`")])
+            raise ConfigError(
+                problems=[Problem(label, path, "must be a mapping with at least `type:`")]
+            )
         missing: list[Problem] = []
         body = interpolate(body, path, label, missing)
         if missing:
             if any(line.startswith(f"{path}.type:") for line in missing):
-                raise ConfigError(problems=[missing[0].at(label)],
-                                  hint="the broker type cannot come from an unset variable")
+                raise ConfigError(
+                    problems=[missing[0].at(label)],
+                    hint="the broker type cannot come from an unset variable",
+                )
             unset[name] = missing
         type_name = body.get("type")
         if not isinstance(type_name, str):
-            raise ConfigError(problems=[Problem(label, f"{path}.type",
-                                                "required (local, sqs, kafka, rabbitmq or a plugin type)")])
-        check_type(type_name, where=f"{label}: {path}.type")  # a typo is said now, whichever broker is used
+            raise ConfigError(
+                problems=[
+                    Problem(
+                        label,
+                        f"{path}.type",
+                        "required (local, sqs, kafka, rabbitmq or a plugin type)",
+                    )
+                ]
+            )
+        check_type(
+            type_name, where=f"{label}: {path}.type"
+        )  # a typo is said now, whichever broker is used
         brokers[name] = body
     default = raw.get("default_broker")
     if default is not None:
         default = interpolate(default, "default_broker", label)
         if default not in brokers:
             raise ConfigError(
-                problems=[Problem(label, "default_broker", f"{default!r} is not a configured broker")],
+                problems=[
+                    Problem(label, "default_broker", f"{default!r} is not a configured broker")
+                ],
                 hint=f"use one of: {', '.join(brokers)}",
             )
     serve = interpolate(raw["serve"], "serve", label) if raw.get("serve") is not None else None
-    return Config(raw_brokers=brokers, default_broker=default, source=source, base_dir=base_dir, _label=label,
-                  _unset=unset, _uninterpolated={n: b for n, b in brokers_raw.items() if isinstance(n, str)},
-                  serve=serve)
+    return Config(
+        raw_brokers=brokers,
+        default_broker=default,
+        source=source,
+        base_dir=base_dir,
+        _label=label,
+        _unset=unset,
+        _uninterpolated={n: b for n, b in brokers_raw.items() if isinstance(n, str)},
+        serve=serve,
+    )
 
 
 def _validate(
@@ -290,7 +337,9 @@ def _validate(
             else:
                 message = error["msg"]
             lines.append(Problem(label, where, redact.redact(message)))
-        raise ConfigError(problems=lines, hint="see config.example.yaml for every key of each broker type") from None
+        raise ConfigError(
+            problems=lines, hint="see config.example.yaml for every key of each broker type"
+        ) from None
 
 
 def _did_you_mean(word: str, options: Any) -> str:
@@ -313,7 +362,9 @@ def interpolate(value: Any, path: str, label: str, missing: list[Problem] | None
     return value
 
 
-def _interpolate_string(text: str, path: str, label: str, missing: list[Problem] | None = None) -> str:
+def _interpolate_string(
+    text: str, path: str, label: str, missing: list[Problem] | None = None
+) -> str:
     def substitute(match: re.Match[str]) -> str:
         escaped, name, default = match.groups()
         if escaped:

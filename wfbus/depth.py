@@ -20,7 +20,11 @@ class Thresholds:
         found = []
         if row.role == "main" and self.max_ready is not None and (row.ready or 0) > self.max_ready:
             found.append(f"{row.broker}/{row.queue}: ready {row.ready} > {self.max_ready}")
-        if row.role == "dead-letter" and self.max_dead is not None and (row.ready or 0) > self.max_dead:
+        if (
+            row.role == "dead-letter"
+            and self.max_dead is not None
+            and (row.ready or 0) > self.max_dead
+        ):
             found.append(f"{row.broker}/{row.queue}: dead-lettered {row.ready} > {self.max_dead}")
         if self.max_lag is not None and row.lag is not None and row.lag > self.max_lag:
             found.append(f"{row.broker}/{row.queue}: lag {row.lag} > {self.max_lag}")

@@ -295,7 +295,6 @@ def _send(
             consumed = indices[0]
             batch, indices = [], []
 
-
     def rest() -> Iterator[tuple[str, WorkflowEvent]]:
         # a KeyboardInterrupt raised inside the reading generator ends it: read the sources anew
         remaining = itertools.islice(enumerate(sources.events()), consumed, None)
@@ -310,7 +309,8 @@ def _send(
             indices.append(index)
             consumed = (
                 index + 1
-                # after the append: a stop in between can duplicate an event in --failed-out, not lose it
+                # after the append: a stop in between can duplicate an event in --failed-out, not
+                # lose it
             )
             if len(batch) >= broker.publish_batch_size:
                 while len(in_flight) >= window:

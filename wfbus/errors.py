@@ -14,7 +14,8 @@ Output that cannot be written is not the command's outcome, so it never replaces
   under ``set -o pipefail`` that would fail a script that only wanted the first lines, and for emit
   and replay it would hide whether the events were delivered.
 - **Stdout that fails otherwise** (``> /dev/full``, an I/O error, a closed descriptor): the output
-  the user asked for is lost, so "everything asked for was done" (0) would be a lie.  wfbus says so in
+  the user asked for is lost, so "everything asked for was done" (0) would be a lie.  wfbus says so
+  in
   one line on stderr, including the status the command itself earned, and exits
   ``OUTPUT_FAILED`` (74, ``EX_IOERR`` of sysexits.h) when that status was 0; a non-zero status (a
   failed emit's 1, a breached threshold's 6, ...) is kept as it is, because it says more.
@@ -37,7 +38,9 @@ class ExitStatus(enum.IntEnum):
     BROKER_UNAVAILABLE = 5
     THRESHOLD_EXCEEDED = 6
     INTERNAL = 70  # a bug: never for a user's mistake
-    OUTPUT_FAILED = 74  # stdout could not be written (disk full, I/O error); the command itself succeeded
+    OUTPUT_FAILED = (
+        74  # stdout could not be written (disk full, I/O error); the command itself succeeded
+    )
     INTERRUPTED = 130
 
 
@@ -55,7 +58,9 @@ class Problem(str):
     reason: str
 
     def __new__(cls, place: str | None, field: str | None, reason: str) -> Problem:
-        self = super().__new__(cls, ": ".join(part for part in (place, field, reason) if part is not None))
+        self = super().__new__(
+            cls, ": ".join(part for part in (place, field, reason) if part is not None)
+        )
         self.place, self.field, self.reason = place, field, reason
         return self
 
@@ -110,8 +115,13 @@ class ConfigError(WfbusError):
     exit_status = ExitStatus.CONFIG
     traceback_helps = False
 
-    def __init__(self, message: str | None = None, *, hint: str | None = None,
-                 problems: Sequence[Problem] = ()) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        hint: str | None = None,
+        problems: Sequence[Problem] = (),
+    ) -> None:
         self.problems = list(problems)
         super().__init__(message if message is not None else "\n".join(self.problems), hint=hint)
 
@@ -127,7 +137,12 @@ class InputError(WfbusError):
     listed = True  # the CLI prints each problem above the summary line
 
     def __init__(
-        self, problems: Sequence[str], *, more: int = 0, hint: str | None = None, consequence: str = "nothing was sent"
+        self,
+        problems: Sequence[str],
+        *,
+        more: int = 0,
+        hint: str | None = None,
+        consequence: str = "nothing was sent",
     ) -> None:
         self.problems = [Problem.of(problem) for problem in problems]
         self.more = more
@@ -135,7 +150,8 @@ class InputError(WfbusError):
         noun = "problem" if count == 1 else "problems"
         super().__init__(
             f"{count} {noun} in the input events; {consequence}",
-            hint=hint or "fix the events listed above and run the command again "
+            hint=hint
+            or "fix the events listed above and run the command again "
             "(`wfbus validate` checks them without contacting a broker)",
         )
 
@@ -146,12 +162,16 @@ class EmptyInput(InputError):
     listed = False  # the summary names every empty source; listing them again repeats it
 
     def __init__(self, places: Sequence[str], *, consequence: str = "nothing was sent") -> None:
-        super().__init__([Problem(place, None, "no events: the input is empty") for place in places],
-                         consequence=consequence)
+        super().__init__(
+            [Problem(place, None, "no events: the input is empty") for place in places],
+            consequence=consequence,
+        )
         names = ", ".join(places)
         verb = "is" if len(places) == 1 else "are"
         self.message = f"no events: {names} {verb} empty; {consequence}"
-        self.hint = "give a file with at least one event (an object, an array, or one event per line)"
+        self.hint = (
+            "give a file with at least one event (an object, an array, or one event per line)"
+        )
 
 
 class BrokerUnavailable(WfbusError):

@@ -126,7 +126,9 @@ def _unsafe(value: int) -> str:
 def _digits(value: int) -> str:
     """The integer as written, shortened past 40 digits (a 4,000-digit number makes no useful message)."""
     text = str(value)
-    return text if len(text) <= 40 else f"{text[:20]}...{text[-6:]} ({len(text.lstrip('-'))} digits)"
+    return (
+        text if len(text) <= 40 else f"{text[:20]}...{text[-6:]} ({len(text.lstrip('-'))} digits)"
+    )
 
 
 def parse_event(doc: Any, *, ints_checked: bool = False) -> WorkflowEvent:
@@ -142,12 +144,26 @@ def parse_event(doc: Any, *, ints_checked: bool = False) -> WorkflowEvent:
         attempt: Any = doc.get("attempt", 0)
         payload = doc.get("payload", ABSENT)
         kind = type(urn)
-        if (type(topic) is str and topic and topic.isprintable() and not topic.isspace() and "event" not in doc
-                and ((kind is str and urn) or (kind is int and -MAX_SAFE_INTEGER <= urn <= MAX_SAFE_INTEGER))
-                and type(attempt) is int and 0 <= attempt <= MAX_SAFE_INTEGER
-                and len(doc) == 2 + ("attempt" in doc) + (payload is not ABSENT)
-                and (ints_checked or payload is ABSENT or type(payload) not in (dict, list, int)
-                     or _all_safe(payload))):
+        if (
+            type(topic) is str
+            and topic
+            and topic.isprintable()
+            and not topic.isspace()
+            and "event" not in doc
+            and (
+                (kind is str and urn)
+                or (kind is int and -MAX_SAFE_INTEGER <= urn <= MAX_SAFE_INTEGER)
+            )
+            and type(attempt) is int
+            and 0 <= attempt <= MAX_SAFE_INTEGER
+            and len(doc) == 2 + ("attempt" in doc) + (payload is not ABSENT)
+            and (
+                ints_checked
+                or payload is ABSENT
+                or type(payload) not in (dict, list, int)
+                or _all_safe(payload)
+            )
+        ):
             return WorkflowEvent(topic, urn, attempt, payload)
     return _parse_event_slowly(doc)
 
@@ -155,7 +171,13 @@ def parse_event(doc: Any, *, ints_checked: bool = False) -> WorkflowEvent:
 def _parse_event_slowly(doc: Any) -> WorkflowEvent:
     """Every rule, every break listed (the short path in parse_event found something to say)."""
     if type(doc) is not dict:
-        raise EventInvalid([Problem(None, None, f"must be a JSON object with topic and urn, not {_json_type(doc)}")])
+        raise EventInvalid(
+            [
+                Problem(
+                    None, None, f"must be a JSON object with topic and urn, not {_json_type(doc)}"
+                )
+            ]
+        )
     problems: list[str] = []  # Problem(None, field, reason): the caller adds the place
     for key in doc:
         if key not in ALLOWED_KEYS:
@@ -164,13 +186,19 @@ def _parse_event_slowly(doc: Any) -> WorkflowEvent:
     topic = doc.get("topic", ABSENT)
     event = doc.get("event", ABSENT)
     if topic is ABSENT and event is ABSENT:
-        problems.append(Problem(None, "topic", "required (a non-empty string; `event` is accepted too)"))
+        problems.append(
+            Problem(None, "topic", "required (a non-empty string; `event` is accepted too)")
+        )
     else:
         for name, value in (("topic", topic), ("event", event)):
             if value is not ABSENT and (type(value) is not str or not value):
-                problems.append(Problem(None, name, f"must be a non-empty string, got {_show(value)}"))
+                problems.append(
+                    Problem(None, name, f"must be a non-empty string, got {_show(value)}")
+                )
             elif value is not ABSENT:
-                problems.extend(Problem(None, name, reason) for reason in _topic_text_problems(value))
+                problems.extend(
+                    Problem(None, name, reason) for reason in _topic_text_problems(value)
+                )
         if topic is not ABSENT and event is not ABSENT and topic != event:
             reason = f"differs from topic ({_show(event)} vs {_show(topic)}); give one of them"
             problems.append(Problem(None, "event", reason))
@@ -181,7 +209,9 @@ def _parse_event_slowly(doc: Any) -> WorkflowEvent:
     if urn is ABSENT:
         problems.append(Problem(None, "urn", "required (a non-empty string or an integer)"))
     elif not ((type(urn) is str and urn) or _is_int(urn)):
-        problems.append(Problem(None, "urn", f"must be a non-empty string or an integer, got {_show(urn)}"))
+        problems.append(
+            Problem(None, "urn", f"must be a non-empty string or an integer, got {_show(urn)}")
+        )
     elif _is_int(urn) and not _is_safe(urn):
         quoted = f': "{urn}"' if len(str(urn)) <= 40 else " (in quotes)"
         problems.append(Problem(None, "urn", f"{_unsafe(urn)}; send the urn as a string{quoted}"))
@@ -249,7 +279,9 @@ def _unsafe_in_payload(payload: Any) -> list[str]:
         elif kind is dict:
             stack.extend((_child(place, key), child) for key, child in reversed(item.items()))
         elif kind is list:
-            stack.extend((f"{place}.{index}", child) for index, child in reversed(list(enumerate(item))))
+            stack.extend(
+                (f"{place}.{index}", child) for index, child in reversed(list(enumerate(item)))
+            )
     more -= len(found)
     if more:
         found.append(Problem(None, "payload", f"... and {more} more unsafe integers"))
@@ -303,20 +335,35 @@ EVENT_JSON_SCHEMA: dict[str, Any] = {
     "the same double) but counted as an out-of-range integer here.",
     "type": "object",
     "properties": {
-        "topic": {"type": "string", "minLength": 1, **_TOPIC_TEXT,
-                  "description": "event name a transition listens for: not only whitespace, no control "
-                  "characters"},
-        "event": {"type": "string", "minLength": 1, **_TOPIC_TEXT,
-                  "description": "newer name of topic; equal to topic if both"},
+        "topic": {
+            "type": "string",
+            "minLength": 1,
+            **_TOPIC_TEXT,
+            "description": "event name a transition listens for: not only whitespace, no control "
+            "characters",
+        },
+        "event": {
+            "type": "string",
+            "minLength": 1,
+            **_TOPIC_TEXT,
+            "description": "newer name of topic; equal to topic if both",
+        },
         "urn": {
             "description": "entity id; the FIFO group / Kafka key. Its JSON type is kept. An integer "
             "must be written without fraction or exponent, within ±(2^53−1).",
             "oneOf": [{"type": "string", "minLength": 1}, {"type": "integer", **_SAFE_INTEGER}],
         },
-        "payload": {"description": "any JSON value; absent stays absent on the wire",
-                    "$ref": "#/$defs/jsonSafeIntegers"},
-        "attempt": {"type": "integer", "minimum": 0, "maximum": MAX_SAFE_INTEGER, "default": 0,
-                    "description": "written without fraction or exponent"},
+        "payload": {
+            "description": "any JSON value; absent stays absent on the wire",
+            "$ref": "#/$defs/jsonSafeIntegers",
+        },
+        "attempt": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_SAFE_INTEGER,
+            "default": 0,
+            "description": "written without fraction or exponent",
+        },
     },
     "required": ["urn"],
     "anyOf": [{"required": ["topic"]}, {"required": ["event"]}],

@@ -55,7 +55,8 @@ class Journal:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             # NORMAL (no fsync per commit) survives a killed process, which is what the journal is
-            # for; a power cut could forget recent entries, which only costs duplicates, never a message
+            # for; a power cut could forget recent entries, which only costs duplicates, never a
+            # message
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
             db.execute("DELETE FROM published WHERE at < ?", (time.time() - RETENTION_SECONDS,))
@@ -72,14 +73,14 @@ class Journal:
         """Key entries by the source's real identity, known once its reader is open."""
         self.source = source
 
-    def already_published(self, message_ids: Iterable[str]) -> set[str]:
+    def already_published(self, message_ids: Iterable[str | None]) -> set[str]:
         ids = [m for m in message_ids if m]
         db = self._open(create=False)
         if not ids or db is None:
             return set()
         found: set[str] = set()
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             rows = db.execute(
                 f"SELECT message_id FROM published WHERE source = ? AND message_id IN ({','.join('?' * len(chunk))})",
                 (self.source, *chunk),
@@ -87,19 +88,23 @@ class Journal:
             found.update(row[0] for row in rows)
         return found
 
-    def mark_published(self, message_ids: Iterable[str]) -> None:
+    def mark_published(self, message_ids: Iterable[str | None]) -> None:
         now = time.time()
         self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany("INSERT OR REPLACE INTO published VALUES (?, ?, ?)",
-                            [(self.source, m, now) for m in message_ids if m])
+        self.db.executemany(
+            "INSERT OR REPLACE INTO published VALUES (?, ?, ?)",
+            [(self.source, m, now) for m in message_ids if m],
+        )
         self.db.execute("COMMIT")
 
-    def forget(self, message_ids: Iterable[str]) -> None:
+    def forget(self, message_ids: Iterable[str | None]) -> None:
         if self._open(create=False) is None:
             return
         self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany("DELETE FROM published WHERE source = ? AND message_id = ?",
-                            [(self.source, m) for m in message_ids if m])
+        self.db.executemany(
+            "DELETE FROM published WHERE source = ? AND message_id = ?",
+            [(self.source, m) for m in message_ids if m],
+        )
         self.db.execute("COMMIT")
 
     def close(self) -> None:

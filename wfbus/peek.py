@@ -31,9 +31,13 @@ class PeekResult:
     items: Iterator[PeekedMessage]  # read once, as the broker gives them
 
 
-def peek(broker: Broker, *, dead_letter: bool, limit: int | None, force: bool = False) -> PeekResult:
+def peek(
+    broker: Broker, *, dead_letter: bool, limit: int | None, force: bool = False
+) -> PeekResult:
     messages = broker.peek_stream(dead_letter=dead_letter, limit=limit, force=force)
-    return PeekResult(broker.describe_source(dead_letter=dead_letter), _items(messages, broker.wire))
+    return PeekResult(
+        broker.describe_source(dead_letter=dead_letter), _items(messages, broker.wire)
+    )
 
 
 def _items(messages: Iterator[ReceivedMessage], wire: WireFormat) -> Iterator[PeekedMessage]:

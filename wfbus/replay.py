@@ -210,11 +210,10 @@ def replay(
         passed_over=not source.capabilities.keeps_unselected,
     )
     batch_size = options.batch_size
-    pacer = _Pacer(options.rate) if options.rate else None
-    if pacer:
-        batch_size = max(
-            1, min(batch_size, int(options.rate / 5))
-        )  # small steps: a smooth rate, not bursts
+    rate = options.rate
+    pacer = _Pacer(rate) if rate else None
+    if rate:  # small steps: a smooth rate, not bursts
+        batch_size = max(1, min(batch_size, int(rate / 5)))
     reader = source.dead_letter_reader()
     if journal is not None:
         journal.bind(reader.identity or f"{source.name}:{reader.source_label}")

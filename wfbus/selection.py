@@ -45,7 +45,6 @@ def parse_message(message: ReceivedMessage) -> Parsed:
     )
 
 
-
 @dataclass(frozen=True)
 class Selection:
     """Which dead-lettered messages to replay; an empty selection takes everything.
@@ -71,13 +70,19 @@ class Selection:
     limit: int | None = None
 
     def accepts(self, parsed: Parsed) -> bool:
-        if self.topics and not any(fnmatch.fnmatchcase(parsed.topic, pattern) for pattern in self.topics):
+        if self.topics and not any(
+            fnmatch.fnmatchcase(parsed.topic, pattern) for pattern in self.topics
+        ):
             return False
         if self.urns and parsed.urn not in self.urns:
             return False
-        if self.min_attempt is not None and (parsed.attempt is None or parsed.attempt < self.min_attempt):
+        if self.min_attempt is not None and (
+            parsed.attempt is None or parsed.attempt < self.min_attempt
+        ):
             return False
-        if self.max_attempt is not None and (parsed.attempt is None or parsed.attempt > self.max_attempt):
+        if self.max_attempt is not None and (
+            parsed.attempt is None or parsed.attempt > self.max_attempt
+        ):
             return False
         return all(_path_equals(parsed, path, _expected(text)) for path, text in self.matches)
 
@@ -118,9 +123,13 @@ def json_equal(left: Any, right: Any) -> bool:
     if kinds[0] != kinds[1]:
         return False
     if kinds[0] == "array":
-        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right))
+        return len(left) == len(right) and all(
+            json_equal(a, b) for a, b in zip(left, right, strict=False)
+        )
     if kinds[0] == "object":
-        return left.keys() == right.keys() and all(json_equal(left[key], right[key]) for key in left)
+        return left.keys() == right.keys() and all(
+            json_equal(left[key], right[key]) for key in left
+        )
     return left == right
 
 

@@ -56,7 +56,8 @@ class ScanReport:
     problems: list[Problem] = field(default_factory=list)
     more_problems: int = 0
     empty: list[str] = field(default_factory=list)  # the inputs that hold no event at all
-    # the events' ids in order: names "these events" for `emit --resume`, whatever paths they came by
+    # the events' ids in order: names "these events" for `emit --resume`, whatever paths they came
+    # by
     digest: Any = field(default_factory=lambda: hashlib.sha256())
 
     def add(self, place: str, reasons: Sequence[str]) -> None:
@@ -70,11 +71,15 @@ class ScanReport:
     def ok(self) -> bool:
         return not self.problems
 
-    def raise_if_invalid(self, consequence: str = "nothing was sent", *, hint: str | None = None) -> None:
+    def raise_if_invalid(
+        self, consequence: str = "nothing was sent", *, hint: str | None = None
+    ) -> None:
         if self.empty and len(self.empty) == len(self.problems) and not self.more_problems:
             raise EmptyInput(self.empty, consequence=consequence)
         if self.problems:
-            raise InputError(self.problems, more=self.more_problems, consequence=consequence, hint=hint)
+            raise InputError(
+                self.problems, more=self.more_problems, consequence=consequence, hint=hint
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +109,9 @@ def _inline_payload(text: str, read_from: str | None = None) -> Any:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise UsageError(f"{origin}: cannot read {path}: {exc.strerror}", hint="check the file path") from None
+            raise UsageError(
+                f"{origin}: cannot read {path}: {exc.strerror}", hint="check the file path"
+            ) from None
         except UnicodeDecodeError:
             raise UsageError(f"{origin}: {path} is not UTF-8 text") from None
     try:
@@ -129,7 +136,9 @@ class EventSources:
         self._specs = list(specs)
         self._stdin = stdin
         self._notice = notice
-        self._spools: dict[str, Path] = {}  # stdin and pipes (`<(cmd)`, /dev/stdin): read once, kept here
+        self._spools: dict[
+            str, Path
+        ] = {}  # stdin and pipes (`<(cmd)`, /dev/stdin): read once, kept here
         self._streams: set[str] = set()  # the specs that are such pipes or devices
         self._inline = self._read_inline_payload(inline)
         self._files = self._expand(self._specs)
@@ -147,14 +156,24 @@ class EventSources:
 
     def _read_inline_payload(self, inline: InlineEvent | None) -> InlineEvent | None:
         """`--payload @-`: the payload is stdin's text, read once here (events are read twice)."""
-        if inline is None or inline.payload != PAYLOAD_FROM_STDIN or inline.payload_origin is not None:
+        if (
+            inline is None
+            or inline.payload != PAYLOAD_FROM_STDIN
+            or inline.payload_origin is not None
+        ):
             return inline
         if STDIN in self._specs:
-            raise UsageError("--payload @- and - both read stdin: it can be read only once",
-                             hint="put the payload in a file (--payload @file.json) or the events in a file")
+            raise UsageError(
+                "--payload @- and - both read stdin: it can be read only once",
+                hint="put the payload in a file (--payload @file.json) or the events in a file",
+            )
         stream = self._stdin_stream()
         buffer = io.BytesIO()
-        _copy(stream, buffer, self._say_if_terminal(stream, "reading the payload from stdin (Ctrl-D to end)"))
+        _copy(
+            stream,
+            buffer,
+            self._say_if_terminal(stream, "reading the payload from stdin (Ctrl-D to end)"),
+        )
         try:
             text = buffer.getvalue().decode("utf-8")
         except UnicodeDecodeError:
@@ -200,12 +219,16 @@ class EventSources:
         for spec in specs:
             if spec == STDIN:
                 if STDIN in files:
-                    raise UsageError("- (stdin) is given twice: its events would be read twice",
-                                     hint="name - once; stdin can be read only once")
+                    raise UsageError(
+                        "- (stdin) is given twice: its events would be read twice",
+                        hint="name - once; stdin can be read only once",
+                    )
                 stdin_file = self._stdin_file()
                 if stdin_file is not None:
                     if stdin_file in seen:
-                        raise _given_twice(seen[stdin_file], "- (stdin is redirected from that file)")
+                        raise _given_twice(
+                            seen[stdin_file], "- (stdin is redirected from that file)"
+                        )
                     seen[stdin_file] = "- (stdin, redirected from a file)"
                 files.append(STDIN)
                 continue
@@ -225,7 +248,9 @@ class EventSources:
                 add(spec, spec)
                 self._streams.add(spec)
             else:
-                raise UsageError(f"{spec}: no such file or directory", hint="check the path (use - for stdin)")
+                raise UsageError(
+                    f"{spec}: no such file or directory", hint="check the path (use - for stdin)"
+                )
         return files
 
     def _directory_files(self, root: Path) -> list[str]:
@@ -240,7 +265,9 @@ class EventSources:
             for name in names:
                 if name.startswith(".") or Path(name).suffix.lower() not in JSON_SUFFIXES:
                     continue
-                path = str(Path(folder) / name)  # as rglob spelled it: `a.jsonl` below `.`, not `./a.jsonl`
+                path = str(
+                    Path(folder) / name
+                )  # as rglob spelled it: `a.jsonl` below `.`, not `./a.jsonl`
                 if os.path.isfile(path):
                     found.append(path)
                 elif os.path.islink(path) and not os.path.exists(path):
@@ -259,14 +286,25 @@ class EventSources:
             status = os.fstat(sys.stdin.fileno())
         except (AttributeError, OSError, ValueError):
             return None
-        return _identity(status) if stat.S_ISREG(status.st_mode) or stat.S_ISFIFO(status.st_mode) else None
+        return (
+            _identity(status)
+            if stat.S_ISREG(status.st_mode) or stat.S_ISFIFO(status.st_mode)
+            else None
+        )
 
-    def scan(self, *, wire: WireFormat = "topic", size_limit: int | None = None,
-             progress: Callable[[int], None] | None = None, digest: bool = True) -> ScanReport:
+    def scan(
+        self,
+        *,
+        wire: WireFormat = "topic",
+        size_limit: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        digest: bool = True,
+    ) -> ScanReport:
         """Validation pass: count the events and collect every problem, holding none in memory.
 
         `progress(events read)` every PROGRESS_EVERY events: a long validation shows it is moving.
-        `digest`: fold every event id into `report.digest` (an emit's progress record is keyed by it);
+        `digest`: fold every event id into `report.digest` (an emit's progress record is keyed by
+        it);
         `validate` sends nothing and skips it, a third of its time per event."""
         report = ScanReport()
         for item in self:
@@ -284,7 +322,10 @@ class EventSources:
             elif size_limit is not None and item.event is not None:
                 size = len(item.event.encode(wire))
                 if size > size_limit:
-                    report.add(item.place, [f"event is {size:,} bytes, over the broker's {size_limit:,}-byte limit"])
+                    report.add(
+                        item.place,
+                        [f"event is {size:,} bytes, over the broker's {size_limit:,}-byte limit"],
+                    )
         return report
 
     def events(self) -> Iterator[tuple[str, WorkflowEvent]]:
@@ -304,7 +345,9 @@ class EventSources:
                 found += 1
                 yield item
             if not found:
-                yield Located("<stdin>" if spec == STDIN else spec, None, (EMPTY_PROBLEM,), empty=True)
+                yield Located(
+                    "<stdin>" if spec == STDIN else spec, None, (EMPTY_PROBLEM,), empty=True
+                )
 
     def _read_stream(self, spec: str) -> Iterator[Located]:
         """stdin or a pipe given by path: copied to a temporary file on the first pass, read from it after."""
@@ -316,9 +359,16 @@ class EventSources:
                     stream = self._stdin_stream()
                     _copy(stream, spool, self._say_if_terminal(stream, STDIN_ON_A_TERMINAL))
                 else:
-                    with open(spec, "rb") as stream:  # /dev/stdin or /dev/tty on a terminal: say so too
-                        _copy(stream, spool, self._say_if_terminal(stream, f"reading events from {spec} "
-                                                                           "(Ctrl-D to end)"))
+                    with open(
+                        spec, "rb"
+                    ) as stream:  # /dev/stdin or /dev/tty on a terminal: say so too
+                        _copy(
+                            stream,
+                            spool,
+                            self._say_if_terminal(
+                                stream, f"reading events from {spec} (Ctrl-D to end)"
+                            ),
+                        )
         label = "<stdin>" if spec == STDIN else spec
         yield from read_file(self._spools[spec], label, detect=True)
 
@@ -375,7 +425,9 @@ def read_file(path: Path, label: str, *, detect: bool = False) -> Iterator[Locat
         if lines_mode:
             yield from _read_lines(handle, label)
         else:
-            yield from _read_document(handle.read(), label, lines_hint=path.suffix.lower() == ".json")
+            yield from _read_document(
+                handle.read(), label, lines_hint=path.suffix.lower() == ".json"
+            )
 
 
 def _looks_like_json_lines(path: Path) -> bool:
@@ -391,8 +443,10 @@ def _looks_like_json_lines(path: Path) -> bool:
     return True
 
 
-# no integer of 15 digits or fewer is outside ±(2^53−1): a line without 16 digits in a row needs no walk.
-# Every digit becomes "0", then a plain substring search finds a run (faster than a regex, once per line)
+# no integer of 15 digits or fewer is outside ±(2^53−1): a line without 16 digits in a row needs no
+# walk.
+# Every digit becomes "0", then a plain substring search finds a run (faster than a regex, once per
+# line)
 _DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
 _SIXTEEN = b"0" * 16
 

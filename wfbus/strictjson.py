@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-try:  # a C parser ~5x faster than the stdlib's with a Python hook; the stdlib path stays the reference
+# a C parser ~5x faster than the stdlib's with a Python hook; the stdlib path stays the reference
+try:
     import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson is a dependency, but wfbus must still work without it
+except (
+    ImportError
+):  # pragma: no cover - orjson is a dependency, but wfbus must still work without it
     _orjson = None  # type: ignore[assignment]
 
 
@@ -32,7 +35,9 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise StrictJSONError(f"duplicate key {key!r}: a consumer would silently keep only one")
+                raise StrictJSONError(
+                    f"duplicate key {key!r}: a consumer would silently keep only one"
+                )
             seen.add(key)
     return result
 
@@ -49,7 +54,8 @@ def loads(text: str | bytes) -> Any:
 
     Fast path: orjson parses, and a cheap proof says the stdlib would have read the same value.
     First proof: orjson writes the value back as exactly the input text (the usual compact line), so
-    no key was dropped as a duplicate, no number rounded, every escape read back as written.  Second:
+    no key was dropped as a duplicate, no number rounded, every escape read back as written.
+    Second:
     with no backslash and no whitespace before a colon in the text, every key is written `"...":`,
     so the number of `":` equals the number of keys unless one was duplicated.  Whatever orjson
     refuses or neither proof covers goes through the stdlib decoder, the reference.
@@ -82,7 +88,9 @@ def _reference_loads(text: str | bytes) -> Any:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise StrictJSONError(f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8") from None
+            raise StrictJSONError(
+                f"not valid UTF-8 (byte {exc.start + 1}); save the file as UTF-8"
+            ) from None
     try:
         value = _decoder.decode(text)
     except StrictJSONError:
@@ -96,9 +104,13 @@ def _reference_loads(text: str | bytes) -> Any:
     try:
         dumps_compact(value).encode("utf-8")
     except UnicodeEncodeError:
-        raise StrictJSONError("invalid JSON: a \\u escape is a lone surrogate, which is not text") from None
+        raise StrictJSONError(
+            "invalid JSON: a \\u escape is a lone surrogate, which is not text"
+        ) from None
     except ValueError:
-        raise StrictJSONError("invalid JSON: a number is too large for a double (it would become Infinity)") from None
+        raise StrictJSONError(
+            "invalid JSON: a number is too large for a double (it would become Infinity)"
+        ) from None
     except RecursionError:
         raise StrictJSONError("invalid JSON: nested too deeply") from None
     return value
@@ -139,15 +151,17 @@ def dumps_compact_bytes(value: Any) -> bytes:
 
 def dumps_canonical(value: Any) -> str:
     """Sorted keys, compact: the same value always gives the same text (for hashing)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def _float_spelled_apart(text: bytes) -> bool:
     """orjson writes a float below 1e-4 as 0.0000... where the stdlib writes 1e-05, and an exponent
-    (always signed: e+16, e-9) where the stdlib may spell the digits otherwise; text that has, or merely
-    looks like it has (inside a string), such a float goes the stdlib's way.  Substring tests, no regex:
+    (always signed: e+16, e-9) where the stdlib may spell the digits otherwise; text that has, or
+    merely
+    looks like it has (inside a string), such a float goes the stdlib's way.  Substring tests, no
+    regex:
     this runs once per event."""
     return b"e+" in text or b"e-" in text or b"0.0000" in text
 
@@ -155,8 +169,10 @@ def _float_spelled_apart(text: bytes) -> bool:
 def dumps_canonical_bytes(value: Any) -> bytes:
     """dumps_canonical as UTF-8, byte for byte, by orjson where it provably writes the same text.
 
-    Both escape the same characters the same way and sort keys by code point; they differ only in how
-    some floats are spelled, which `_float_spelled_apart` catches (tests/test_hot_path.py compares both).
+    Both escape the same characters the same way and sort keys by code point; they differ only in
+    how
+    some floats are spelled, which `_float_spelled_apart` catches (tests/test_hot_path.py compares
+    both).
     """
     if _orjson is not None:
         try:

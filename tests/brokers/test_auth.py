@@ -8,14 +8,15 @@ import time
 import uuid
 
 import pytest
-
 from conftest import write_config
 from contract.kits import RABBITMQ_URL, kafka_create_topics, rabbit_channel
 
 KAFKA_SASL = os.environ.get("WFBUS_TEST_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:19094")
 KAFKA_SSL = os.environ.get("WFBUS_TEST_KAFKA_SSL_BOOTSTRAP", "127.0.0.1:19095")
 KAFKA_CA = os.environ.get("WFBUS_TEST_KAFKA_CA", "")
-RABBITMQ_TLS_URL = os.environ.get("WFBUS_TEST_RABBITMQ_TLS_URL", "amqps://guest:guest@127.0.0.1:5674/%2F")
+RABBITMQ_TLS_URL = os.environ.get(
+    "WFBUS_TEST_RABBITMQ_TLS_URL", "amqps://guest:guest@127.0.0.1:5674/%2F"
+)
 RABBITMQ_CA = os.environ.get("WFBUS_TEST_RABBITMQ_CA", "")
 
 
@@ -23,19 +24,35 @@ RABBITMQ_CA = os.environ.get("WFBUS_TEST_RABBITMQ_CA", "")
 def sasl_topic(tmp_path, monkeypatch, wfbus):
     topic = f"wfbus-sasl-{uuid.uuid4().hex[:8]}"
     kafka_create_topics(topic)
-    base = {"type": "kafka", "bootstrap_servers": [KAFKA_SASL], "topic": topic, "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": "PLAIN", "sasl_username": "wfbus", "timeout_seconds": 5}
+    base = {
+        "type": "kafka",
+        "bootstrap_servers": [KAFKA_SASL],
+        "topic": topic,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_username": "wfbus",
+        "timeout_seconds": 5,
+    }
     monkeypatch.setenv("KAFKA_PASSWORD", "wfbus-secret")
-    write_config(tmp_path / "wfbus.yaml", {"good": {**base, "sasl_password": "${KAFKA_PASSWORD}"},
-                                           "bad": {**base, "sasl_password": "not-the-password"}})
+    write_config(
+        tmp_path / "wfbus.yaml",
+        {
+            "good": {**base, "sasl_password": "${KAFKA_PASSWORD}"},
+            "bad": {**base, "sasl_password": "not-the-password"},
+        },
+    )
     return topic
 
 
 def test_kafka_sasl_plain_with_the_right_password_publishes(wfbus, sasl_topic):
     result = wfbus("emit", "-b", "good", "--topic", "t", "--urn", "u")
     assert result.code == 0, result.err
-    assert "SASL PLAIN over PLAINTEXT sends the password unencrypted" in result.err  # said, not hidden
-    assert wfbus("peek", "-b", "good", "-o", "json").json() == [{"topic": "t", "urn": "u", "attempt": 0}]
+    assert (
+        "SASL PLAIN over PLAINTEXT sends the password unencrypted" in result.err
+    )  # said, not hidden
+    assert wfbus("peek", "-b", "good", "-o", "json").json() == [
+        {"topic": "t", "urn": "u", "attempt": 0}
+    ]
 
 
 def test_kafka_sasl_with_a_wrong_password_is_exit_5_promptly(wfbus, sasl_topic):
@@ -49,15 +66,26 @@ def test_kafka_sasl_with_a_wrong_password_is_exit_5_promptly(wfbus, sasl_topic):
 def test_kafka_over_ssl_verifies_the_broker_against_the_configured_ca(wfbus, tmp_path):
     topic = f"wfbus-ssl-{uuid.uuid4().hex[:8]}"
     kafka_create_topics(topic)
-    base = {"type": "kafka", "bootstrap_servers": [KAFKA_SSL], "topic": topic, "security_protocol": "SSL",
-            "timeout_seconds": 5}
-    write_config(tmp_path / "wfbus.yaml", {"trusted": {**base, "ssl_cafile": KAFKA_CA}, "untrusted": base})
+    base = {
+        "type": "kafka",
+        "bootstrap_servers": [KAFKA_SSL],
+        "topic": topic,
+        "security_protocol": "SSL",
+        "timeout_seconds": 5,
+    }
+    write_config(
+        tmp_path / "wfbus.yaml", {"trusted": {**base, "ssl_cafile": KAFKA_CA}, "untrusted": base}
+    )
     result = wfbus("emit", "-b", "trusted", "--topic", "t", "--urn", "over-ssl")
     assert result.code == 0, result.err
-    assert wfbus("peek", "-b", "trusted", "-o", "json").json() == [{"topic": "t", "urn": "over-ssl", "attempt": 0}]
+    assert wfbus("peek", "-b", "trusted", "-o", "json").json() == [
+        {"topic": "t", "urn": "over-ssl", "attempt": 0}
+    ]
 
     started = time.monotonic()
-    result = wfbus("emit", "-b", "untrusted", "--topic", "t", "--urn", "refused")  # the system CAs do not know ours
+    result = wfbus(
+        "emit", "-b", "untrusted", "--topic", "t", "--urn", "refused"
+    )  # the system CAs do not know ours
     assert result.code == 5, result.err
     assert "ssl_cafile" in result.err and "Traceback" not in result.err
     assert time.monotonic() - started < 30
@@ -78,23 +106,46 @@ def tls_exchange(tmp_path):
     connection.close()
 
 
-def test_rabbitmq_over_tls_verifies_the_broker_against_the_configured_ca(wfbus, tmp_path, tls_exchange):
-    base = {"type": "rabbitmq", "url": RABBITMQ_TLS_URL, "exchange": tls_exchange, "queue": tls_exchange,
-            "timeout_seconds": 5}
-    write_config(tmp_path / "wfbus.yaml", {"trusted": {**base, "ca_file": RABBITMQ_CA}, "untrusted": base,
-                                           "unverified": {**base, "verify": False}})
+def test_rabbitmq_over_tls_verifies_the_broker_against_the_configured_ca(
+    wfbus, tmp_path, tls_exchange
+):
+    base = {
+        "type": "rabbitmq",
+        "url": RABBITMQ_TLS_URL,
+        "exchange": tls_exchange,
+        "queue": tls_exchange,
+        "timeout_seconds": 5,
+    }
+    write_config(
+        tmp_path / "wfbus.yaml",
+        {
+            "trusted": {**base, "ca_file": RABBITMQ_CA},
+            "untrusted": base,
+            "unverified": {**base, "verify": False},
+        },
+    )
     result = wfbus("emit", "-b", "trusted", "--topic", "t", "--urn", "over-tls")
     assert result.code == 0, result.err
-    assert "verify: false" not in result.err  # a warning is about the broker in use, not the whole file
+    assert (
+        "verify: false" not in result.err
+    )  # a warning is about the broker in use, not the whole file
 
-    result = wfbus("emit", "-b", "untrusted", "--topic", "t", "--urn", "refused")  # the system CAs do not know ours
+    result = wfbus(
+        "emit", "-b", "untrusted", "--topic", "t", "--urn", "refused"
+    )  # the system CAs do not know ours
     assert result.code == 5, result.err
-    assert "certificate" in result.err and "not trusted" in result.err and "hint: set ca_file" in result.err
+    assert (
+        "certificate" in result.err
+        and "not trusted" in result.err
+        and "hint: set ca_file" in result.err
+    )
 
     result = wfbus("emit", "-b", "unverified", "--topic", "t", "--urn", "unverified")
     assert result.code == 0 and "verify: false turns off TLS certificate verification" in result.err
-    assert [e["urn"] for e in wfbus("peek", "-b", "trusted", "--all", "-o", "json").json()] == ["over-tls",
-                                                                                              "unverified"]
+    assert [e["urn"] for e in wfbus("peek", "-b", "trusted", "--all", "-o", "json").json()] == [
+        "over-tls",
+        "unverified",
+    ]
 
 
 @pytest.mark.parametrize("url", [RABBITMQ_URL, RABBITMQ_TLS_URL], ids=["amqp", "amqps"])
@@ -108,11 +159,25 @@ def test_rabbitmq_user_without_write_permission_gets_exit_5_not_a_hang(wfbus, tm
     connection.close()
     limited = url.replace("guest:guest", "limited:limited-secret")
     tls = {"ca_file": RABBITMQ_CA} if url.startswith("amqps") else {}
-    write_config(tmp_path / "wfbus.yaml", {
-        "forbidden": {"type": "rabbitmq", "url": limited, "exchange": name, "timeout_seconds": 5, **tls},
-        "allowed": {"type": "rabbitmq", "url": limited, "exchange": f"wfbus-allowed-{name}", "timeout_seconds": 5,
-                    **tls},
-    })
+    write_config(
+        tmp_path / "wfbus.yaml",
+        {
+            "forbidden": {
+                "type": "rabbitmq",
+                "url": limited,
+                "exchange": name,
+                "timeout_seconds": 5,
+                **tls,
+            },
+            "allowed": {
+                "type": "rabbitmq",
+                "url": limited,
+                "exchange": f"wfbus-allowed-{name}",
+                "timeout_seconds": 5,
+                **tls,
+            },
+        },
+    )
     started = time.monotonic()
     result = wfbus("emit", "-b", "forbidden", "--topic", "t", "--urn", "u")
     assert result.code == 5, result.err

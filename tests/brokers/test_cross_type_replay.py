@@ -14,16 +14,25 @@ from contract.kits import RabbitMqKit
 def test_rabbitmq_properties_travel_as_headers_into_another_broker_type(wfbus, tmp_path):
     kit = RabbitMqKit()
     settings = kit.settings(tmp_path)
-    write_config(tmp_path / "wfbus.yaml", {"target": settings,
-                                           "spare": {"type": "local", "path": str(tmp_path / "spare.db")}},
-                 default="target")
+    write_config(
+        tmp_path / "wfbus.yaml",
+        {"target": settings, "spare": {"type": "local", "path": str(tmp_path / "spare.db")}},
+        default="target",
+    )
     try:
-        inject_foreign_dead_letters(tmp_path, [(f"foreign {n}".encode(), f"corr-{n}", {"topic": "order.x", "n": n})
-                                               for n in range(3)])
+        inject_foreign_dead_letters(
+            tmp_path,
+            [
+                (f"foreign {n}".encode(), f"corr-{n}", {"topic": "order.x", "n": n})
+                for n in range(3)
+            ],
+        )
         result = wfbus("-o", "json", "replay", "-b", "target", "--to", "spare")
         assert result.code == 0, result.err
         assert result.json()["crossed_types"] == 3
-        rows = sqlite3.connect(tmp_path / "spare.db").execute("SELECT body, headers FROM messages ORDER BY id")
+        rows = sqlite3.connect(tmp_path / "spare.db").execute(
+            "SELECT body, headers FROM messages ORDER BY id"
+        )
         moved = [(bytes(body), json.loads(headers)) for body, headers in rows]
         assert [body for body, _ in moved] == [f"foreign {n}".encode() for n in range(3)]
         for n, (_, headers) in enumerate(moved):

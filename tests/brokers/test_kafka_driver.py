@@ -46,9 +46,15 @@ def topics(partitions: int = 3, **configs: str) -> str:
 
 
 def settings_for(name: str, **extra) -> dict:
-    return {"type": "kafka", "bootstrap_servers": [KAFKA_BOOTSTRAP], "topic": name,
-            "dead_letter_topic": f"{name}.dlq", "replay_group": f"rp-{name}", "timeout_seconds": 10,
-            **extra}
+    return {
+        "type": "kafka",
+        "bootstrap_servers": [KAFKA_BOOTSTRAP],
+        "topic": name,
+        "dead_letter_topic": f"{name}.dlq",
+        "replay_group": f"rp-{name}",
+        "timeout_seconds": 10,
+        **extra,
+    }
 
 
 def broker(settings: dict, tmp_path: Path):
@@ -65,21 +71,29 @@ def test_auto_picks_librdkafka_and_each_setting_publishes_with_its_driver(wfbus,
     from wfbus.brokers.kafka_publish_python import KafkaPythonPublisher
 
     name = topics()
-    write_config(tmp_path / "wfbus.yaml", {
-        "auto": settings_for(name), "rd": settings_for(name, driver="librdkafka"),
-        "kp": settings_for(name, driver="kafka-python")})
+    write_config(
+        tmp_path / "wfbus.yaml",
+        {
+            "auto": settings_for(name),
+            "rd": settings_for(name, driver="librdkafka"),
+            "kp": settings_for(name, driver="kafka-python"),
+        },
+    )
     rows = {row["name"]: row["target"] for row in wfbus("-o", "json", "brokers").json()["brokers"]}
     assert "driver librdkafka" in rows["auto"] and "driver librdkafka" in rows["rd"]
     assert "driver kafka-python" in rows["kp"]
 
     from wfbus.brokers.base import OutgoingMessage
 
-    for driver, publisher_class in (("auto", LibrdkafkaPublisher),
-                                    ("librdkafka", LibrdkafkaPublisher),
-                                    ("kafka-python", KafkaPythonPublisher)):
+    for driver, publisher_class in (
+        ("auto", LibrdkafkaPublisher),
+        ("librdkafka", LibrdkafkaPublisher),
+        ("kafka-python", KafkaPythonPublisher),
+    ):
         with broker(settings_for(name, driver=driver), tmp_path) as b:
-            message = OutgoingMessage(body=driver.encode(), topic="t", key=driver, event_id="e",
-                                      headers={})
+            message = OutgoingMessage(
+                body=driver.encode(), topic="t", key=driver, event_id="e", headers={}
+            )
             assert [d.ok for d in b.publish([message])] == [True]
             assert type(b.publisher) is publisher_class, driver
     assert sorted(r.value for r in consume_all(name)) == [b"auto", b"kafka-python", b"librdkafka"]
@@ -102,11 +116,15 @@ def test_librdkafka_named_but_not_installed_is_a_config_error_and_auto_falls_bac
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(BLOCK_CONFLUENT)
-    env = {"PYTHONPATH": os.pathsep.join([str(site), str(REPO)]),
-           "XDG_STATE_HOME": str(tmp_path / "state")}
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
     name = topics()
-    write_config(tmp_path / "wfbus.yaml", {"rd": settings_for(name, driver="librdkafka"),
-                                           "auto": settings_for(name)})
+    write_config(
+        tmp_path / "wfbus.yaml",
+        {"rd": settings_for(name, driver="librdkafka"), "auto": settings_for(name)},
+    )
     result = run_process("emit", "-b", "rd", "--topic", "t", "--urn", "u", cwd=tmp_path, env=env)
     assert result.code == 4, result.err  # a config error
     assert "confluent-kafka" in result.err and "driver: kafka-python" in result.err
@@ -116,8 +134,9 @@ def test_librdkafka_named_but_not_installed_is_a_config_error_and_auto_falls_bac
     result = run_process("-o", "json", "brokers", cwd=tmp_path, env=env)
     [row] = json.loads(result.out)["brokers"]
     assert "driver kafka-python" in row["target"]
-    result = run_process("emit", "-b", "auto", "--topic", "t", "--urn", "fell-back", cwd=tmp_path,
-                         env=env)
+    result = run_process(
+        "emit", "-b", "auto", "--topic", "t", "--urn", "fell-back", cwd=tmp_path, env=env
+    )
     assert result.code == 0, result.err
     assert [r.key for r in consume_all(name)] == [b"fell-back"]
 
@@ -133,11 +152,20 @@ def test_both_drivers_emit_the_same_bytes_to_the_same_partitions(wfbus, tmp_path
     """Key, value and headers byte for byte, and the partition of each key (murmur2, as the Java
     client and kafka-python choose it): switching drivers keeps a key's records in one partition."""
     rng = seeded("emit-fidelity")
-    urns = [lambda: f"urn:o:{rng.randrange(40)}", lambda: "ünï-©ode",
-            lambda: f"k{rng.randrange(10**9)}"]
-    events = [{"topic": rng.choice(["order.submit", "billing.run"]), "attempt": rng.randrange(4),
-               "urn": rng.choice(urns)(), "payload": {"i": i, "text": "x" * rng.randrange(0, 3000)}}
-              for i in range(rng.randrange(200, 700))]
+    urns = [
+        lambda: f"urn:o:{rng.randrange(40)}",
+        lambda: "ünï-©ode",
+        lambda: f"k{rng.randrange(10**9)}",
+    ]
+    events = [
+        {
+            "topic": rng.choice(["order.submit", "billing.run"]),
+            "attempt": rng.randrange(4),
+            "urn": rng.choice(urns)(),
+            "payload": {"i": i, "text": "x" * rng.randrange(0, 3000)},
+        }
+        for i in range(rng.randrange(200, 700))
+    ]
     write_jsonl(tmp_path / "e.jsonl", events)
     written = {}
     for driver in ("librdkafka", "kafka-python"):
@@ -149,10 +177,12 @@ def test_both_drivers_emit_the_same_bytes_to_the_same_partitions(wfbus, tmp_path
     assert written["librdkafka"] == written["kafka-python"]
 
 
-@pytest.mark.parametrize("writer,replayer",
-                         [("librdkafka", "kafka-python"), ("kafka-python", "librdkafka")])
-def test_what_one_driver_wrote_the_other_reads_and_replays_byte_for_byte(wfbus, tmp_path, writer,
-                                                                         replayer):
+@pytest.mark.parametrize(
+    "writer,replayer", [("librdkafka", "kafka-python"), ("kafka-python", "librdkafka")]
+)
+def test_what_one_driver_wrote_the_other_reads_and_replays_byte_for_byte(
+    wfbus, tmp_path, writer, replayer
+):
     """Events emitted to the dead-letter topic with one driver, plus foreign records (null keys,
     tombstones, repeated binary headers, null header values), are peeked and replayed with the
     other: every record arrives once with its key, value and headers (a null header value stays
@@ -162,17 +192,30 @@ def test_what_one_driver_wrote_the_other_reads_and_replays_byte_for_byte(wfbus, 
     rng = seeded(f"{writer}->{replayer}")
     name = topics()
     dlq = f"{name}.dlq"
-    write_config(tmp_path / "wfbus.yaml", {"w": settings_for(name, driver=writer),
-                                           "r": settings_for(name, driver=replayer)})
-    events = [{"topic": "order.submit", "urn": f"u{rng.randrange(12)}", "attempt": rng.randrange(3),
-               "payload": {"i": i}} for i in range(rng.randrange(20, 80))]
+    write_config(
+        tmp_path / "wfbus.yaml",
+        {"w": settings_for(name, driver=writer), "r": settings_for(name, driver=replayer)},
+    )
+    events = [
+        {
+            "topic": "order.submit",
+            "urn": f"u{rng.randrange(12)}",
+            "attempt": rng.randrange(3),
+            "payload": {"i": i},
+        }
+        for i in range(rng.randrange(20, 80))
+    ]
     write_jsonl(tmp_path / "e.jsonl", events)
     assert wfbus("emit", "-b", "w", "--dead-letter", "e.jsonl").code == 0
     produce(dlq, foreign_records(rng, rng.randrange(20, 60)))
     nulls = Producer({"bootstrap.servers": KAFKA_BOOTSTRAP, "enable.idempotence": True})
     for i in range(rng.randrange(3, 9)):  # null header values, which only librdkafka can write
-        nulls.produce(dlq, value=f"null-header-{i}".encode(), key=rng.choice([None, b"nk"]),
-                      headers=[("x-null", None), ("x-bin", bytes([i, 0, 255])), ("x-null", None)])
+        nulls.produce(
+            dlq,
+            value=f"null-header-{i}".encode(),
+            key=rng.choice([None, b"nk"]),
+            headers=[("x-null", None), ("x-bin", bytes([i, 0, 255])), ("x-null", None)],
+        )
     assert nulls.flush(30) == 0
     dead = consume_all(dlq)
 
@@ -212,10 +255,16 @@ def test_batches_in_flight_keep_the_order_per_key_across_batch_boundaries(tmp_pa
     name = topics(partitions=rng.choice([1, 3, 6]))
     keys = [f"key-{i}" for i in range(rng.randrange(3, 40))]
     total = rng.randrange(6000, 15000)
-    messages = [OutgoingMessage(
-        body=json.dumps({"seq": i, "pad": "p" * rng.choice([0, 10, 200, 5000])}).encode(),
-        topic="t", key=rng.choice(keys), event_id=str(i), headers={"seq": str(i)})
-        for i in range(total)]
+    messages = [
+        OutgoingMessage(
+            body=json.dumps({"seq": i, "pad": "p" * rng.choice([0, 10, 200, 5000])}).encode(),
+            topic="t",
+            key=rng.choice(keys),
+            event_id=str(i),
+            headers={"seq": str(i)},
+        )
+        for i in range(total)
+    ]
     with broker(settings_for(name, **SETTINGS[kind]), tmp_path) as b:
         assert b.pipeline_window >= 2 and b.driver == DRIVER_OF[kind]
         in_flight: deque = deque()
@@ -223,7 +272,7 @@ def test_batches_in_flight_keep_the_order_per_key_across_batch_boundaries(tmp_pa
         start = 0
         while start < total:
             size = rng.choice([1, 7, rng.randrange(1, 3000), b.publish_batch_size])
-            in_flight.append(b.submit(messages[start:start + size]))
+            in_flight.append(b.submit(messages[start : start + size]))
             start += size
             if len(in_flight) == b.pipeline_window:
                 answered.extend(in_flight.popleft().result())
@@ -255,16 +304,23 @@ def test_a_record_the_topic_refuses_fails_alone_among_batches_in_flight(tmp_path
     name = topics(partitions=2, **{"max.message.bytes": "4096"})
     total = rng.randrange(800, 2500)
     big = set(rng.sample(range(total), rng.randrange(1, 6)))
-    messages = [OutgoingMessage(
-        body=json.dumps({"seq": i, "pad": "b" * (6000 if i in big else rng.randrange(400))})
-        .encode(),
-        topic="t", key=f"k{rng.randrange(9)}", event_id=str(i), headers={})
-        for i in range(total)]
+    messages = [
+        OutgoingMessage(
+            body=json.dumps(
+                {"seq": i, "pad": "b" * (6000 if i in big else rng.randrange(400))}
+            ).encode(),
+            topic="t",
+            key=f"k{rng.randrange(9)}",
+            event_id=str(i),
+            headers={},
+        )
+        for i in range(total)
+    ]
     answered = []
     with broker({**settings_for(name, **SETTINGS[kind]), "timeout_seconds": 5}, tmp_path) as b:
         in_flight: deque = deque()
         for start in range(0, total, 300):
-            in_flight.append(b.submit(messages[start:start + 300]))
+            in_flight.append(b.submit(messages[start : start + 300]))
             if len(in_flight) == b.pipeline_window:
                 answered.extend(in_flight.popleft().result())
         while in_flight:
@@ -283,7 +339,8 @@ def test_a_record_the_topic_refuses_fails_alone_among_batches_in_flight(tmp_path
 
 
 def test_librdkafka_reports_an_unreachable_cluster_a_refused_login_and_an_unknown_ca_in_seconds(
-        tmp_path):
+    tmp_path,
+):
     """The publisher alone (no kafka-python call before it): each failure is BrokerUnavailable
     within about connect_timeout_seconds (2 s; timeout_seconds is 30 here), said for what it is,
     and the password never appears; the right password and the right CA publish."""
@@ -295,8 +352,12 @@ def test_librdkafka_reports_an_unreachable_cluster_a_refused_login_and_an_unknow
     name = topics()
     sasl_at = os.environ.get("WFBUS_TEST_KAFKA_SASL_BOOTSTRAP", "127.0.0.1:19094")
     ssl_at = os.environ.get("WFBUS_TEST_KAFKA_SSL_BOOTSTRAP", "127.0.0.1:19095")
-    sasl = {"bootstrap_servers": [sasl_at], "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": "PLAIN", "sasl_username": "wfbus"}
+    sasl = {
+        "bootstrap_servers": [sasl_at],
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_username": "wfbus",
+    }
     ssl = {"bootstrap_servers": [ssl_at], "security_protocol": "SSL"}
     failing = {
         "no Kafka broker reachable": {"bootstrap_servers": ["127.0.0.1:9"]},
@@ -305,8 +366,13 @@ def test_librdkafka_reports_an_unreachable_cluster_a_refused_login_and_an_unknow
     }
     message = OutgoingMessage(body=b"x", topic="t", key="k", event_id="e", headers={})
     for said, extra in failing.items():
-        settings = {"type": "kafka", "topic": name, "timeout_seconds": 30, "driver": "librdkafka",
-                    **extra}
+        settings = {
+            "type": "kafka",
+            "topic": name,
+            "timeout_seconds": 30,
+            "driver": "librdkafka",
+            **extra,
+        }
         with broker(settings, tmp_path) as b:
             started = time.monotonic()
             with pytest.raises(BrokerUnavailable) as caught:
@@ -315,10 +381,17 @@ def test_librdkafka_reports_an_unreachable_cluster_a_refused_login_and_an_unknow
         text = f"{caught.value.message} {caught.value.hint}"
         assert said in text and "not-the-password" not in text, text
         assert took < 8, f"{said}: {took:.1f} s"
-    for extra in ({**sasl, "sasl_password": "wfbus-secret"},
-                  {**ssl, "ssl_cafile": os.environ["WFBUS_TEST_KAFKA_CA"]}):
-        settings = {"type": "kafka", "topic": name, "timeout_seconds": 10, "driver": "librdkafka",
-                    **extra}
+    for extra in (
+        {**sasl, "sasl_password": "wfbus-secret"},
+        {**ssl, "ssl_cafile": os.environ["WFBUS_TEST_KAFKA_CA"]},
+    ):
+        settings = {
+            "type": "kafka",
+            "topic": name,
+            "timeout_seconds": 10,
+            "driver": "librdkafka",
+            **extra,
+        }
         with broker(settings, tmp_path) as b:
             assert [d.ok for d in b.publish([message])] == [True]
     assert len(consume_all(name)) == 2

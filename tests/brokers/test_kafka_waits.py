@@ -13,11 +13,11 @@ import time
 from collections import Counter
 
 import pytest
+from conftest import run_process, write_config, write_jsonl
+from contract.kits import KAFKA_BOOTSTRAP
 from kafka import KafkaConsumer
 
 from brokers.test_kafka_fidelity import consume_all, dead_count, kafka_config
-from conftest import run_process, write_config, write_jsonl
-from contract.kits import KAFKA_BOOTSTRAP
 
 pytestmark = pytest.mark.broker("kafka")
 
@@ -30,26 +30,41 @@ def test_a_rerun_right_after_a_killed_replay_waits_for_the_group_and_finishes(wf
     """The killed member holds its partitions until its session expires: the rerun must wait for the
     rebalance, not report "replayed 0" and exit 0 while the group is still joining."""
     settings = kafka_config(tmp_path)
-    events = [{"topic": "t", "urn": f"u{i % 17}", "payload": {"n": i}, "attempt": 0} for i in range(400)]
+    events = [
+        {"topic": "t", "urn": f"u{i % 17}", "payload": {"n": i}, "attempt": 0} for i in range(400)
+    ]
     assert wfbus("emit", "--dead-letter", str(write_jsonl(tmp_path / "e.jsonl", events))).code == 0
     env = {**os.environ, "NO_COLOR": "1", "XDG_STATE_HOME": str(tmp_path / "state")}
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "replay", "--yes", "--batch", "10", "--rate", "40"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wfbus", "replay", "--yes", "--batch", "10", "--rate", "40"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while len(consume_all(settings["topic"])) < 40:
-        assert proc.poll() is None and time.monotonic() < deadline, "the first replay did not get going"
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            "the first replay did not get going"
+        )
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     started = time.monotonic()
-    result = wfbus("-o", "json", "replay", "--yes")  # at once: the killed member is still in the group
+    result = wfbus(
+        "-o", "json", "replay", "--yes"
+    )  # at once: the killed member is still in the group
     report = result.json()
-    print(f"rerun: {time.monotonic() - started:.1f} s, replayed {report['replayed']}, resumed {report['resumed']}")
+    print(
+        f"rerun: {time.monotonic() - started:.1f} s, replayed {report['replayed']}, resumed {report['resumed']}"
+    )
     assert result.code == 0, result.err + result.out
     assert dead_count(wfbus) == 0
     arrived = Counter(r.value for r in consume_all(settings["topic"]))
     assert set(arrived) == set(_bodies(events))  # none lost
-    assert sum(arrived.values()) - len(events) <= 3 * 10  # at most the batch on the wire per partition
+    assert (
+        sum(arrived.values()) - len(events) <= 3 * 10
+    )  # at most the batch on the wire per partition
 
 
 @pytest.fixture
@@ -59,9 +74,14 @@ def member_that_never_rejoins(tmp_path):
     holders: list = []
 
     def start(settings: dict) -> None:
-        consumer = KafkaConsumer(settings["dead_letter_topic"], bootstrap_servers=KAFKA_BOOTSTRAP,
-                                 group_id=settings["replay_group"], enable_auto_commit=False,
-                                 max_poll_interval_ms=120_000, session_timeout_ms=30_000)
+        consumer = KafkaConsumer(
+            settings["dead_letter_topic"],
+            bootstrap_servers=KAFKA_BOOTSTRAP,
+            group_id=settings["replay_group"],
+            enable_auto_commit=False,
+            max_poll_interval_ms=120_000,
+            session_timeout_ms=30_000,
+        )
         deadline = time.monotonic() + 60
         while not consumer.assignment():
             assert time.monotonic() < deadline, "the holding member did not join"
@@ -74,8 +94,9 @@ def member_that_never_rejoins(tmp_path):
         consumer.close(autocommit=False)
 
 
-def test_no_partition_within_the_join_timeout_is_an_error_not_an_empty_replay(wfbus, tmp_path,
-                                                                             member_that_never_rejoins):
+def test_no_partition_within_the_join_timeout_is_an_error_not_an_empty_replay(
+    wfbus, tmp_path, member_that_never_rejoins
+):
     settings = kafka_config(tmp_path, join_timeout_seconds=5)
     events = [{"topic": "t", "urn": f"u{i}"} for i in range(12)]
     assert wfbus("emit", "--dead-letter", str(write_jsonl(tmp_path / "e.jsonl", events))).code == 0
@@ -92,7 +113,8 @@ def test_no_partition_within_the_join_timeout_is_an_error_not_an_empty_replay(wf
 
 def test_assigned_partitions_that_return_nothing_end_the_read_with_an_error(tmp_path, monkeypatch):
     """Records remain below the end offsets taken at the start, but the assigned partitions give none
-    (here: the driver is told to fetch nothing): the read fails after timeout_seconds, it does not spin
+    (here: the driver is told to fetch nothing): the read fails after timeout_seconds, it does not
+    spin
     for ever, and it does not say "done"."""
     from kafka import KafkaConsumer as Driver
 
@@ -118,7 +140,10 @@ def test_assigned_partitions_that_return_nothing_end_the_read_with_an_error(tmp_
     outcome: dict = {}
 
     def read() -> None:
-        with load(str(tmp_path / "wfbus.yaml")).open("k") as broker, broker.dead_letter_reader() as reader:
+        with (
+            load(str(tmp_path / "wfbus.yaml")).open("k") as broker,
+            broker.dead_letter_reader() as reader,
+        ):
             try:
                 outcome["received"] = reader.receive(10)
             except BrokerUnavailable as exc:
@@ -146,15 +171,23 @@ def test_a_compression_codec_whose_library_is_missing_is_a_config_error(tmp_path
     settings = kafka_config(tmp_path, compression_type=codec)
     result = run_process("emit", "--topic", "t", "--urn", "u", cwd=tmp_path)
     assert result.code == 4, result.err
-    assert "compression_type" in result.err and package in result.err and "Traceback" not in result.err
+    assert (
+        "compression_type" in result.err and package in result.err and "Traceback" not in result.err
+    )
     assert consume_all(settings["topic"]) == []  # nothing was sent
-    result = run_process("emit", "--topic", "t", "--urn", "u", "--dry-run", cwd=tmp_path)  # at load time
+    result = run_process(
+        "emit", "--topic", "t", "--urn", "u", "--dry-run", cwd=tmp_path
+    )  # at load time
     assert result.code == 4, result.err
 
 
 def test_a_topic_template_naming_an_unknown_field_is_a_config_error(tmp_path):
     settings = kafka_config(tmp_path)
-    write_config(tmp_path / "wfbus.yaml", {"k": {**settings, "topic": None, "topic_template": "wf.{tenant}"}}, "k")
+    write_config(
+        tmp_path / "wfbus.yaml",
+        {"k": {**settings, "topic": None, "topic_template": "wf.{tenant}"}},
+        "k",
+    )
     result = run_process("emit", "--topic", "t", "--urn", "u", cwd=tmp_path)
     assert result.code == 4, result.err
     assert "topic_template" in result.err and "{topic}" in result.err

@@ -11,10 +11,10 @@ import shutil
 import subprocess
 
 import pytest
-
-from brokers.test_rabbitmq_fidelity import DEATH_KEYS, dead_letter_typed_messages
 from conftest import REPO
 from contract.kits import RABBITMQ_URL
+
+from brokers.test_rabbitmq_fidelity import DEATH_KEYS, dead_letter_typed_messages
 
 pytestmark = pytest.mark.broker("rabbitmq")
 
@@ -24,15 +24,22 @@ HOLDOUT = REPO / "tests" / "holdout" / "rabbitmq"
 def node_read(queue: str, mode: str) -> list[dict]:
     node = shutil.which("node")
     assert node, "node is not installed (the holdout consumer is a Node script)"
-    assert (HOLDOUT / "node_modules" / "amqplib").is_dir(), \
+    assert (HOLDOUT / "node_modules" / "amqplib").is_dir(), (
         f"amqplib is not installed: run `npm ci --prefix {HOLDOUT.relative_to(REPO)}`"
-    done = subprocess.run([node, str(HOLDOUT / "read.js"), RABBITMQ_URL, queue, mode], capture_output=True,
-                          text=True, timeout=60)
+    )
+    done = subprocess.run(
+        [node, str(HOLDOUT / "read.js"), RABBITMQ_URL, queue, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
-def test_an_independent_node_consumer_reads_after_replay_exactly_what_was_dead_lettered(wfbus, rabbit, tmp_path):
+def test_an_independent_node_consumer_reads_after_replay_exactly_what_was_dead_lettered(
+    wfbus, rabbit, tmp_path
+):
     seed = random.randrange(2**32)
     print(f"seed {seed}")
     count = 16
@@ -41,15 +48,19 @@ def test_an_independent_node_consumer_reads_after_replay_exactly_what_was_dead_l
     before = node_read(dlq, "peek")
     assert len(before) == count
     # amqplib sees the types the publisher gave (not text): the comparison below is type for type
-    assert before[0]["headers"]["small-int"] == {"number": 3} and before[1]["headers"]["double"] == {"number": 1.25}
-    assert set(before[0]["headers"]["bytes"]) == {"bytes"} and set(before[0]["headers"]["stamp"]) == {"timestamp"}
+    assert before[0]["headers"]["small-int"] == {"number": 3} and before[1]["headers"][
+        "double"
+    ] == {"number": 1.25}
+    assert set(before[0]["headers"]["bytes"]) == {"bytes"} and set(
+        before[0]["headers"]["stamp"]
+    ) == {"timestamp"}
 
     result = wfbus("-o", "json", "replay", "--batch", "3")
     assert result.code == 0, result.err
     after = node_read(queue, "take")
     assert node_read(dlq, "peek") == []
     assert len(after) == count
-    for was, now in zip(before, after):
+    for was, now in zip(before, after, strict=False):
         assert now["body"] == was["body"]
         assert now["properties"] == was["properties"]
         publish_id = now["headers"].pop("wfbus-publish-id")
@@ -58,5 +69,9 @@ def test_an_independent_node_consumer_reads_after_replay_exactly_what_was_dead_l
         expected["replayed-from"] = {"string": f"r:{dlq}"}
         assert now["headers"] == expected
         deaths = was["headers"].get("x-death")
-        first_key = deaths["array"][0]["table"]["routing-keys"]["array"][0]["string"] if deaths else "order.typed"
+        first_key = (
+            deaths["array"][0]["table"]["routing-keys"]["array"][0]["string"]
+            if deaths
+            else "order.typed"
+        )
         assert now["routingKey"] == first_key

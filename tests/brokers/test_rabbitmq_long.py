@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, write_config, write_jsonl
-from brokers.conftest import reject_all
 from contract.kits import RABBITMQ_URL, RabbitMqKit, rabbit_channel
+
+from brokers.conftest import reject_all
 
 pytestmark = pytest.mark.broker("rabbitmq")
 
@@ -31,13 +31,26 @@ def kit():
 def rabbitmqctl(*args: str) -> str:
     """rabbitmqctl against the private test node (the environment scripts/services/ctl gives it)."""
     state = Path(os.environ.get("WFBUS_SERVICES_DIR") or REPO / ".services") / "rabbitmq"
-    env = {**os.environ, "RABBITMQ_NODENAME": "wfbus@localhost", "RABBITMQ_DIST_PORT": "25674",
-           "ERL_EPMD_PORT": "14369", "ERL_EPMD_ADDRESS": "127.0.0.1", "RABBITMQ_MNESIA_BASE": str(state / "mnesia"),
-           "RABBITMQ_LOG_BASE": str(state / "log"), "RABBITMQ_CONFIG_FILE": str(state / "rabbitmq"),
-           "RABBITMQ_ENABLED_PLUGINS_FILE": str(state / "enabled_plugins"), "RABBITMQ_PID_FILE": str(state / "pid"),
-           "HOME": str(state)}
-    done = subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    env = {
+        **os.environ,
+        "RABBITMQ_NODENAME": "wfbus@localhost",
+        "RABBITMQ_DIST_PORT": "25674",
+        "ERL_EPMD_PORT": "14369",
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "RABBITMQ_MNESIA_BASE": str(state / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(state / "log"),
+        "RABBITMQ_CONFIG_FILE": str(state / "rabbitmq"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(state / "enabled_plugins"),
+        "RABBITMQ_PID_FILE": str(state / "pid"),
+        "HOME": str(state),
+    }
+    done = subprocess.run(
+        ["/usr/lib/rabbitmq/bin/rabbitmqctl", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -45,10 +58,13 @@ def rabbitmqctl(*args: str) -> str:
 def lower_consumer_timeout_briefly(timeout_ms: int, window_ms: int) -> None:
     """RabbitMQ 3.10 reads consumer_timeout (node-wide) when a channel opens, and has no per-queue setting:
     lower it for the channels opened in the next `window_ms` only; the node itself restores the old value."""
-    rabbitmqctl("eval", f"{{ok, Old}} = application:get_env(rabbit, consumer_timeout), "
-                        f"ok = application:set_env(rabbit, consumer_timeout, {timeout_ms}), "
-                        f"{{ok, _}} = timer:apply_after({window_ms}, application, set_env, "
-                        f"[rabbit, consumer_timeout, Old]), ok.")
+    rabbitmqctl(
+        "eval",
+        f"{{ok, Old}} = application:get_env(rabbit, consumer_timeout), "
+        f"ok = application:set_env(rabbit, consumer_timeout, {timeout_ms}), "
+        f"{{ok, _}} = timer:apply_after({window_ms}, application, set_env, "
+        f"[rabbit, consumer_timeout, Old]), ok.",
+    )
 
 
 def drain(queue: str, *, remove: bool = True) -> list[dict]:
@@ -72,8 +88,15 @@ def dead_lettered(wfbus, tmp_path: Path, settings: dict, events: list[dict]) -> 
 
 
 def mixed_events(rng: random.Random, count: int, selected_share: float) -> list[dict]:
-    return [{"topic": "order.submit" if rng.random() < selected_share else "billing.charge",
-             "urn": f"u-{rng.randrange(8)}", "payload": {"n": n}, "attempt": 0} for n in range(count)]
+    return [
+        {
+            "topic": "order.submit" if rng.random() < selected_share else "billing.charge",
+            "urn": f"u-{rng.randrange(8)}",
+            "payload": {"n": n},
+            "attempt": 0,
+        }
+        for n in range(count)
+    ]
 
 
 def test_a_paced_replay_outlives_a_short_heartbeat(wfbus, kit, tmp_path):
@@ -93,16 +116,22 @@ def test_a_paced_replay_outlives_a_short_heartbeat(wfbus, kit, tmp_path):
     started = time.monotonic()
     result = wfbus("-o", "json", "replay", "--topic", "order.*", "--rate", "0.2")
     assert result.code == 0, result.err
-    assert time.monotonic() - started > 5 * (len(selected) - 1) * 0.9  # really paced: 5 s of silence each time
+    assert (
+        time.monotonic() - started > 5 * (len(selected) - 1) * 0.9
+    )  # really paced: 5 s of silence each time
     assert result.json()["replayed"] == len(selected)
     assert drain(settings["queue"]) == selected
-    assert drain(settings["dead_letter_queue"], remove=False) == [e for e in events if e["topic"] != "order.submit"]
+    assert drain(settings["dead_letter_queue"], remove=False) == [
+        e for e in events if e["topic"] != "order.submit"
+    ]
 
 
 def test_a_replay_longer_than_the_consumer_timeout_passes_over_unselected_messages_without_losing_them(
-        wfbus, kit, tmp_path):
+    wfbus, kit, tmp_path
+):
     """Unselected messages held unacknowledged for the whole replay made RabbitMQ close the channel once they
-    were older than consumer_timeout (checked once a minute): the replay stopped half done. Hand them back in
+    were older than consumer_timeout (checked once a minute): the replay stopped half done. Hand
+    them back in
     time and pass over them again; every message ends up exactly once at the destination or in place."""
     import pika
 
@@ -124,25 +153,34 @@ def test_a_replay_longer_than_the_consumer_timeout_passes_over_unselected_messag
     control.basic_publish("", control_queue, b"held")
     lower_consumer_timeout_briefly(10_000, 2_500)
     try:
-        held = control_connection.channel()  # opened in the window: the lowered timeout applies to it
+        held = (
+            control_connection.channel()
+        )  # opened in the window: the lowered timeout applies to it
         assert held.basic_get(control_queue)[0] is not None
         result = wfbus("-o", "json", "replay", "--topic", "order.*", "--rate", f"{rate:.4f}")
-        # the control: a channel holding one message as long, opened just before the replay's, was closed
+        # the control: a channel holding one message as long, opened just before the replay's, was
+        # closed
         for _ in range(50):
             if held.is_closed:
                 break
             control_connection.process_data_events(time_limit=0.1)
-        assert held.is_closed, "the lowered consumer_timeout did not apply: this test proves nothing"
+        assert held.is_closed, (
+            "the lowered consumer_timeout did not apply: this test proves nothing"
+        )
     finally:
         control_connection.close()
     assert result.code == 0, result.err
     doc = result.json()
     assert doc["replayed"] == len(selected) and doc["examined"] == len(events), doc
     assert drain(settings["queue"]) == selected
-    assert drain(settings["dead_letter_queue"], remove=False) == [e for e in events if e["topic"] != "order.submit"]
+    assert drain(settings["dead_letter_queue"], remove=False) == [
+        e for e in events if e["topic"] != "order.submit"
+    ]
 
 
-def test_thousands_of_events_over_many_urns_keep_their_order_through_emit_and_replay(wfbus, kit, tmp_path):
+def test_thousands_of_events_over_many_urns_keep_their_order_through_emit_and_replay(
+    wfbus, kit, tmp_path
+):
     """RabbitMQ keeps order per queue: the consumer sees the input order after emit and after replays in
     many batches, with unselected messages passed over (and handed back) in between."""
     seed = random.randrange(2**32)
@@ -151,9 +189,15 @@ def test_thousands_of_events_over_many_urns_keep_their_order_through_emit_and_re
     settings = {**kit.settings(tmp_path), "hold_seconds": 0.5}
     write_config(tmp_path / "wfbus.yaml", {"r": settings}, "r")
     urns = [f"urn-{i}" for i in range(rng.randrange(7, 12))]
-    events = [{"topic": rng.choice(["order.submit", "order.ship", "billing.charge"]), "urn": rng.choice(urns),
-               "payload": {"n": n, "text": "ü" * rng.randrange(0, 40)}, "attempt": 0}
-              for n in range(rng.randrange(2000, 2600))]
+    events = [
+        {
+            "topic": rng.choice(["order.submit", "order.ship", "billing.charge"]),
+            "urn": rng.choice(urns),
+            "payload": {"n": n, "text": "ü" * rng.randrange(0, 40)},
+            "attempt": 0,
+        }
+        for n in range(rng.randrange(2000, 2600))
+    ]
     path = write_jsonl(tmp_path / "e.jsonl", events)
     assert wfbus("emit", str(path)).code == 0
     assert drain(settings["queue"], remove=False) == events  # emit: input order
@@ -174,4 +218,5 @@ def test_thousands_of_events_over_many_urns_keep_their_order_through_emit_and_re
     assert got == rest
     for urn in urns:
         assert [e["payload"]["n"] for e in got if e["urn"] == urn] == sorted(
-            e["payload"]["n"] for e in rest if e["urn"] == urn)
+            e["payload"]["n"] for e in rest if e["urn"] == urn
+        )

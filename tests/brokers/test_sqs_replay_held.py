@@ -13,21 +13,31 @@ def test_a_replay_that_cannot_see_held_messages_says_how_many_and_exits_1(wfbus,
     settings = kit.settings(tmp_path)
     write_config(tmp_path / "wfbus.yaml", {"target": settings}, default="target")
     try:
-        write_jsonl(tmp_path / "dlq.jsonl", [{"topic": "order.submit", "urn": f"h{i}"} for i in range(30)])
+        write_jsonl(
+            tmp_path / "dlq.jsonl", [{"topic": "order.submit", "urn": f"h{i}"} for i in range(30)]
+        )
         assert wfbus("emit", "--dead-letter", "dlq.jsonl").code == 0
         client = sqs_client()
         dlq = kit.queue_urls[1]
         held = 0
         while held < 8:  # what a killed replay leaves: messages received, invisible for a while
-            held += len(client.receive_message(QueueUrl=dlq, MaxNumberOfMessages=min(10, 8 - held),
-                                               VisibilityTimeout=120).get("Messages", []))
+            held += len(
+                client.receive_message(
+                    QueueUrl=dlq, MaxNumberOfMessages=min(10, 8 - held), VisibilityTimeout=120
+                ).get("Messages", [])
+            )
         result = wfbus("-o", "json", "replay")
         assert result.code == 1, result.err  # was 0: "replayed 22 of 22" as if the DLQ were drained
         report = json.loads(result.out)
         assert report["replayed"] == 22 and report["held_elsewhere"] == 8
-        assert report["held_return_seconds"]  # a killed wfbus run's hold; another consumer's may be longer
+        assert report[
+            "held_return_seconds"
+        ]  # a killed wfbus run's hold; another consumer's may be longer
         text = wfbus("replay")
-        assert text.code == 1 and "8 message(s) in the dead-letter queue are held elsewhere" in text.err
+        assert (
+            text.code == 1
+            and "8 message(s) in the dead-letter queue are held elsewhere" in text.err
+        )
     finally:
         kit.cleanup()
 
@@ -37,7 +47,9 @@ def test_native_dry_run_previews_the_server_side_move_and_starts_nothing(wfbus, 
     settings = kit.settings(tmp_path)
     write_config(tmp_path / "wfbus.yaml", {"target": settings}, default="target")
     try:
-        write_jsonl(tmp_path / "dlq.jsonl", [{"topic": "order.submit", "urn": f"n{i}"} for i in range(12)])
+        write_jsonl(
+            tmp_path / "dlq.jsonl", [{"topic": "order.submit", "urn": f"n{i}"} for i in range(12)]
+        )
         assert wfbus("emit", "--dead-letter", "dlq.jsonl").code == 0
         plan = wfbus("-o", "json", "replay", "--native", "--dry-run")
         assert plan.code == 0, plan.err

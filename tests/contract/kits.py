@@ -15,13 +15,19 @@ from pathlib import Path
 from wfbus.brokers import broker_class
 from wfbus.brokers.base import Capabilities
 
-# the batch on the wire in the kill tests (`replay --batch 10`): what a kill may repeat where the broker
+# the batch on the wire in the kill tests (`replay --batch 10`): what a kill may repeat where the
+# broker
 # neither transfers atomically nor recognises a resend
 KILL_BATCH = 10
 
 # whose order a test may check, for each declared ordering scope
-_ORDER_EXPECTED = {"total": "total", "per-queue": "total", "per-key": "per-key", "per-group": "per-key",
-                   "none": "none"}
+_ORDER_EXPECTED = {
+    "total": "total",
+    "per-queue": "total",
+    "per-key": "per-key",
+    "per-group": "per-key",
+    "none": "none",
+}
 
 
 class Kit:
@@ -49,13 +55,15 @@ class Kit:
     def capabilities(self) -> Capabilities:
         """What the broker type declares for these settings, read the way core code reads it."""
         if self._settings is None:
-            raise AssertionError(f"{self.kind}: settings() must be called before capabilities are read")
+            raise AssertionError(
+                f"{self.kind}: settings() must be called before capabilities are read"
+            )
         cls = broker_class(self._settings["type"])
         return cls.capabilities_for(cls.settings_model(**self._settings))
 
     @property
     def order(self) -> str:
-        """"total": the read-back order is the publish order (per-queue ordering); "per-key": only one
+        """ "total": the read-back order is the publish order (per-queue ordering); "per-key": only one
         urn's events keep their order (SQS FIFO groups, Kafka partitions); "none": no order promised."""
         return _ORDER_EXPECTED[self.capabilities.ordering]
 
@@ -76,14 +84,23 @@ class LocalKit(Kit):
     kind = "local"
 
     def create(self, tmp_path: Path) -> dict:
-        return {"type": "local", "path": str(tmp_path / "local.db"), "queue": f"q-{uuid.uuid4().hex[:8]}"}
+        return {
+            "type": "local",
+            "path": str(tmp_path / "local.db"),
+            "queue": f"q-{uuid.uuid4().hex[:8]}",
+        }
 
 
 def sqs_client():
     import boto3
 
-    return boto3.client("sqs", endpoint_url=SQS_ENDPOINT, region_name="us-east-1",
-                        aws_access_key_id="test", aws_secret_access_key="test")
+    return boto3.client(
+        "sqs",
+        endpoint_url=SQS_ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
 
 
 SQS_ENDPOINT = os.environ.get("WFBUS_TEST_SQS_ENDPOINT", "http://127.0.0.1:19324")
@@ -101,17 +118,33 @@ class SqsKit(Kit):
         suffix = ".fifo" if self.fifo else ""
         name = f"wfbus-{uuid.uuid4().hex[:10]}"
         fifo_attributes = {"FifoQueue": "true"} if self.fifo else {}
-        dlq = client.create_queue(QueueName=f"{name}-dlq{suffix}", Attributes=fifo_attributes)["QueueUrl"]
-        dlq_arn = client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        dlq = client.create_queue(QueueName=f"{name}-dlq{suffix}", Attributes=fifo_attributes)[
+            "QueueUrl"
+        ]
+        dlq_arn = client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
         import json
 
-        main = client.create_queue(QueueName=f"{name}{suffix}", Attributes={
-            **fifo_attributes,
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": self.max_receive_count}),
-        })["QueueUrl"]
+        main = client.create_queue(
+            QueueName=f"{name}{suffix}",
+            Attributes={
+                **fifo_attributes,
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": self.max_receive_count}
+                ),
+            },
+        )["QueueUrl"]
         self.queue_urls = [main, dlq]
-        return {"type": "sqs", "queue_url": main, "endpoint_url": SQS_ENDPOINT, "region": "us-east-1",
-                "aws_access_key_id": "test", "aws_secret_access_key": "test", "visibility_timeout": 4}
+        return {
+            "type": "sqs",
+            "queue_url": main,
+            "endpoint_url": SQS_ENDPOINT,
+            "region": "us-east-1",
+            "aws_access_key_id": "test",
+            "aws_secret_access_key": "test",
+            "visibility_timeout": 4,
+        }
 
     def cleanup(self) -> None:
         client = sqs_client()
@@ -150,9 +183,15 @@ class KafkaKit(Kit):
     def create(self, tmp_path: Path) -> dict:
         name = f"wfbus-{uuid.uuid4().hex[:10]}"
         kafka_create_topics(name, f"{name}.dlq")
-        return {"type": "kafka", "bootstrap_servers": [KAFKA_BOOTSTRAP], "topic": name,
-                "dead_letter_topic": f"{name}.dlq", "consumer_group": f"app-{name}",
-                "replay_group": f"replay-{name}", "timeout_seconds": 10}
+        return {
+            "type": "kafka",
+            "bootstrap_servers": [KAFKA_BOOTSTRAP],
+            "topic": name,
+            "dead_letter_topic": f"{name}.dlq",
+            "consumer_group": f"app-{name}",
+            "replay_group": f"replay-{name}",
+            "timeout_seconds": 10,
+        }
 
 
 class KafkaPythonKit(KafkaKit):
@@ -189,13 +228,21 @@ class RabbitMqKit(Kit):
             channel.exchange_declare(f"{name}.dlx", "topic", durable=True)
             channel.queue_declare(f"{name}.dlq", durable=True)
             channel.queue_bind(f"{name}.dlq", f"{name}.dlx", "#")
-            channel.queue_declare(name, durable=True, arguments={"x-dead-letter-exchange": f"{name}.dlx"})
+            channel.queue_declare(
+                name, durable=True, arguments={"x-dead-letter-exchange": f"{name}.dlx"}
+            )
             for pattern in ("order.#", "billing.#"):
                 channel.queue_bind(name, name, pattern)
         finally:
             connection.close()
-        return {"type": "rabbitmq", "url": RABBITMQ_URL, "exchange": name, "queue": name,
-                "dead_letter_queue": f"{name}.dlq", "timeout_seconds": 10}
+        return {
+            "type": "rabbitmq",
+            "url": RABBITMQ_URL,
+            "exchange": name,
+            "queue": name,
+            "dead_letter_queue": f"{name}.dlq",
+            "timeout_seconds": 10,
+        }
 
     def cleanup(self) -> None:
         connection, channel = rabbit_channel()
@@ -217,19 +264,33 @@ class PluginKit(Kit):
 
     def install(self, site: Path, monkeypatch) -> None:
         import plugin_broker
+
         from wfbus import brokers
 
         plugin_broker.install(site)
         monkeypatch.syspath_prepend(str(site))
-        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+        monkeypatch.setenv(
+            "PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+        )
         brokers._entry_points.cache_clear()
 
     def create(self, tmp_path: Path) -> dict:
-        return {"type": "spool", "path": str(tmp_path / "spool"), "queue": f"q-{uuid.uuid4().hex[:8]}"}
+        return {
+            "type": "spool",
+            "path": str(tmp_path / "spool"),
+            "queue": f"q-{uuid.uuid4().hex[:8]}",
+        }
 
 
-KITS: dict[str, type[Kit]] = {"local": LocalKit, "sqs": SqsKit, "sqs-fifo": SqsFifoKit, "kafka": KafkaKit,
-                              "kafka-python": KafkaPythonKit, "rabbitmq": RabbitMqKit, "plugin": PluginKit}
+KITS: dict[str, type[Kit]] = {
+    "local": LocalKit,
+    "sqs": SqsKit,
+    "sqs-fifo": SqsFifoKit,
+    "kafka": KafkaKit,
+    "kafka-python": KafkaPythonKit,
+    "rabbitmq": RabbitMqKit,
+    "plugin": PluginKit,
+}
 
 
 def selected_kinds() -> list[str]:

@@ -9,10 +9,16 @@ import json
 import time
 
 from conftest import write_jsonl
+
 from wfbus.config import load
 
 EVENTS = [
-    {"topic": "order.submit", "urn": "order-1", "payload": {"total": 150.0, "note": "größe"}, "attempt": 0},
+    {
+        "topic": "order.submit",
+        "urn": "order-1",
+        "payload": {"total": 150.0, "note": "größe"},
+        "attempt": 0,
+    },
     {"topic": "order.approve", "urn": 42, "attempt": 1},
     {"topic": "billing.charge", "urn": "inv-7", "payload": None, "attempt": 2},
     {"topic": "order.ship", "urn": "order-1", "payload": [1, 2, 3], "attempt": 0},
@@ -21,7 +27,9 @@ EVENTS = [
 
 def _depth(wfbus) -> dict[str, int]:
     """ready count by role."""
-    return {q["role"]: q["ready"] for q in wfbus("depth", "-b", "target", "-o", "json").json()["queues"]}
+    return {
+        q["role"]: q["ready"] for q in wfbus("depth", "-b", "target", "-o", "json").json()["queues"]
+    }
 
 
 def _peek(wfbus, *flags: str) -> list[dict]:
@@ -36,7 +44,13 @@ def same_events(kit, actual: list[dict], expected: list[dict]) -> bool:
         return actual == expected
     if kit.order == "none":
         return sorted(map(json.dumps, actual)) == sorted(map(json.dumps, expected))
-    by_key = lambda events: {str(k): [e for e in events if str(e["urn"]) == str(k)] for k in {str(e["urn"]) for e in events}}  # noqa: E731
+
+    def by_key(events):
+        return {
+            str(k): [e for e in events if str(e["urn"]) == str(k)]
+            for k in {str(e["urn"]) for e in events}
+        }  # noqa: E731
+
     return len(actual) == len(expected) and by_key(actual) == by_key(expected)
 
 
@@ -59,8 +73,13 @@ def test_headers_carry_topic_urn_attempt_and_event_id(wfbus, target, tmp_path):
     from wfbus.event import parse_event
 
     assert [m.headers for m in messages] == [
-        {"topic": e["topic"], "urn": str(e["urn"]), "attempt": str(e["attempt"]),
-         "event-id": parse_event(e).event_id} for e in EVENTS[:2]
+        {
+            "topic": e["topic"],
+            "urn": str(e["urn"]),
+            "attempt": str(e["attempt"]),
+            "event-id": parse_event(e).event_id,
+        }
+        for e in EVENTS[:2]
     ]
 
 
@@ -99,7 +118,9 @@ def test_replay_moves_exactly_the_selected_and_leaves_the_rest(wfbus, target, tm
     assert (report["selected"], report["replayed"], report["left"]) == (2, 2, 2)
     assert same_events(target, _peek(wfbus), [EVENTS[0], EVENTS[3]])
     rest = _peek(wfbus, "--dead-letter")
-    assert report["unselected_passed_over"] is target.passes_over_unselected  # as declared, and said
+    assert (
+        report["unselected_passed_over"] is target.passes_over_unselected
+    )  # as declared, and said
     if not target.passes_over_unselected:
         assert same_events(target, rest, [EVENTS[1], EVENTS[2]])
 
@@ -122,7 +143,12 @@ def test_replay_dry_run_changes_nothing(wfbus, target, tmp_path):
     assert result.code == 0
     report = result.json()
     assert (report["dry_run"], report["selected"], report["replayed"]) == (True, 4, 0)
-    assert report["by_topic"] == {"order.submit": 1, "order.approve": 1, "billing.charge": 1, "order.ship": 1}
+    assert report["by_topic"] == {
+        "order.submit": 1,
+        "order.approve": 1,
+        "billing.charge": 1,
+        "order.ship": 1,
+    }
     assert _depth(wfbus) == {"main": 0, "dead-letter": 4}
     assert same_events(target, _peek(wfbus, "--dead-letter"), EVENTS)
 
@@ -140,7 +166,9 @@ def test_replay_to_another_broker(wfbus, target, tmp_path):
     _emit(wfbus, tmp_path, EVENTS, "--dead-letter")
     result = wfbus("replay", "-b", "target", "--to", "spare", "-o", "json")
     assert result.code == 0, result.err
-    assert same_events(target, json.loads(wfbus("peek", "-b", "spare", "--all", "-o", "json").out), EVENTS)
+    assert same_events(
+        target, json.loads(wfbus("peek", "-b", "spare", "--all", "-o", "json").out), EVENTS
+    )
     assert _depth(wfbus)["dead-letter"] == 0
 
 
@@ -149,7 +177,9 @@ def test_peek_output_is_accepted_back_by_emit(wfbus, target, tmp_path):
     dump = wfbus("peek", "-b", "target", "--dead-letter", "--all", "--force", "-o", "jsonl")
     (tmp_path / "backup.jsonl").write_text(dump.out)
     assert wfbus("emit", "-b", "spare", "backup.jsonl").code == 0
-    assert same_events(target, json.loads(wfbus("peek", "-b", "spare", "--all", "-o", "json").out), EVENTS)
+    assert same_events(
+        target, json.loads(wfbus("peek", "-b", "spare", "--all", "-o", "json").out), EVENTS
+    )
 
 
 def test_a_kit_expects_exactly_what_its_broker_declares(tmp_path, monkeypatch):
@@ -171,15 +201,20 @@ def test_a_kit_expects_exactly_what_its_broker_declares(tmp_path, monkeypatch):
     for declared, expected in cases:
         monkeypatch.setattr(LocalBroker, "implements", declared)
         assert kit.capabilities == declared
-        assert (kit.order, kit.passes_over_unselected, kit.kill_duplicates_bound) == expected, declared
+        assert (kit.order, kit.passes_over_unselected, kit.kill_duplicates_bound) == expected, (
+            declared
+        )
 
 
-def test_the_suite_holds_a_plugin_to_what_it_declares(wfbus, tmp_path, tmp_path_factory, monkeypatch):
+def test_the_suite_holds_a_plugin_to_what_it_declares(
+    wfbus, tmp_path, tmp_path_factory, monkeypatch
+):
     """The plugin broker read back in reverse: caught while it declares per-queue order, and accepted
     once it declares no order (then reverse is within its promise). Expectations follow declarations."""
     from dataclasses import replace
 
     from conftest import write_config
+
     from contract.kits import PluginKit
 
     kit = PluginKit()
@@ -194,7 +229,9 @@ def test_the_suite_holds_a_plugin_to_what_it_declares(wfbus, tmp_path, tmp_path_
     reversed_read = _peek(wfbus)
     assert reversed_read == EVENTS[::-1]
     assert kit.order == "total" and not same_events(kit, reversed_read, EVENTS)
-    monkeypatch.setattr(spool.SpoolBroker, "implements", replace(spool.SpoolBroker.implements, ordering="none"))
+    monkeypatch.setattr(
+        spool.SpoolBroker, "implements", replace(spool.SpoolBroker.implements, ordering="none")
+    )
     assert kit.order == "none" and same_events(kit, reversed_read, EVENTS)
 
 

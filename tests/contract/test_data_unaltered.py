@@ -1,6 +1,7 @@
 """Event data is never altered on its way, even when it contains what wfbus treats as a secret.
 
-Redaction is for diagnostics only. A payload holding the RabbitMQ password ("guest"), a SASL password,
+Redaction is for diagnostics only. A payload holding the RabbitMQ password ("guest"), a SASL
+password,
 an AWS key id or a URL with credentials is data: peek, dry-run samples, the replay plan and a backup
 emitted again must carry it byte for byte.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import write_config
 
 SASL_PASSWORD = "Sasl-Secret-in-payload-41"
@@ -19,13 +19,34 @@ AWS_SECRET = "Aws-Secret-in-payload-17"
 URL_PASSWORD = "guest"  # the RabbitMQ kit's URL password, and the default one of every RabbitMQ
 
 SECRET_EVENTS = [
-    {"topic": "order.submit", "urn": "order-1", "payload": {"customerType": URL_PASSWORD}, "attempt": 0},
-    {"topic": "order.submit", "urn": "order-2", "payload": {"note": f"pw {SASL_PASSWORD} and {AWS_KEY_ID}"},
-     "attempt": 1},
-    {"topic": "order.ship", "urn": 7, "payload": {"callback": "https://svc:hunter2@example.test/hook",
-                                                   "secret": AWS_SECRET, "ünïcode": "größe ✓ 🚚"}, "attempt": 0},
-    {"topic": "billing.charge", "urn": "inv-9", "payload": ["amqp://a:b@c", URL_PASSWORD * 3, "x" * 5000],
-     "attempt": 2},
+    {
+        "topic": "order.submit",
+        "urn": "order-1",
+        "payload": {"customerType": URL_PASSWORD},
+        "attempt": 0,
+    },
+    {
+        "topic": "order.submit",
+        "urn": "order-2",
+        "payload": {"note": f"pw {SASL_PASSWORD} and {AWS_KEY_ID}"},
+        "attempt": 1,
+    },
+    {
+        "topic": "order.ship",
+        "urn": 7,
+        "payload": {
+            "callback": "https://svc:hunter2@example.test/hook",
+            "secret": AWS_SECRET,
+            "ünïcode": "größe ✓ 🚚",
+        },
+        "attempt": 0,
+    },
+    {
+        "topic": "billing.charge",
+        "urn": "inv-9",
+        "payload": ["amqp://a:b@c", URL_PASSWORD * 3, "x" * 5000],
+        "attempt": 2,
+    },
 ]
 
 
@@ -33,15 +54,34 @@ SECRET_EVENTS = [
 def secret_holding_config(target, tmp_path, monkeypatch):
     """The contract config plus brokers that register every kind of secret wfbus knows."""
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-    config = json.loads(json.dumps(__import__("yaml").safe_load((tmp_path / "wfbus.yaml").read_text())))
+    config = json.loads(
+        json.dumps(__import__("yaml").safe_load((tmp_path / "wfbus.yaml").read_text()))
+    )
     brokers = config["brokers"]
-    brokers["sasl"] = {"type": "kafka", "bootstrap_servers": ["127.0.0.1:9"], "topic": "t",
-                       "dead_letter_topic": "t.dlq", "security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN",
-                       "sasl_username": "u", "sasl_password": SASL_PASSWORD}
-    brokers["aws"] = {"type": "sqs", "queue_name": "q", "region": "us-east-1", "endpoint_url": "http://127.0.0.1:9",
-                      "aws_access_key_id": AWS_KEY_ID, "aws_secret_access_key": AWS_SECRET}
-    brokers["rabbit"] = {"type": "rabbitmq", "url": f"amqp://guest:{URL_PASSWORD}@127.0.0.1:9/%2F",
-                         "queue": "q", "dead_letter_queue": "q.dlq"}
+    brokers["sasl"] = {
+        "type": "kafka",
+        "bootstrap_servers": ["127.0.0.1:9"],
+        "topic": "t",
+        "dead_letter_topic": "t.dlq",
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "PLAIN",
+        "sasl_username": "u",
+        "sasl_password": SASL_PASSWORD,
+    }
+    brokers["aws"] = {
+        "type": "sqs",
+        "queue_name": "q",
+        "region": "us-east-1",
+        "endpoint_url": "http://127.0.0.1:9",
+        "aws_access_key_id": AWS_KEY_ID,
+        "aws_secret_access_key": AWS_SECRET,
+    }
+    brokers["rabbit"] = {
+        "type": "rabbitmq",
+        "url": f"amqp://guest:{URL_PASSWORD}@127.0.0.1:9/%2F",
+        "queue": "q",
+        "dead_letter_queue": "q.dlq",
+    }
     write_config(tmp_path / "wfbus.yaml", brokers, default="target")
     return target
 
@@ -55,7 +95,8 @@ def _by_urn(lines: list[str]) -> list[str]:
 
 
 def test_a_dead_letter_backup_holds_payload_secrets_byte_for_byte_and_emits_back_unchanged(
-        wfbus, secret_holding_config, tmp_path):
+    wfbus, secret_holding_config, tmp_path
+):
     source = tmp_path / "events.jsonl"
     source.write_text("".join(_compact(e) + "\n" for e in SECRET_EVENTS), encoding="utf-8")
     seeded = wfbus("emit", "-b", "target", "--dead-letter", str(source))
@@ -64,7 +105,9 @@ def test_a_dead_letter_backup_holds_payload_secrets_byte_for_byte_and_emits_back
     backup = wfbus("peek", "-b", "target", "--dead-letter", "--all", "--force", "-o", "jsonl")
     assert backup.code == 0, backup.err
     lines = backup.out.splitlines()
-    assert _by_urn(lines) == _by_urn([_compact(e) for e in SECRET_EVENTS])  # byte for byte, secrets included
+    assert _by_urn(lines) == _by_urn(
+        [_compact(e) for e in SECRET_EVENTS]
+    )  # byte for byte, secrets included
 
     backup_file = tmp_path / "dlq-backup.jsonl"
     backup_file.write_text(backup.out, encoding="utf-8")

@@ -3,7 +3,8 @@
 SIGTERM and SIGHUP are handled like Ctrl-C (exit 128+signal, exact --failed-out: recovery is
 `wfbus emit FAILED_OUT`); SIGKILL leaves only the progress record (recovery is `wfbus emit --resume`
 with the same sources). The kill point is a random fraction of the events, reached by watching the
-destination fill, so the stops land mid-way; most trials must, or the test proves nothing. Counting is
+destination fill, so the stops land mid-way; most trials must, or the test proves nothing. Counting
+is
 done with each broker's own client: every event at the destination, duplicates at most the batches
 that were in flight (pipeline_window x publish_batch_size), and a resume reports that bound.
 """
@@ -31,11 +32,18 @@ def _seed() -> int:
 
 
 def _wfbus(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wfbus", *args], cwd=tmp_path, capture_output=True, timeout=300,
-                          env={**os.environ, "NO_COLOR": "1", "WFBUS_STATE_DIR": str(tmp_path / "state")})
+    return subprocess.run(
+        [sys.executable, "-m", "wfbus", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "NO_COLOR": "1", "WFBUS_STATE_DIR": str(tmp_path / "state")},
+    )
 
 
-def test_emit_stopped_by_a_signal_at_a_random_point_loses_nothing_after_recovery(wfbus, target, tmp_path):
+def test_emit_stopped_by_a_signal_at_a_random_point_loses_nothing_after_recovery(
+    wfbus, target, tmp_path
+):
     seed = _seed()
     rng = random.Random(seed)
     print(f"seed {seed} (WFBUS_TEST_SEED={seed} repeats this run)")
@@ -47,20 +55,49 @@ def test_emit_stopped_by_a_signal_at_a_random_point_loses_nothing_after_recovery
     already_there = 0  # local and Kafka keep what earlier trials sent
     for trial in range(TRIALS):
         stop = SIGNALS[trial % len(SIGNALS)]
-        batches = (10, 20) if settings["type"] == "local" else (2.5, 4)  # local: ~15k events/s, give it time
+        batches = (
+            (10, 20) if settings["type"] == "local" else (2.5, 4)
+        )  # local: ~15k events/s, give it time
         count = rng.randint(int(batch * batches[0]), int(batch * batches[1]))
-        count = max(count, rng.randint(1000, 1600))  # small batches (SQS: 100): time for the stop to land
-        events = [{"topic": "order.submit", "urn": f"u-{i % 7}", "payload": {"trial": trial, "i": i, "pw": "guest"},
-                   "attempt": 0} for i in range(count)]
+        count = max(
+            count, rng.randint(1000, 1600)
+        )  # small batches (SQS: 100): time for the stop to land
+        events = [
+            {
+                "topic": "order.submit",
+                "urn": f"u-{i % 7}",
+                "payload": {"trial": trial, "i": i, "pw": "guest"},
+                "attempt": 0,
+            }
+            for i in range(count)
+        ]
         source = tmp_path / f"events-{trial}.jsonl"
         source.write_text("".join(json.dumps(e) + "\n" for e in events))
         failed_out = tmp_path / f"failed-{trial}.jsonl"
-        baseline = count_main(tmp_path)  # what the destination holds before this trial's emit starts
+        baseline = count_main(
+            tmp_path
+        )  # what the destination holds before this trial's emit starts
         kill_at = baseline + int(count * rng.uniform(0.15, 0.85))
 
-        proc = subprocess.Popen([sys.executable, "-m", "wfbus", "-o", "json", "emit", "-b", "target", str(source),
-                                 "--failed-out", str(failed_out)], cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env={**os.environ, "WFBUS_STATE_DIR": str(tmp_path / "state")})
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wfbus",
+                "-o",
+                "json",
+                "emit",
+                "-b",
+                "target",
+                str(source),
+                "--failed-out",
+                str(failed_out),
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "WFBUS_STATE_DIR": str(tmp_path / "state")},
+        )
         while proc.poll() is None and count_main(tmp_path) < kill_at:
             time.sleep(0.02)
         proc.send_signal(stop)
@@ -73,7 +110,9 @@ def test_emit_stopped_by_a_signal_at_a_random_point_loses_nothing_after_recovery
         recovery_report = None
         if stop == signal.SIGKILL:
             assert proc.returncode in (-signal.SIGKILL, 0), err.decode()
-            recovered = _wfbus(tmp_path, "-o", "json", "emit", "--resume", "-b", "target", str(source))
+            recovered = _wfbus(
+                tmp_path, "-o", "json", "emit", "--resume", "-b", "target", str(source)
+            )
             assert recovered.returncode == 0, recovered.stderr.decode()
             recovery_report = json.loads(recovered.stdout)
         elif proc.returncode == 128 + stop:
@@ -82,12 +121,16 @@ def test_emit_stopped_by_a_signal_at_a_random_point_loses_nothing_after_recovery
             assert report["published"] + undelivered == count
             if undelivered:
                 lines = failed_out.read_text().splitlines()
-                assert len(lines) == undelivered, "--failed-out must hold exactly the events not confirmed"
+                assert len(lines) == undelivered, (
+                    "--failed-out must hold exactly the events not confirmed"
+                )
                 recovered = _wfbus(tmp_path, "emit", "-b", "target", str(failed_out))
                 assert recovered.returncode == 0, recovered.stderr.decode()
             else:
                 assert not failed_out.exists()
-        elif proc.returncode == -stop:  # the signal came before wfbus could handle it: nothing was sent
+        elif (
+            proc.returncode == -stop
+        ):  # the signal came before wfbus could handle it: nothing was sent
             assert before_recovery == 0, err.decode()
             assert _wfbus(tmp_path, "emit", "-b", "target", str(source)).returncode == 0
         else:
@@ -97,12 +140,20 @@ def test_emit_stopped_by_a_signal_at_a_random_point_loses_nothing_after_recovery
         mine = Counter(e["payload"]["i"] for e in bodies if e["payload"]["trial"] == trial)
         lost = set(range(count)) - set(mine)
         duplicates = sum(n - 1 for n in mine.values())
-        assert not lost, f"seed {seed} trial {trial} ({stop.name}): lost {len(lost)}, e.g. {sorted(lost)[:5]}"
-        assert duplicates <= in_flight, f"seed {seed} trial {trial}: {duplicates} duplicates, over {in_flight}"
+        assert not lost, (
+            f"seed {seed} trial {trial} ({stop.name}): lost {len(lost)}, e.g. {sorted(lost)[:5]}"
+        )
+        assert duplicates <= in_flight, (
+            f"seed {seed} trial {trial}: {duplicates} duplicates, over {in_flight}"
+        )
         if recovery_report is not None and recovery_report["resume"]["skipped_confirmed"]:
             assert duplicates <= recovery_report["resume"]["may_be_duplicated"]  # said, not hidden
         if settings["type"] in ("local", "kafka"):
             already_there += sum(mine.values())
-        print(f"{target.kind}: trial {trial} {stop.name}: {count} events, {before_recovery} confirmed before "
-              f"the stop; lost 0, duplicates {duplicates}")
-    assert landed_mid_way >= TRIALS * 0.7, f"seed {seed}: only {landed_mid_way}/{TRIALS} stops landed mid-way"
+        print(
+            f"{target.kind}: trial {trial} {stop.name}: {count} events, {before_recovery} confirmed before "
+            f"the stop; lost 0, duplicates {duplicates}"
+        )
+    assert landed_mid_way >= TRIALS * 0.7, (
+        f"seed {seed}: only {landed_mid_way}/{TRIALS} stops landed mid-way"
+    )

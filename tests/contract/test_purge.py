@@ -13,8 +13,12 @@ def _depth(wfbus) -> dict[str, int]:
 
 
 def test_purge_empties_the_dead_letter_queue_and_leaves_the_main_one(wfbus, target, tmp_path):
-    write_jsonl(tmp_path / "dead.jsonl", [{"topic": "order.submit", "urn": f"d{i}"} for i in range(5)])
-    write_jsonl(tmp_path / "main.jsonl", [{"topic": "order.submit", "urn": f"m{i}"} for i in range(3)])
+    write_jsonl(
+        tmp_path / "dead.jsonl", [{"topic": "order.submit", "urn": f"d{i}"} for i in range(5)]
+    )
+    write_jsonl(
+        tmp_path / "main.jsonl", [{"topic": "order.submit", "urn": f"m{i}"} for i in range(3)]
+    )
     assert wfbus("emit", "-b", "target", "--dead-letter", "dead.jsonl").code == 0
     assert wfbus("emit", "-b", "target", "main.jsonl").code == 0
 
@@ -28,5 +32,8 @@ def test_purge_empties_the_dead_letter_queue_and_leaves_the_main_one(wfbus, targ
     deadline = time.monotonic() + 70  # SQS removes purged messages "within a minute"
     while _depth(wfbus)["dead-letter"] and time.monotonic() < deadline:
         time.sleep(1)
-    assert _depth(wfbus) == {"main": 3, "dead-letter": 0}  # Kafka: the replay group moved past the records
+    assert _depth(wfbus) == {
+        "main": 3,
+        "dead-letter": 0,
+    }  # Kafka: the replay group moved past the records
     assert wfbus("-o", "json", "replay", "-b", "target").json()["replayed"] == 0

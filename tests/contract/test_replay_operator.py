@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from conftest import write_jsonl
+
 from contract.test_contract import _depth, _peek, same_events
 from wfbus.config import load
 from wfbus.journal import Journal
@@ -25,8 +26,19 @@ def _seed(wfbus, tmp_path):
 
 def test_match_and_attempt_range_select_exactly(wfbus, target, tmp_path):
     _seed(wfbus, tmp_path)
-    result = wfbus("replay", "-b", "target", "--match", "payload.region=eu", "--min-attempt", "1",
-                   "--max-attempt", "5", "-o", "json")
+    result = wfbus(
+        "replay",
+        "-b",
+        "target",
+        "--match",
+        "payload.region=eu",
+        "--min-attempt",
+        "1",
+        "--max-attempt",
+        "5",
+        "-o",
+        "json",
+    )
     assert result.code == 0, result.err
     assert (result.json()["selected"], result.json()["replayed"]) == (2, 2)
     assert same_events(target, _peek(wfbus), [EVENTS[2], EVENTS[3]])
@@ -80,7 +92,9 @@ def test_a_publish_confirmed_before_a_crash_is_not_published_again(wfbus, target
             source = reader.identity or f"{broker.name}:{reader.source_label}"
     first = next(m for m in dead if json.loads(m.body)["urn"] == "o-1")
     journal = Journal(source)
-    journal.mark_published([first.journal_key])  # what a run killed between confirm and removal leaves
+    journal.mark_published(
+        [first.journal_key]
+    )  # what a run killed between confirm and removal leaves
     journal.close()
 
     result = wfbus("replay", "-b", "target", "-o", "json")

@@ -12,7 +12,6 @@ import uuid
 from collections import Counter
 
 import pytest
-
 from conftest import REPO, write_config, write_jsonl
 from contract.kits import KAFKA_BOOTSTRAP, RABBITMQ_URL, kafka_create_topics
 
@@ -38,8 +37,13 @@ class RabbitMqTarget:
         channel.queue_declare(self.name, durable=True)
         channel.queue_bind(self.name, self.name, "#")
         connection.close()
-        self.settings = {"type": "rabbitmq", "url": RABBITMQ_URL, "exchange": self.name, "queue": self.name,
-                         "timeout_seconds": 5}
+        self.settings = {
+            "type": "rabbitmq",
+            "url": RABBITMQ_URL,
+            "exchange": self.name,
+            "queue": self.name,
+            "timeout_seconds": 5,
+        }
 
     def arrived(self) -> int:
         import pika
@@ -79,15 +83,27 @@ class KafkaTarget:
     def __init__(self) -> None:
         self.name = f"wfbus-down-{uuid.uuid4().hex[:8]}"
         kafka_create_topics(self.name)
-        self.settings = {"type": "kafka", "bootstrap_servers": [KAFKA_BOOTSTRAP], "topic": self.name,
-                         "timeout_seconds": 5, **self.driver}
+        self.settings = {
+            "type": "kafka",
+            "bootstrap_servers": [KAFKA_BOOTSTRAP],
+            "topic": self.name,
+            "timeout_seconds": 5,
+            **self.driver,
+        }
 
     def _consumer(self, **extra):
         from kafka import KafkaConsumer, TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=KAFKA_BOOTSTRAP, enable_auto_commit=False,
-                                 request_timeout_ms=3000, **extra)
-        partitions = [TopicPartition(self.name, p) for p in sorted(consumer.partitions_for_topic(self.name) or ())]
+        consumer = KafkaConsumer(
+            bootstrap_servers=KAFKA_BOOTSTRAP,
+            enable_auto_commit=False,
+            request_timeout_ms=3000,
+            **extra,
+        )
+        partitions = [
+            TopicPartition(self.name, p)
+            for p in sorted(consumer.partitions_for_topic(self.name) or ())
+        ]
         return consumer, partitions
 
     def arrived(self) -> int:
@@ -101,8 +117,11 @@ class KafkaTarget:
             consumer.close()
 
     def urns(self) -> Counter:
-        consumer, partitions = self._consumer(auto_offset_reset="earliest", consumer_timeout_ms=5000,
-                                              max_partition_fetch_bytes=4 * 1024 * 1024)
+        consumer, partitions = self._consumer(
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=5000,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
         consumer.assign(partitions)
         consumer.seek_to_beginning()
         ends = consumer.end_offsets(partitions)
@@ -121,17 +140,38 @@ class KafkaPythonTarget(KafkaTarget):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", [RabbitMqTarget, KafkaTarget, KafkaPythonTarget],
-                         ids=["rabbitmq", "kafka", "kafka-python"])
-def test_broker_stopped_mid_emit_exits_promptly_and_failed_out_completes_the_set(tmp_path, wfbus, kind):
+@pytest.mark.parametrize(
+    "kind",
+    [RabbitMqTarget, KafkaTarget, KafkaPythonTarget],
+    ids=["rabbitmq", "kafka", "kafka-python"],
+)
+def test_broker_stopped_mid_emit_exits_promptly_and_failed_out_completes_the_set(
+    tmp_path, wfbus, kind
+):
     target = kind()
     total = getattr(target, "total", TOTAL)
     write_config(tmp_path / "wfbus.yaml", {"b": target.settings}, "b")
-    write_jsonl(tmp_path / "e.jsonl", [{"topic": "order.submit", "urn": f"u{i:06d}"} for i in range(total)])
+    write_jsonl(
+        tmp_path / "e.jsonl", [{"topic": "order.submit", "urn": f"u{i:06d}"} for i in range(total)]
+    )
 
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "-o", "json", "emit", "e.jsonl", "--failed-out",
-                             "failed.jsonl"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wfbus",
+            "-o",
+            "json",
+            "emit",
+            "e.jsonl",
+            "--failed-out",
+            "failed.jsonl",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+    )
     deadline = time.monotonic() + 60
     while target.arrived() < 3000 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -141,9 +181,13 @@ def test_broker_stopped_mid_emit_exits_promptly_and_failed_out_completes_the_set
         out, err = proc.communicate(timeout=120)
         took = time.monotonic() - stopped_at
         assert proc.returncode in (1, 5), err.decode()[-2000:]
-        assert took < 60, f"{took:.0f} s after the broker stopped"  # prompt: bounded timeouts, no hang
+        assert took < 60, (
+            f"{took:.0f} s after the broker stopped"
+        )  # prompt: bounded timeouts, no hang
         report = json.loads(out)
-        failed = [json.loads(line)["urn"] for line in (tmp_path / "failed.jsonl").read_text().splitlines()]
+        failed = [
+            json.loads(line)["urn"] for line in (tmp_path / "failed.jsonl").read_text().splitlines()
+        ]
         assert 0 < report["published"] < total
         assert len(failed) == total - report["published"]  # exactly the unconfirmed ones
         assert len(set(failed)) == len(failed)
@@ -156,5 +200,7 @@ def test_broker_stopped_mid_emit_exits_promptly_and_failed_out_completes_the_set
     seen = target.urns()
     assert set(seen) == {f"u{i:06d}" for i in range(total)}  # none lost
     duplicates = sum(count - 1 for count in seen.values())
-    print(f"{target.service} stopped mid-emit: exited {proc.returncode} {took:.1f} s after the stop; "
-          f"published {report['published']}, failed-out {len(failed)}, lost 0, duplicates {duplicates}")
+    print(
+        f"{target.service} stopped mid-emit: exited {proc.returncode} {took:.1f} s after the stop; "
+        f"published {report['published']}, failed-out {len(failed)}, lost 0, duplicates {duplicates}"
+    )

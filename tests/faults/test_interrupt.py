@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import write_config, write_jsonl
 
 N = 60_000
@@ -44,14 +43,31 @@ def test_ctrl_c_during_emit_reports_what_was_confirmed_and_keeps_the_rest(tmp_pa
     write_config(tmp_path / "wfbus.yaml", {"l": {"type": "local", "path": "l.db"}})
     events = [{"topic": "t", "urn": f"c{i:06d}"} for i in range(N)]
     write_jsonl(tmp_path / "e.jsonl", events)
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "-o", "json", "emit", "e.jsonl", "--failed-out", "rest.jsonl"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wfbus",
+            "-o",
+            "json",
+            "emit",
+            "e.jsonl",
+            "--failed-out",
+            "rest.jsonl",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+    )
     code, report = _interrupt(proc, tmp_path / "l.db", "l", 2000)
     assert code == 130 and report["interrupted"] is True
     sent = _rows(tmp_path / "l.db").get("l", [])
     rest = [json.loads(line)["urn"] for line in (tmp_path / "rest.jsonl").read_text().splitlines()]
     assert len(sent) == report["published"] and 0 < len(sent) < N
-    assert sorted(sent + rest) == [e["urn"] for e in events]  # every event: confirmed, or in the file
+    assert sorted(sent + rest) == [
+        e["urn"] for e in events
+    ]  # every event: confirmed, or in the file
 
 
 @pytest.mark.slow
@@ -59,8 +75,13 @@ def test_ctrl_c_during_replay_exits_130_and_loses_nothing(tmp_path, wfbus):
     write_config(tmp_path / "wfbus.yaml", {"l": {"type": "local", "path": "l.db"}})
     write_jsonl(tmp_path / "e.jsonl", [{"topic": "t", "urn": f"r{i:06d}"} for i in range(N)])
     assert wfbus("emit", "--dead-letter", "e.jsonl").code == 0
-    proc = subprocess.Popen([sys.executable, "-m", "wfbus", "-o", "json", "replay", "--yes", "--batch", "50"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wfbus", "-o", "json", "replay", "--yes", "--batch", "50"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+    )
     code, report = _interrupt(proc, tmp_path / "l.db", "l", 2000)
     assert code == 130 and report["interrupted"] is True
     rows = _rows(tmp_path / "l.db")

@@ -1,7 +1,8 @@
 """A fifth broker type written as a third-party plugin: `spool`, a directory of one file per message.
 
 It is not part of wfbus: it stands for a plugin author's package, installed the way pip would
-install one (a site directory holding the package and a `*.dist-info/entry_points.txt` that registers
+install one (a site directory holding the package and a `*.dist-info/entry_points.txt` that
+registers
 `spool` in the `wfbus.brokers` group). The contract suite (tests/contract/) runs against it like
 against every built-in type, and expects of it exactly what it declares (`SpoolBroker.implements`).
 """

@@ -2,11 +2,14 @@
 
 Layout under `path` (relative to the config file's folder):
 
-    .lock                  flock: one publisher appends at a time, so file names sort in publish order
-    .seq                   the next sequence number (reserved under .lock before any file is written)
+    .lock                  flock: one publisher appends at a time, so file names sort in publish
+    order
+    .seq                   the next sequence number (reserved under .lock before any file is
+    written)
     .tmp/                  files being written: never seen by a reader
     <queue>/               the main queue: `<seq:016d>-<uuid>.msg`, read in name order
-    <queue>/.held/<id>/    messages one reader holds (claimed by rename: exactly one reader wins each),
+    <queue>/.held/<id>/    messages one reader holds (claimed by rename: exactly one reader wins
+    each),
                            with an `owner` file (host, pid) whose mtime is the reader's lease
     <queue>.dlq/           the dead-letter queue, same layout
 
@@ -14,11 +17,16 @@ A message file is one line of JSON (headers, route, message id) followed by the 
 Publishing writes the file in .tmp, fsyncs it and renames it into the queue: once a message is
 confirmed it is durable and visible, and a kill mid-publish leaves nothing half-written in a queue.
 
-What it guarantees is declared in `SpoolBroker.implements`, and the contract suite holds it to exactly
-that: order per queue; a resend is not recognised and publish + removal are two steps (a replay killed
-between them repeats at most the batch on the wire); unselected messages go back to their place; depth
-is exact; headers (all strings) are kept by a spool-to-spool replay. Messages held by a killed reader are
-handed back by the next reader on the same host (the holder's pid is gone), or from another host once
+What it guarantees is declared in `SpoolBroker.implements`, and the contract suite holds it to
+exactly
+that: order per queue; a resend is not recognised and publish + removal are two steps (a replay
+killed
+between them repeats at most the batch on the wire); unselected messages go back to their place;
+depth
+is exact; headers (all strings) are kept by a spool-to-spool replay. Messages held by a killed
+reader are
+handed back by the next reader on the same host (the holder's pid is gone), or from another host
+once
 the holder's lease (`hold_seconds` since its last activity) has run out.
 """
 
@@ -59,15 +67,21 @@ class SpoolSettings(BrokerSettings):
     path: str = ".wfbus/spool"
     queue: str | None = None  # default: the broker's name
     dead_letter_queue: str | None = None  # default: "<queue>.dlq"
-    hold_seconds: float = Field(120, gt=0)  # lease of a reader on another host that stopped touching it
+    hold_seconds: float = Field(
+        120, gt=0
+    )  # lease of a reader on another host that stopped touching it
     fsync: bool = True  # False: faster, but a confirmed message may be lost in a power cut
 
     @field_validator("queue", "dead_letter_queue")
     @classmethod
     def _directory_name(cls, value: str | None) -> str | None:
         """A queue is one directory under `path`: a name that escapes it or hides it is refused at load."""
-        if value is not None and (not value or "/" in value or "\0" in value or value.startswith(".")):
-            raise ValueError("a queue is a directory name: not empty, no '/', not starting with '.'")
+        if value is not None and (
+            not value or "/" in value or "\0" in value or value.startswith(".")
+        ):
+            raise ValueError(
+                "a queue is a directory name: not empty, no '/', not starting with '.'"
+            )
         return value
 
     def target(self) -> str:
@@ -77,8 +91,15 @@ class SpoolSettings(BrokerSettings):
 class SpoolBroker(Broker):
     settings_model = SpoolSettings
     publish_batch_size = 100
-    implements = Capabilities(ordering="per-queue", dedup_on_resend=False, atomic_transfer=False,
-                              keeps_unselected=True, native_move=False, exact_depth=True, keeps_properties=True)
+    implements = Capabilities(
+        ordering="per-queue",
+        dedup_on_resend=False,
+        atomic_transfer=False,
+        keeps_unselected=True,
+        native_move=False,
+        exact_depth=True,
+        keeps_properties=True,
+    )
     settings: SpoolSettings
 
     def __init__(self, name: str, settings: SpoolSettings, base_dir: Path) -> None:
@@ -93,10 +114,16 @@ class SpoolBroker(Broker):
     def describe_destination(self, *, dead_letter: bool = False) -> str:
         return str(self.queue_dir(dead_letter))
 
-    def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
-        errors = append(self.root, self.queue_dir(dead_letter).name, [(m.body, m.headers, m.topic) for m in messages],
-                        fsync=self.settings.fsync)
-        return [Delivery(message, error) for message, error in zip(messages, errors)]
+    def publish(
+        self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False
+    ) -> list[Delivery]:
+        errors = append(
+            self.root,
+            self.queue_dir(dead_letter).name,
+            [(m.body, m.headers, m.topic) for m in messages],
+            fsync=self.settings.fsync,
+        )
+        return [Delivery(message, error) for message, error in zip(messages, errors, strict=False)]
 
     def depth(self) -> list[QueueDepth]:
         return [self._depth(self.queue, "main"), self._depth(self.dead_letter_queue, "dead-letter")]
@@ -104,9 +131,13 @@ class SpoolBroker(Broker):
     def _depth(self, queue: str, role: str) -> QueueDepth:
         directory = self.root / queue
         held = sum(len(message_files(holder)) for holder in _holders(directory))
-        return QueueDepth(self.name, queue, role, ready=len(message_files(directory)), in_flight=held)  # type: ignore[arg-type]
+        return QueueDepth(
+            self.name, queue, role, ready=len(message_files(directory)), in_flight=held
+        )  # type: ignore[arg-type]
 
-    def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
+    def peek(
+        self, *, dead_letter: bool, limit: int | None, force: bool = False
+    ) -> list[ReceivedMessage]:
         """Reads the files in place: nothing is claimed, so a peek never disturbs a replay."""
         directory = self.queue_dir(dead_letter)
         out: list[ReceivedMessage] = []
@@ -118,7 +149,9 @@ class SpoolBroker(Broker):
             except FileNotFoundError:  # a reader claimed or removed it meanwhile
                 continue
             except OSError as exc:
-                raise BrokerUnavailable(f"spool: cannot read {directory / name}: {exc.strerror or exc}") from None
+                raise BrokerUnavailable(
+                    f"spool: cannot read {directory / name}: {exc.strerror or exc}"
+                ) from None
         return out
 
     def dead_letter_reader(self) -> SpoolDeadLetterReader:
@@ -150,7 +183,9 @@ class SpoolDeadLetterReader(DeadLetterReader):
         self.hold_seconds = broker.settings.hold_seconds
         self._holder = _new_holder(broker.root, self.directory)
         reclaim(self.directory, self.hold_seconds, keep=self._holder.name)
-        self._pending = deque(message_files(self.directory))  # the bound: what was there at the start
+        self._pending = deque(
+            message_files(self.directory)
+        )  # the bound: what was there at the start
         self._bound = set(self._pending)
         self._held: set[str] = set()
 
@@ -164,13 +199,17 @@ class SpoolDeadLetterReader(DeadLetterReader):
             except FileNotFoundError:
                 continue  # another reader claimed it first, or it was removed
             except OSError as exc:
-                raise BrokerUnavailable(f"spool: cannot claim {self.directory / name}: {exc.strerror or exc}") from None
+                raise BrokerUnavailable(
+                    f"spool: cannot claim {self.directory / name}: {exc.strerror or exc}"
+                ) from None
             self._held.add(name)
             try:
                 out.append(_received(name, (self._holder / name).read_bytes()))
             except OSError as exc:
                 self.release([ReceivedMessage(b"", {}, handle=name)])
-                raise BrokerUnavailable(f"spool: cannot read {self.directory / name}: {exc.strerror or exc}") from None
+                raise BrokerUnavailable(
+                    f"spool: cannot read {self.directory / name}: {exc.strerror or exc}"
+                ) from None
         return out
 
     def ack(self, messages: Sequence[ReceivedMessage]) -> None:
@@ -178,7 +217,9 @@ class SpoolDeadLetterReader(DeadLetterReader):
             try:
                 os.unlink(self._holder / message.handle)
             except FileNotFoundError:
-                pass  # reclaimed by a reader that judged this one dead: it may be moved again (a duplicate)
+                # reclaimed by a reader that judged this one dead: it may be moved again (a
+                # duplicate)
+                pass
             self._held.discard(message.handle)
         if self.broker.settings.fsync:
             _fsync_dir(self._holder)
@@ -195,8 +236,11 @@ class SpoolDeadLetterReader(DeadLetterReader):
         """Files in this run's bound that a killed reader held (handed back now, after this run passed
         them), plus files held by readers on other hosts whose lease is still running. Files a live
         reader on this host holds belong to a concurrent replay, which accounts for them itself."""
-        back = [name for name in reclaim(self.directory, self.hold_seconds, keep=self._holder.name)
-                if name in self._bound]
+        back = [
+            name
+            for name in reclaim(self.directory, self.hold_seconds, keep=self._holder.name)
+            if name in self._bound
+        ]
         count, wait = len(back), 0.0 if back else None
         host = socket.gethostname()
         for holder in _holders(self.directory):
@@ -223,11 +267,17 @@ class SpoolDeadLetterReader(DeadLetterReader):
             pass  # judged dead and reclaimed: acks of what it held find nothing (said in `ack`)
 
 
-# -- the spool format: what any program (the tests' own "consumer", another application) uses --------
+# -- the spool format: what any program (the tests' own "consumer", another application) uses
+# --------
 
 
-def append(root: Path, queue: str, entries: Sequence[tuple[bytes, dict[str, str], str]], *,
-           fsync: bool = True) -> list[str | None]:
+def append(
+    root: Path,
+    queue: str,
+    entries: Sequence[tuple[bytes, dict[str, str], str]],
+    *,
+    fsync: bool = True,
+) -> list[str | None]:
     """Append (body, headers, route) messages to `queue`, in order; one answer per message: None when it
     is durably in the queue, else why not."""
     directory = _ready(root / queue)
@@ -267,7 +317,9 @@ def message_files(directory: Path) -> list[str]:
     """Names of the message files directly in `directory`, in queue order ([] if it does not exist)."""
     try:
         with os.scandir(directory) as entries:
-            return sorted(e.name for e in entries if e.name.endswith(SUFFIX) and not e.name.startswith("."))
+            return sorted(
+                e.name for e in entries if e.name.endswith(SUFFIX) and not e.name.startswith(".")
+            )
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -307,9 +359,14 @@ def reclaim(directory: Path, hold_seconds: float, keep: str) -> list[str]:
 def _received(name: str, data: bytes) -> ReceivedMessage:
     meta, body = decode(data)
     headers = {str(k): str(v) for k, v in meta.get("headers", {}).items()}
-    return ReceivedMessage(body=body, headers=headers, handle=name, message_id=str(meta.get("id", "")),
-                           route=str(meta.get("route", "")),
-                           arrival_id=f"spool/{name[:-len(SUFFIX)]}")  # seq + uuid: never reused
+    return ReceivedMessage(
+        body=body,
+        headers=headers,
+        handle=name,
+        message_id=str(meta.get("id", "")),
+        route=str(meta.get("route", "")),
+        arrival_id=f"spool/{name[: -len(SUFFIX)]}",
+    )  # seq + uuid: never reused
 
 
 def _holders(directory: Path) -> list[Path]:
@@ -404,7 +461,9 @@ def _reserve(root: Path, count: int, fsync: bool) -> int:
         _write(root / ".seq.tmp", str(first + count).encode(), fsync)
         os.rename(root / ".seq.tmp", root / ".seq")
     except OSError as exc:
-        raise BrokerUnavailable(f"spool: cannot write {root / '.seq'}: {exc.strerror or exc}") from None
+        raise BrokerUnavailable(
+            f"spool: cannot write {root / '.seq'}: {exc.strerror or exc}"
+        ) from None
     return first
 
 
@@ -424,7 +483,9 @@ def _fsync_dir(directory: Path) -> None:
     try:
         os.fsync(fd)
     except OSError:
-        pass  # the renames are done and visible to every reader; only their survival of a power cut is less sure
+        # the renames are done and visible to every reader; only their survival of a power cut is
+        # less sure
+        pass
     finally:
         os.close(fd)
 
@@ -433,8 +494,10 @@ def _ready(directory: Path) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BrokerUnavailable(f"spool: cannot create {directory}: {exc.strerror or exc}",
-                                hint="check that the directory is writable, or set `path:` for this broker") from None
+        raise BrokerUnavailable(
+            f"spool: cannot create {directory}: {exc.strerror or exc}",
+            hint="check that the directory is writable, or set `path:` for this broker",
+        ) from None
     return directory
 
 

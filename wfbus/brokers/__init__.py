@@ -72,5 +72,7 @@ def broker_class(type_name: str, *, where: str = "type") -> type[Broker]:
         found = _entry_points()[type_name]
         cls, value = found.load(), found.value
     if not (isinstance(cls, type) and issubclass(cls, Broker)):
-        raise ConfigError(f"{where}: entry point {value!r} for type {type_name!r} is not a wfbus Broker")
+        raise ConfigError(
+            f"{where}: entry point {value!r} for type {type_name!r} is not a wfbus Broker"
+        )
     return cls

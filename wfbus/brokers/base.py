@@ -50,7 +50,8 @@ class BrokerSettings(BaseModel):
     """Settings every broker type shares; each type extends it (unknown keys are errors)."""
 
     # the validator of a settings model is built at its first use, not when its module is imported:
-    # a command validates only the brokers it uses (wfbus.config), so the others cost a class, no schema
+    # a command validates only the brokers it uses (wfbus.config), so the others cost a class, no
+    # schema
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: str
@@ -80,10 +81,18 @@ class Capabilities:
     plugin broker is held to exactly what it claims.
     """
 
-    ordering: Ordering = "none"  # whose order a publish keeps: per key (Kafka partition), per group (SQS FIFO) ...
-    dedup_on_resend: bool = False  # a resend after a kill is recognised and dropped by the destination
-    atomic_transfer: bool = False  # publish + removal at the source in one transaction (no duplicate ever)
-    keeps_unselected: bool = True  # messages a selective replay did not pick stay for a later replay
+    ordering: Ordering = (
+        "none"  # whose order a publish keeps: per key (Kafka partition), per group (SQS FIFO) ...
+    )
+    dedup_on_resend: bool = (
+        False  # a resend after a kill is recognised and dropped by the destination
+    )
+    atomic_transfer: bool = (
+        False  # publish + removal at the source in one transaction (no duplicate ever)
+    )
+    keeps_unselected: bool = (
+        True  # messages a selective replay did not pick stay for a later replay
+    )
     native_move: bool = False  # a server-side redrive exists (`replay --native`)
     exact_depth: bool = True  # depth figures are exact (False: approximate, e.g. SQS)
     keeps_properties: bool = True  # a same-type replay republishes headers/properties type for type
@@ -96,7 +105,8 @@ class Capabilities:
 class Origin:
     """A received message as its broker gave it, so the same broker type can republish it losslessly.
 
-    `headers` keeps the driver's own types and repeated keys (Kafka: (str, bytes) pairs; RabbitMQ: the
+    `headers` keeps the driver's own types and repeated keys (Kafka: (str, bytes) pairs; RabbitMQ:
+    the
     header table's values); `properties` the broker's message properties (AMQP basic properties,
     SQS message attributes with their DataType); `key` the original record key (None: none).
     """
@@ -118,9 +128,15 @@ class OutgoingMessage:
     event_id: str
     headers: dict[str, str]
     place: str = ""
-    dedup_id: str | None = None  # a replay passes its own (SQS FIFO drops a repeat within 5 minutes)
-    ordering_key: str | None = None  # a replay keeps the original ordering key (SQS FIFO message group)
-    route: str | None = None  # a replay keeps the original route (RabbitMQ routing key from x-death)
+    dedup_id: str | None = (
+        None  # a replay passes its own (SQS FIFO drops a repeat within 5 minutes)
+    )
+    ordering_key: str | None = (
+        None  # a replay keeps the original ordering key (SQS FIFO message group)
+    )
+    route: str | None = (
+        None  # a replay keeps the original route (RabbitMQ routing key from x-death)
+    )
     origin: Origin | None = None  # a replay: the message as the source broker gave it
 
     @classmethod
@@ -147,7 +163,9 @@ class Delivery:
 
     message: OutgoingMessage
     error: str | None = None
-    taken_elsewhere: bool = False  # a concurrent replay moved this message first: neither ours nor failed
+    taken_elsewhere: bool = (
+        False  # a concurrent replay moved this message first: neither ours nor failed
+    )
 
     @property
     def ok(self) -> bool:
@@ -157,14 +175,18 @@ class Delivery:
 class PendingPublish:
     """A batch handed to the broker whose answer has not been read yet.
 
-    Pipelining: emit and replay keep up to `Broker.pipeline_window` of these in flight and read their
+    Pipelining: emit and replay keep up to `Broker.pipeline_window` of these in flight and read
+    their
     answers oldest first, so the broker works on the next batch while the previous one is confirmed.
-    `result()` waits for the answer: one Delivery per message, in order, exactly like `publish()`, and
+    `result()` waits for the answer: one Delivery per message, in order, exactly like `publish()`,
+    and
     raises the same WfbusError (BrokerUnavailable) when nothing of the batch was confirmed.
 
     A broker that cannot pipeline answers at once (`PendingPublish.answered`), which is the default.
-    A broker that can must keep its ordering promise across batches in flight: a message of a later batch
-    never overtakes one of an earlier batch with the same ordering key (Kafka key / partition, SQS FIFO
+    A broker that can must keep its ordering promise across batches in flight: a message of a later
+    batch
+    never overtakes one of an earlier batch with the same ordering key (Kafka key / partition, SQS
+    FIFO
     message group, RabbitMQ channel).
     """
 
@@ -172,8 +194,12 @@ class PendingPublish:
         self.messages = messages
 
     @classmethod
-    def answered(cls, messages: Sequence[OutgoingMessage], deliveries: list[Delivery] | None = None,
-                 error: Exception | None = None) -> PendingPublish:
+    def answered(
+        cls,
+        messages: Sequence[OutgoingMessage],
+        deliveries: list[Delivery] | None = None,
+        error: Exception | None = None,
+    ) -> PendingPublish:
         """An answer already in hand (the broker published synchronously, or refused at once)."""
         return _Answered(messages, deliveries, error)
 
@@ -182,8 +208,12 @@ class PendingPublish:
 
 
 class _Answered(PendingPublish):
-    def __init__(self, messages: Sequence[OutgoingMessage], deliveries: list[Delivery] | None,
-                 error: Exception | None) -> None:
+    def __init__(
+        self,
+        messages: Sequence[OutgoingMessage],
+        deliveries: list[Delivery] | None,
+        error: Exception | None,
+    ) -> None:
         super().__init__(messages)
         self._deliveries = deliveries
         self._error = error
@@ -202,18 +232,22 @@ class ReceivedMessage:
     body: bytes
     headers: dict[str, str]
     handle: Any
-    message_id: str = ""  # for display: the broker's or application's id (never trusted as a journal key)
+    message_id: str = (
+        ""  # for display: the broker's or application's id (never trusted as a journal key)
+    )
     route: str = ""  # where it was first published to (RabbitMQ: the routing key from x-death)
     dead_letter_reason: str = ""
     receive_count: int | None = None
     redelivered: bool | None = None  # False: certainly never handed to a consumer before (RabbitMQ)
     # names this one arrival in the queue, and never a later one (SQS: the MessageId; RabbitMQ: the
-    # publish id wfbus gave the message and its death count). Not Kafka offsets: an operator may rewind
+    # publish id wfbus gave the message and its death count). Not Kafka offsets: an operator may
+    # rewind
     # the replay group to replay them again on purpose. The journal remembers such messages after
     # removing them, so one that comes back (an ack lost in a broker crash) is removed again, not
     # replayed again; a replay into SQS FIFO derives the dedup id from it.
     arrival_id: str | None = None
-    # unique at the source but may be replayed again on purpose (Kafka topic/partition/offset, local row)
+    # unique at the source but may be replayed again on purpose (Kafka topic/partition/offset, local
+    # row)
     position_id: str | None = None
     ordering_key: str | None = None  # SQS FIFO message group, Kafka key as text
     origin: Origin | None = None
@@ -250,14 +284,18 @@ class DeadLetterReader:
     """
 
     source_label: str = ""
-    # the source's real identity (queue ARN/URL, cluster id + topic, vhost + queue): keys the journal,
+    # the source's real identity (queue ARN/URL, cluster id + topic, vhost + queue): keys the
+    # journal,
     # so two clusters under one broker name, or a recreated topic, never share entries
     identity: str = ""
-    # replay pipelining: receive() may be called again while messages it returned are still unsettled
+    # replay pipelining: receive() may be called again while messages it returned are still
+    # unsettled
     # (published, answer not read, neither acked nor released), without ending early, failing, or
     # handing the same message out twice. False (the default) keeps a replay from this source at one
-    # batch in flight: a reader that needs a batch settled before the next receive (a FIFO queue that
-    # hides a held group's later messages; commit metadata whose room frees only on settling) says so.
+    # batch in flight: a reader that needs a batch settled before the next receive (a FIFO queue
+    # that
+    # hides a held group's later messages; commit metadata whose room frees only on settling) says
+    # so.
     receive_ahead: bool = False
 
     def receive(self, max_messages: int) -> list[ReceivedMessage]:
@@ -279,8 +317,12 @@ class DeadLetterReader:
             out.extend(batch)
         return out
 
-    def transfer(self, messages: Sequence[ReceivedMessage], outgoing: Sequence[OutgoingMessage],
-                 destination: Broker) -> list[Delivery] | None:
+    def transfer(
+        self,
+        messages: Sequence[ReceivedMessage],
+        outgoing: Sequence[OutgoingMessage],
+        destination: Broker,
+    ) -> list[Delivery] | None:
         """Publish and remove in one transaction where `capabilities.atomic_transfer` says so; else None."""
         return None
 
@@ -313,7 +355,8 @@ class Broker:
 
     settings_model: ClassVar[type[BrokerSettings]] = BrokerSettings
     publish_batch_size: ClassVar[int] = 500
-    # batches in flight at once (see PendingPublish); 1: each batch waits for the previous one's answer.
+    # batches in flight at once (see PendingPublish); 1: each batch waits for the previous one's
+    # answer.
     # A kill can leave up to pipeline_window * publish_batch_size events sent but unrecorded (the
     # `may_be_duplicated` bound of `emit --resume`).
     pipeline_window: ClassVar[int] = 1
@@ -359,11 +402,15 @@ class Broker:
         """Largest body the destination accepts, checked before anything is sent."""
         return None
 
-    def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
+    def publish(
+        self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False
+    ) -> list[Delivery]:
         """Send a batch; return one Delivery per message, in order, once the broker answered."""
         raise NotImplementedError
 
-    def submit(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> PendingPublish:
+    def submit(
+        self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False
+    ) -> PendingPublish:
         """Hand a batch to the broker without waiting for its answer (pipelining); the default publishes
         now. May raise what publish() raises when the broker refuses before anything is sent."""
         return PendingPublish.answered(messages, self.publish(messages, dead_letter=dead_letter))
@@ -371,11 +418,15 @@ class Broker:
     def depth(self) -> list[QueueDepth]:
         raise NotImplementedError
 
-    def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
+    def peek(
+        self, *, dead_letter: bool, limit: int | None, force: bool = False
+    ) -> list[ReceivedMessage]:
         """Messages as they are, left in place (None: all of them)."""
         raise NotImplementedError
 
-    def peek_stream(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> Iterator[ReceivedMessage]:
+    def peek_stream(
+        self, *, dead_letter: bool, limit: int | None, force: bool = False
+    ) -> Iterator[ReceivedMessage]:
         """peek() as an iterator, for `wfbus peek --all`; a broker that can page overrides it (memory flat)."""
         return iter(self.peek(dead_letter=dead_letter, limit=limit, force=force))
 
@@ -386,8 +437,10 @@ class Broker:
         """Empty the queue (`wfbus purge`); how many messages were removed (None: the broker cannot say)."""
         from ..errors import UsageError
 
-        raise UsageError(f"broker {self.name!r} ({self.settings.type}) cannot purge",
-                         hint="empty it with the broker's own tools")
+        raise UsageError(
+            f"broker {self.name!r} ({self.settings.type}) cannot purge",
+            hint="empty it with the broker's own tools",
+        )
 
     def native_move(self, progress: Any = None) -> dict[str, Any]:
         """The server's own redrive, where `capabilities.native_move` says there is one."""

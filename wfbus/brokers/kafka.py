@@ -1,8 +1,10 @@
 """Apache Kafka: keyed, acks=all idempotent emit; lag-based depth; dead-letter-topic replay.
 
-Two drivers (`driver:` in the settings): librdkafka through confluent-kafka (`kafka_publish_librdkafka`;
+Two drivers (`driver:` in the settings): librdkafka through confluent-kafka
+(`kafka_publish_librdkafka`;
 what `auto`, the default, picks when confluent-kafka is installed) and kafka-python
-(`kafka_publish_python`). The driver decides how records are published; reading (peek, depth, replay,
+(`kafka_publish_python`). The driver decides how records are published; reading (peek, depth,
+replay,
 purge) is done with kafka-python for both drivers, so the replay group's commit point and the
 replayed-offset ranges in its commit metadata are read and written by one implementation.
 
@@ -33,9 +35,9 @@ from pydantic import Field, field_validator, model_validator
 from ..errors import BrokerUnavailable, ConfigError, DeliveryFailed
 from .base import (
     HEADER_REPLAYED_FROM,
-    Capabilities,
     Broker,
     BrokerSettings,
+    Capabilities,
     DeadLetterReader,
     Delivery,
     Origin,
@@ -46,8 +48,11 @@ from .base import (
 )
 
 # the Python package kafka-python needs for each codec (any one of them), and the name to install
-_CODECS = {"snappy": (("snappy",), "python-snappy"), "lz4": (("lz4.frame", "lz4f", "lz4framed"), "lz4"),
-           "zstd": (("zstandard",), "zstandard")}
+_CODECS = {
+    "snappy": (("snappy",), "python-snappy"),
+    "lz4": (("lz4.frame", "lz4f", "lz4framed"), "lz4"),
+    "zstd": (("zstandard",), "zstandard"),
+}
 
 
 def _importable(module: str) -> bool:
@@ -87,16 +92,22 @@ class KafkaSettings(BrokerSettings):
     sasl_password: str | None = None
     client_id: str = "wfbus"
     max_request_size: int = Field(1_048_576, gt=0)
-    # every call to the broker (metadata, offsets, commit, position) waits at most this long; a read that
-    # gets no record for this long while records remain below the end offsets taken at the start fails
+    # every call to the broker (metadata, offsets, commit, position) waits at most this long; a read
+    # that
+    # gets no record for this long while records remain below the end offsets taken at the start
+    # fails
     timeout_seconds: float = Field(10, gt=0)
-    # the first connection to any bootstrap server: bounded apart from delivery and request timeouts, so an
+    # the first connection to any bootstrap server: bounded apart from delivery and request
+    # timeouts, so an
     # unreachable cluster is said in seconds (like SQS and RabbitMQ), not after timeout_seconds
     connect_timeout_seconds: float = Field(2, gt=0)
-    # how long a replay waits for the replay group to give it partitions: a rerun right after a killed run
-    # waits for the killed member's session to expire (session_timeout_seconds) and the group to rebalance
+    # how long a replay waits for the replay group to give it partitions: a rerun right after a
+    # killed run
+    # waits for the killed member's session to expire (session_timeout_seconds) and the group to
+    # rebalance
     join_timeout_seconds: float = Field(60, gt=0)
-    # a killed replay holds its partitions this long (the broker's group.min.session.timeout.ms is 6 s)
+    # a killed replay holds its partitions this long (the broker's group.min.session.timeout.ms is 6
+    # s)
     session_timeout_seconds: float = Field(6, ge=1)
     # the broker's offset.metadata.max.bytes (default 4096): the room for the replayed-offset ranges
     commit_metadata_max_bytes: int = Field(4096, ge=32)
@@ -104,7 +115,9 @@ class KafkaSettings(BrokerSettings):
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        return [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
+        return (
+            [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
+        )
 
     @field_validator("acks", mode="before")
     @classmethod
@@ -115,8 +128,10 @@ class KafkaSettings(BrokerSettings):
     @classmethod
     def _driver_installed(cls, value: str) -> str:
         if value == "librdkafka" and not librdkafka_installed():
-            raise ValueError("driver librdkafka needs the Python package confluent-kafka, which is not installed: "
-                             "`pip install confluent-kafka`, or set driver: kafka-python (or auto)")
+            raise ValueError(
+                "driver librdkafka needs the Python package confluent-kafka, which is not installed: "
+                "`pip install confluent-kafka`, or set driver: kafka-python (or auto)"
+            )
         return value
 
     def resolved_driver(self) -> str:
@@ -133,8 +148,10 @@ class KafkaSettings(BrokerSettings):
         if value in _CODECS:
             modules, package = _CODECS[value]
             if not any(_importable(m) for m in modules):
-                raise ValueError(f"{value} compression needs the Python package {package}, which is not installed: "
-                                 f"`pip install {package}`, or use gzip or no compression_type")
+                raise ValueError(
+                    f"{value} compression needs the Python package {package}, which is not installed: "
+                    f"`pip install {package}`, or use gzip or no compression_type"
+                )
         return value
 
     @model_validator(mode="after")
@@ -145,21 +162,26 @@ class KafkaSettings(BrokerSettings):
             try:
                 self.topic_template.format(topic="t")
             except (KeyError, IndexError, ValueError, AttributeError) as exc:
-                raise ValueError(f"topic_template {self.topic_template!r}: only {{topic}} can be used "
-                                 f"({exc!r})") from None
+                raise ValueError(
+                    f"topic_template {self.topic_template!r}: only {{topic}} can be used ({exc!r})"
+                ) from None
         return self
 
     def secret_values(self) -> list[str]:
         return [self.sasl_password] if self.sasl_password else []
 
     def target(self) -> str:
-        return (f"{','.join(self.bootstrap_servers)} topic {self.topic or self.topic_template} "
-                f"(driver {self.resolved_driver()})")
+        return (
+            f"{','.join(self.bootstrap_servers)} topic {self.topic or self.topic_template} "
+            f"(driver {self.resolved_driver()})"
+        )
 
     def warnings(self) -> list[str]:
         out = []
         if self.security_protocol in ("SSL", "SASL_SSL") and not self.ssl_check_hostname:
-            out.append("ssl_check_hostname: false: the broker's certificate is not matched to its host name")
+            out.append(
+                "ssl_check_hostname: false: the broker's certificate is not matched to its host name"
+            )
         if self.security_protocol == "SASL_PLAINTEXT" and self.sasl_mechanism in (None, "PLAIN"):
             out.append("SASL PLAIN over PLAINTEXT sends the password unencrypted; use SASL_SSL")
         return out
@@ -168,7 +190,8 @@ class KafkaSettings(BrokerSettings):
 class KafkaBroker(Broker):
     settings_model = KafkaSettings
     publish_batch_size = 5000
-    # batches in flight: the idempotent producer keeps order per partition across them (both drivers)
+    # batches in flight: the idempotent producer keeps order per partition across them (both
+    # drivers)
     pipeline_window = 4
     implements = Capabilities(ordering="per-key", keeps_unselected=True)
     settings: KafkaSettings
@@ -189,45 +212,69 @@ class KafkaBroker(Broker):
             "reconnect_backoff_max_ms": 1000,
         }
         if s.security_protocol in ("SSL", "SASL_SSL"):
-            config.update(ssl_cafile=self.resolve_path(s.ssl_cafile), ssl_certfile=self.resolve_path(s.ssl_certfile),
-                          ssl_keyfile=self.resolve_path(s.ssl_keyfile), ssl_check_hostname=s.ssl_check_hostname)
+            config.update(
+                ssl_cafile=self.resolve_path(s.ssl_cafile),
+                ssl_certfile=self.resolve_path(s.ssl_certfile),
+                ssl_keyfile=self.resolve_path(s.ssl_keyfile),
+                ssl_check_hostname=s.ssl_check_hostname,
+            )
         if s.security_protocol.startswith("SASL"):
-            config.update(sasl_mechanism=s.sasl_mechanism or "PLAIN", sasl_plain_username=s.sasl_username,
-                          sasl_plain_password=s.sasl_password)
+            config.update(
+                sasl_mechanism=s.sasl_mechanism or "PLAIN",
+                sasl_plain_username=s.sasl_username,
+                sasl_plain_password=s.sasl_password,
+            )
         return config
 
     @contextmanager
     def _kafka(self, what: str) -> Iterator[None]:
         import kafka.errors as kx
 
-        unreachable = tuple(getattr(kx, n) for n in ("NoBrokersAvailable", "KafkaConnectionError") if hasattr(kx, n))
+        unreachable = tuple(
+            getattr(kx, n) for n in ("NoBrokersAvailable", "KafkaConnectionError") if hasattr(kx, n)
+        )
         try:
             yield
         except unreachable:
             raise self._unreachable(what) from None
-        except (kx.SaslAuthenticationFailedError, kx.AuthorizationError, kx.TopicAuthorizationFailedError,
-                kx.GroupAuthorizationFailedError) as exc:
-            raise BrokerUnavailable(f"{self.name}: {what}: not allowed: {exc}",
-                                    hint="check sasl_username / sasl_password and the ACLs") from None
+        except (
+            kx.SaslAuthenticationFailedError,
+            kx.AuthorizationError,
+            kx.TopicAuthorizationFailedError,
+            kx.GroupAuthorizationFailedError,
+        ) as exc:
+            raise BrokerUnavailable(
+                f"{self.name}: {what}: not allowed: {exc}",
+                hint="check sasl_username / sasl_password and the ACLs",
+            ) from None
         except kx.KafkaTimeoutError as exc:
             if "bootstrap" in str(exc):
                 raise self._unreachable(what) from None
-            raise BrokerUnavailable(f"{self.name}: {what}: timed out: {exc}",
-                                    hint="is the broker up, and does the topic exist?") from None
+            raise BrokerUnavailable(
+                f"{self.name}: {what}: timed out: {exc}",
+                hint="is the broker up, and does the topic exist?",
+            ) from None
         except kx.CommitFailedError as exc:
-            raise BrokerUnavailable(f"{self.name}: {what}: {_refusal(exc)}",
-                                    hint="the replay group lost this member (a broker restart or a long pause); "
-                                         "run the replay again: what was not committed is read again") from None
+            raise BrokerUnavailable(
+                f"{self.name}: {what}: {_refusal(exc)}",
+                hint="the replay group lost this member (a broker restart or a long pause); "
+                "run the replay again: what was not committed is read again",
+            ) from None
         except kx.KafkaError as exc:
             raise BrokerUnavailable(f"{self.name}: {what}: {_refusal(exc)}") from None
 
     def _unreachable(self, what: str) -> BrokerUnavailable:
         hint = "check bootstrap_servers, the network and security_protocol"
         if self.settings.security_protocol in ("SSL", "SASL_SSL"):
-            hint += ("; with TLS, that the broker's certificate is signed by ssl_cafile (or a system CA) "
-                     "and names the host")
-        return BrokerUnavailable(f"{self.name}: {what}: no Kafka broker reachable at "
-                                 f"{','.join(self.settings.bootstrap_servers)}", hint=hint)
+            hint += (
+                "; with TLS, that the broker's certificate is signed by ssl_cafile (or a system CA) "
+                "and names the host"
+            )
+        return BrokerUnavailable(
+            f"{self.name}: {what}: no Kafka broker reachable at "
+            f"{','.join(self.settings.bootstrap_servers)}",
+            hint=hint,
+        )
 
     # -- topics ------------------------------------------------------------------------------
     def topic_for(self, topic: str, dead_letter: bool) -> str:
@@ -239,12 +286,18 @@ class KafkaBroker(Broker):
 
     def _dead_letter_topic(self) -> str:
         if not self.settings.dead_letter_topic:
-            raise ConfigError(f"{self.name}: no dead_letter_topic configured",
-                              hint=f"set brokers.{self.name}.dead_letter_topic in the config")
+            raise ConfigError(
+                f"{self.name}: no dead_letter_topic configured",
+                hint=f"set brokers.{self.name}.dead_letter_topic in the config",
+            )
         return self.settings.dead_letter_topic
 
     def describe_destination(self, *, dead_letter: bool = False) -> str:
-        return self._dead_letter_topic() if dead_letter else str(self.settings.topic or self.settings.topic_template)
+        return (
+            self._dead_letter_topic()
+            if dead_letter
+            else str(self.settings.topic or self.settings.topic_template)
+        )
 
     def destination_identity(self, *, dead_letter: bool = False) -> str:
         """Cluster id and topic id: a recreated topic (same name, new id) is another destination."""
@@ -266,8 +319,10 @@ class KafkaBroker(Broker):
         with self._kafka(f"topic {topic}"):
             partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            raise BrokerUnavailable(f"{self.name}: topic {topic!r} does not exist",
-                                    hint="create it (kafka-topics.sh --create) or fix the topic name in the config")
+            raise BrokerUnavailable(
+                f"{self.name}: topic {topic!r} does not exist",
+                hint="create it (kafka-topics.sh --create) or fix the topic name in the config",
+            )
         return [TopicPartition(topic, p) for p in sorted(partitions)]
 
     # -- publish -----------------------------------------------------------------------------
@@ -294,10 +349,14 @@ class KafkaBroker(Broker):
         return self.settings.timeout_seconds * 3 + 5
 
     def _no_topic(self, topic: str) -> BrokerUnavailable:
-        return BrokerUnavailable(f"{self.name}: topic {topic!r} does not exist",
-                                 hint="create it (kafka-topics.sh --create) or fix the topic name in the config")
+        return BrokerUnavailable(
+            f"{self.name}: topic {topic!r} does not exist",
+            hint="create it (kafka-topics.sh --create) or fix the topic name in the config",
+        )
 
-    def submit(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> PendingPublish:
+    def submit(
+        self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False
+    ) -> PendingPublish:
         """Hand the batch to the driver; its answer comes from that batch's delivery reports only."""
         if self._lost is not None:
             raise self._lost
@@ -305,7 +364,9 @@ class KafkaBroker(Broker):
             return PendingPublish.answered(messages, [])
         return self.publisher.submit(messages, dead_letter)
 
-    def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
+    def publish(
+        self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False
+    ) -> list[Delivery]:
         return self.submit(messages, dead_letter=dead_letter).result()
 
     # -- reading -----------------------------------------------------------------------------
@@ -315,13 +376,18 @@ class KafkaBroker(Broker):
         session_ms = int(self.settings.session_timeout_seconds * 1000)
         with self._kafka("connect"):
             return KafkaConsumer(
-                **self._common(), group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
+                **self._common(),
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
                 consumer_timeout_ms=int(self.settings.timeout_seconds * 1000),
-                # records of aborted transactions are not dead letters, and end offsets stop at the last
+                # records of aborted transactions are not dead letters, and end offsets stop at the
+                # last
                 # stable offset, so a replay never waits for an open transaction
                 isolation_level="read_committed",
                 # a killed replay holds its partitions until its session times out: keep that short
-                session_timeout_ms=session_ms, heartbeat_interval_ms=max(session_ms // 3, 500),
+                session_timeout_ms=session_ms,
+                heartbeat_interval_ms=max(session_ms // 3, 500),
                 **extra,
             )
 
@@ -331,19 +397,30 @@ class KafkaBroker(Broker):
 
     def _offsets(self, consumer, partitions: list) -> tuple[dict, dict]:
         with self._kafka("offsets"):
-            return (consumer.beginning_offsets(partitions, timeout_ms=self._timeout_ms),
-                    consumer.end_offsets(partitions, timeout_ms=self._timeout_ms))
+            return (
+                consumer.beginning_offsets(partitions, timeout_ms=self._timeout_ms),
+                consumer.end_offsets(partitions, timeout_ms=self._timeout_ms),
+            )
 
     def _committed(self, consumer, partitions: list) -> dict:
         """Per partition: the group's committed OffsetAndMetadata, or None."""
         with self._kafka("committed offsets"):
-            return {tp: consumer.committed(tp, metadata=True, timeout_ms=self._timeout_ms) for tp in partitions}
+            return {
+                tp: consumer.committed(tp, metadata=True, timeout_ms=self._timeout_ms)
+                for tp in partitions
+            }
 
     def _identity(self, consumer, topic: str) -> str:
         """The cluster id and the topic's id (a recreated topic gets a new one): keys the replay journal."""
         cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
-        cluster_id = getattr(cluster, "cluster_id", None) or ",".join(self.settings.bootstrap_servers)
-        topic_id = cluster.topic_id(topic) if cluster is not None and hasattr(cluster, "topic_id") else None
+        cluster_id = getattr(cluster, "cluster_id", None) or ",".join(
+            self.settings.bootstrap_servers
+        )
+        topic_id = (
+            cluster.topic_id(topic)
+            if cluster is not None and hasattr(cluster, "topic_id")
+            else None
+        )
         return f"kafka:{cluster_id}:{topic}" + (f":{topic_id}" if topic_id else "")
 
     def depth(self) -> list[QueueDepth]:
@@ -351,7 +428,11 @@ class KafkaBroker(Broker):
         if self.settings.topic:
             rows.append(self._lag_row(self.settings.topic, self.settings.consumer_group, "main"))
         if self.settings.dead_letter_topic:
-            rows.append(self._lag_row(self.settings.dead_letter_topic, self.settings.replay_group, "dead-letter"))
+            rows.append(
+                self._lag_row(
+                    self.settings.dead_letter_topic, self.settings.replay_group, "dead-letter"
+                )
+            )
         return rows
 
     def _lag_row(self, topic: str, group: str | None, role) -> QueueDepth:
@@ -365,17 +446,27 @@ class KafkaBroker(Broker):
         per_partition = {}
         for tp in partitions:
             state = _PartitionState.load(committed.get(tp), begin[tp], end[tp])
-            per_partition[tp.partition] = max(0, end[tp] - state.base - state.replayed.count_below(end[tp]))
+            per_partition[tp.partition] = max(
+                0, end[tp] - state.base - state.replayed.count_below(end[tp])
+            )
         waiting = sum(per_partition.values())
         return QueueDepth(
-            self.name, topic, role, ready=waiting, lag=waiting if group else None,
-            detail={"group": group, "end_offsets": {tp.partition: end[tp] for tp in partitions},
-                    "lag_by_partition": per_partition},
+            self.name,
+            topic,
+            role,
+            ready=waiting,
+            lag=waiting if group else None,
+            detail={
+                "group": group,
+                "end_offsets": {tp.partition: end[tp] for tp in partitions},
+                "lag_by_partition": per_partition,
+            },
         )
 
     def purge(self, *, dead_letter: bool = False) -> int | None:
         """A log cannot be emptied for one reader: the group that reads it (the replay group for the
-        dead-letter topic, `consumer_group` for the main one) is moved to the end, which is what `depth`
+        dead-letter topic, `consumer_group` for the main one) is moved to the end, which is what
+        `depth`
         measures; the records stay for other groups."""
         from kafka.structs import OffsetAndMetadata
 
@@ -384,8 +475,10 @@ class KafkaBroker(Broker):
         topic = self._dead_letter_topic() if dead_letter else self.describe_destination()
         group = self.settings.replay_group if dead_letter else self.settings.consumer_group
         if not group:
-            raise UsageError(f"{self.name}: purge of the main topic needs `consumer_group` in the config",
-                             hint="it moves that group to the end of the topic")
+            raise UsageError(
+                f"{self.name}: purge of the main topic needs `consumer_group` in the config",
+                hint="it moves that group to the end of the topic",
+            )
         before = self._lag_row(topic, group, "dead-letter" if dead_letter else "main").ready or 0
         consumer = self.consumer(group)
         try:
@@ -397,7 +490,9 @@ class KafkaBroker(Broker):
             consumer.close()
         return before
 
-    def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
+    def peek(
+        self, *, dead_letter: bool, limit: int | None, force: bool = False
+    ) -> list[ReceivedMessage]:
         """Read from the group's position (replay group for the DLQ) without committing."""
         topic = self._dead_letter_topic() if dead_letter else self.describe_destination()
         group = self.settings.replay_group if dead_letter else self.settings.consumer_group
@@ -437,17 +532,21 @@ def _refusal(error: Exception) -> str:
     return f"{name}: {text.removeprefix(name + ': ')}".rstrip(": ")
 
 
+# -- the record as it was
+# -----------------------------------------------------------------------------
 
 
-# -- the record as it was -----------------------------------------------------------------------------
-
-
-def record_for(message: OutgoingMessage, *, null_headers: bool = False,
-               ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]:
+def record_for(
+    message: OutgoingMessage,
+    *,
+    null_headers: bool = False,
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]:
     """The key, value and headers to produce for a message.
 
-    A message read from Kafka (a replay from a Kafka dead-letter topic) is republished as it was: its
-    own key (None stays None, so a foreign record keeps its partitioning), a null value stays null (a
+    A message read from Kafka (a replay from a Kafka dead-letter topic) is republished as it was:
+    its
+    own key (None stays None, so a foreign record keeps its partitioning), a null value stays null
+    (a
     tombstone), and every header with its bytes, repeats and order. wfbus adds `replayed-from` (or
     rewrites an earlier one in place) and rewrites `attempt` / `event-id` in place where an attempt
     policy gave them new values; the headers an emit sets but the record never had are not added, so
@@ -461,7 +560,11 @@ def record_for(message: OutgoingMessage, *, null_headers: bool = False,
         value = None if origin.null_value and not message.body else message.body
         return origin.key, value, _merged_headers(origin.headers, message.headers, null_headers)
     key = message.key or message.ordering_key or ""
-    return key.encode("utf-8"), message.body, [(k, v.encode("utf-8")) for k, v in message.headers.items()]
+    return (
+        key.encode("utf-8"),
+        message.body,
+        [(k, v.encode("utf-8")) for k, v in message.headers.items()],
+    )
 
 
 def _header_text(value: bytes | None) -> str:
@@ -473,18 +576,24 @@ def _header_view(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str]:
     return {key: _header_text(value) for key, value in headers}
 
 
-def _merged_headers(original: Sequence[tuple[str, bytes | None]], wanted: dict[str, str],
-                    null_headers: bool = False) -> list[tuple[str, bytes | None]]:
+def _merged_headers(
+    original: Sequence[tuple[str, bytes | None]], wanted: dict[str, str], null_headers: bool = False
+) -> list[tuple[str, bytes | None]]:
     from .base import HEADER_ATTEMPT, HEADER_EVENT_ID
 
     headers: list[tuple[str, bytes | None]] = (
-        list(original) if null_headers else [(key, b"" if value is None else value) for key, value in original])
+        list(original)
+        if null_headers
+        else [(key, b"" if value is None else value) for key, value in original]
+    )
     view = _header_view(original)
     for name in (HEADER_ATTEMPT, HEADER_EVENT_ID, HEADER_REPLAYED_FROM):
         new = wanted.get(name)
         if new is None or view.get(name) == new:
             continue
-        if name in view and (view[name] or name == HEADER_REPLAYED_FROM):  # changed: rewritten where it was
+        if name in view and (
+            view[name] or name == HEADER_REPLAYED_FROM
+        ):  # changed: rewritten where it was
             last = max(i for i, (key, _) in enumerate(headers) if key == name)
             headers[last] = (name, new.encode("utf-8"))
         elif name == HEADER_REPLAYED_FROM:
@@ -492,9 +601,12 @@ def _merged_headers(original: Sequence[tuple[str, bytes | None]], wanted: dict[s
     return headers
 
 
-# -- what a replay leaves behind: the commit point and the replayed offsets above it -------------------
+# -- what a replay leaves behind: the commit point and the replayed offsets above it
+# -------------------
 
-_REPLAYED = "wfbus-replayed:"  # commit metadata: replayed offsets above the committed one, relative to it
+_REPLAYED = (
+    "wfbus-replayed:"  # commit metadata: replayed offsets above the committed one, relative to it
+)
 
 
 class _Ranges:
@@ -545,8 +657,10 @@ class _Ranges:
     def encode(self, base: int) -> str:
         if not self.items:
             return ""
-        return _REPLAYED + ",".join(str(first - base) if first == last else f"{first - base}-{last - base}"
-                                    for first, last in self.items)
+        return _REPLAYED + ",".join(
+            str(first - base) if first == last else f"{first - base}-{last - base}"
+            for first, last in self.items
+        )
 
     @classmethod
     def decode(cls, metadata: str | None, base: int) -> _Ranges:
@@ -556,14 +670,16 @@ class _Ranges:
             return ranges
         items: list[list[int]] = []
         try:
-            for text in metadata[len(_REPLAYED):].split(","):
+            for text in metadata[len(_REPLAYED) :].split(","):
                 head, _, tail = text.partition("-")
                 low, high = int(head), int(tail or head)
                 if low < 0 or high < low:
                     raise ValueError(text)
                 items.append([base + low, base + high])
         except ValueError:
-            return ranges  # unreadable: nothing is known replayed (a duplicate at worst, never a loss)
+            return (
+                ranges  # unreadable: nothing is known replayed (a duplicate at worst, never a loss)
+            )
         for first, last in sorted(items):
             if ranges.items and first <= ranges.items[-1][1] + 1:
                 ranges.items[-1][1] = max(ranges.items[-1][1], last)
@@ -576,19 +692,30 @@ class _Ranges:
 class _PartitionState:
     """What a reader knows of one partition of the topic it reads."""
 
-    base: int  # the commit point: every offset below it is settled (replayed, or before the log start)
+    # the commit point: every offset below it is settled (replayed, or before the log start)
+    base: int
     end: int  # the end offset taken when the reader opened: read no further
-    replayed: _Ranges = field(default_factory=_Ranges)  # offsets >= base replayed already (earlier runs, this one)
+    replayed: _Ranges = field(
+        default_factory=_Ranges
+    )  # offsets >= base replayed already (earlier runs, this one)
     committed: tuple[int, str] | None = None  # what the group holds for this partition now
-    taken: dict[int, str] = field(default_factory=dict)  # handed out, in offset order: held / done / kept
+    taken: dict[int, str] = field(
+        default_factory=dict
+    )  # handed out, in offset order: held / done / kept
     held: int = 0  # handed out and not settled
-    open: int = 0  # handed out and not replayed (held or kept): what a replayed offset may end up above
-    reserved: dict[int, int] = field(default_factory=dict)  # held offset -> metadata bytes it may add
+    open: int = (
+        0  # handed out and not replayed (held or kept): what a replayed offset may end up above
+    )
+    reserved: dict[int, int] = field(
+        default_factory=dict
+    )  # held offset -> metadata bytes it may add
     reserved_total: int = 0
     metadata_length: int = 0
     seen: int = 0  # the offset after the last record taken (handed out, or passed over as replayed)
     finished: bool = False  # read up to `end`
-    over_budget: bool = False  # what it replayed would no longer fit in the commit metadata: stopped
+    over_budget: bool = (
+        False  # what it replayed would no longer fit in the commit metadata: stopped
+    )
 
     @classmethod
     def load(cls, committed: Any, begin: int, end: int) -> _PartitionState:
@@ -607,7 +734,9 @@ class _PartitionState:
         """Move the commit point to `offset`, and on past the replayed offsets that follow it."""
         self.base = max(self.base, self.replayed.past(offset))
         self.replayed.drop_below(self.base)
-        self.seen = max(self.seen, self.base)  # below the commit point there is nothing left to read
+        self.seen = max(
+            self.seen, self.base
+        )  # below the commit point there is nothing left to read
 
     def cost(self, offset: int) -> int:
         """Metadata bytes `offset` may add once replayed: none when nothing before it can stay behind
@@ -653,7 +782,8 @@ class KafkaTopicReader(DeadLetterReader):
     """Reads every partition of a topic from the group's commit point to the end offsets taken at
     open (read_committed: records of aborted transactions are never read); commits when asked.
 
-    What stays dead-lettered, and how a later replay knows what was replayed: a partition's committed
+    What stays dead-lettered, and how a later replay knows what was replayed: a partition's
+    committed
     offset stops at the first message this replay did not move (not selected, failed, beyond
     `--limit`) or has not settled yet; the messages replayed above it are recorded in the same
     commit's metadata string as compact ranges relative to the committed offset
@@ -664,7 +794,8 @@ class KafkaTopicReader(DeadLetterReader):
     replays everything from there, on purpose.)
 
     The broker refuses metadata over offset.metadata.max.bytes (4096 by default:
-    `commit_metadata_max_bytes`). Before handing a message out, the reader reserves the most it could
+    `commit_metadata_max_bytes`). Before handing a message out, the reader reserves the most it
+    could
     add to the metadata; when it could not fit even alone, that partition is not read further and
     the run ends with an error after the other partitions: nothing is lost and nothing is replayed
     twice, and replaying the messages that stay (which moves the commit point) makes room again.
@@ -676,7 +807,9 @@ class KafkaTopicReader(DeadLetterReader):
         with broker._kafka("assign"):
             self.consumer.assign(partitions)
             for tp in partitions:
-                self._parts[tp] = state = _PartitionState.load(committed.get(tp), self.begin[tp], self.end[tp])
+                self._parts[tp] = state = _PartitionState.load(
+                    committed.get(tp), self.begin[tp], self.end[tp]
+                )
                 self.consumer.seek(tp, state.base)
 
     def _open(self, broker: KafkaBroker, topic: str, group: str | None, commit: bool) -> list:
@@ -757,7 +890,8 @@ class KafkaTopicReader(DeadLetterReader):
 
     def _poll(self, wanted: int) -> bool:
         """Poll for at most `wanted` records (the driver keeps what it fetched beyond them): a member polls
-        again for every batch, so a rebalance that gives joining members partitions never waits for a
+        again for every batch, so a rebalance that gives joining members partitions never waits for
+        a
         read-ahead to drain."""
         with self.broker._kafka(f"read {self.topic}"):
             polled = self.consumer.poll(timeout_ms=300, max_records=max(wanted, 1))
@@ -781,7 +915,9 @@ class KafkaTopicReader(DeadLetterReader):
         state = self._parts.get(tp)
         if state is None or state.over_budget or record.offset < state.seen:
             return None
-        if record.offset in state.replayed:  # replayed by an earlier run: neither examined nor replayed
+        if (
+            record.offset in state.replayed
+        ):  # replayed by an earlier run: neither examined nor replayed
             state.seen = record.offset + 1
             return None
         cost = 0
@@ -796,7 +932,8 @@ class KafkaTopicReader(DeadLetterReader):
                     with self.broker._kafka("pause"):
                         self.consumer.pause(tp)
                     return None
-                cost = 0  # held since an earlier call and never settled: a dry run, which commits nothing
+                # held since an earlier call and never settled: a dry run, which commits nothing
+                cost = 0
         state.hand_out(record.offset, cost)
         return self._message(tp, record)
 
@@ -805,40 +942,57 @@ class KafkaTopicReader(DeadLetterReader):
         headers = tuple(record.headers or ())
         key = record.key
         return ReceivedMessage(
-            body=record.value or b"", headers=_header_view(headers), handle=(tp, record.offset),
-            message_id=position, position_id=position,
+            body=record.value or b"",
+            headers=_header_view(headers),
+            handle=(tp, record.offset),
+            message_id=position,
+            position_id=position,
             ordering_key=None if key is None else key.decode("utf-8", "replace"),
-            origin=Origin("kafka", key=key, headers=headers, null_value=record.value is None,
-                          properties={"timestamp": record.timestamp, "timestamp_type": record.timestamp_type}),
+            origin=Origin(
+                "kafka",
+                key=key,
+                headers=headers,
+                null_value=record.value is None,
+                properties={"timestamp": record.timestamp, "timestamp_type": record.timestamp_type},
+            ),
             extra={"topic": tp.topic, "partition": tp.partition, "offset": record.offset},
         )
 
     def _stalled(self, positions: dict) -> BrokerUnavailable:
-        remaining = sum(self._parts[tp].end - (position or self._parts[tp].seen) for tp, position in positions.items())
+        remaining = sum(
+            self._parts[tp].end - (position or self._parts[tp].seen)
+            for tp, position in positions.items()
+        )
         which = ", ".join(str(tp.partition) for tp in sorted(positions))
         timeout = self.broker.settings.timeout_seconds
         return BrokerUnavailable(
             f"{self.broker.name}: read {self.topic}: no record from partition(s) {which} for {timeout:g} s although "
             f"{remaining} offset(s) remain below the end offsets taken at the start; nothing was committed past them",
             hint="check the partitions' leaders (kafka-topics.sh --describe) and run again; "
-                 "raise timeout_seconds for a slow broker")
+            "raise timeout_seconds for a slow broker",
+        )
 
     def _over_budget(self) -> DeliveryFailed:
-        which = ", ".join(str(tp.partition) for tp, s in sorted(self._parts.items()) if s.over_budget)
+        which = ", ".join(
+            str(tp.partition) for tp, s in sorted(self._parts.items()) if s.over_budget
+        )
         return DeliveryFailed(
             f"{self.broker.name}: {self.topic} partition(s) {which}: the offsets replayed between messages that "
             f"stay dead-lettered (not selected, or failed) would no longer fit in the replay group's commit metadata "
             f"(commit_metadata_max_bytes: {self.broker.settings.commit_metadata_max_bytes}); the rest of these "
             f"partitions was not read",
             hint="nothing was lost or replayed twice: replay the messages that stay first (without filters, or with "
-                 "filters that select them), then run this replay again")
+            "filters that select them), then run this replay again",
+        )
 
     # -- settling -----------------------------------------------------------------------------
     def _settle(self, messages: Sequence[ReceivedMessage], replayed: bool) -> None:
         for message in messages:
             tp, offset = message.handle
             state = self._parts.get(tp)
-            if state is not None and state.taken.get(offset) == "held":  # else: the partition went to another member
+            if (
+                state is not None and state.taken.get(offset) == "held"
+            ):  # else: the partition went to another member
                 state.settle(offset, replayed)
                 self._settled_any = True
         if self.commit_enabled:
@@ -877,7 +1031,8 @@ class KafkaTopicReader(DeadLetterReader):
     def close(self) -> None:
         try:
             if self.commit_enabled and self._settled_any:
-                self._commit()  # partitions read to their end: past the transaction markers there too
+                # partitions read to their end: past the transaction markers there too
+                self._commit()
         except BrokerUnavailable:
             pass  # what was settled was committed with each batch already
         finally:
@@ -903,7 +1058,9 @@ class KafkaGroupReader(KafkaTopicReader):
 
     def __init__(self, broker: KafkaBroker, topic: str, group: str) -> None:
         self._open(broker, topic, group, commit=True)
-        self._generation: Any = None  # the group generation whose assignment the bookkeeping reflects
+        self._generation: Any = (
+            None  # the group generation whose assignment the bookkeeping reflects
+        )
         self._seen_assignment: set = set()
         self._join_deadline = time.monotonic() + broker.settings.join_timeout_seconds
         with broker._kafka("join the replay group"):
@@ -923,7 +1080,9 @@ class KafkaGroupReader(KafkaTopicReader):
         committed = self.broker._committed(self.consumer, sorted(assigned)) if assigned else {}
         self._generation, self._seen_assignment = generation, assigned
         for tp in assigned:
-            loaded = _PartitionState.load(committed.get(tp), self.begin.get(tp, 0), self.end.get(tp, 0))
+            loaded = _PartitionState.load(
+                committed.get(tp), self.begin.get(tp, 0), self.end.get(tp, 0)
+            )
             mine = self._parts.get(tp)
             if mine is None or mine.committed != loaded.committed:  # another member moved it on
                 self._parts[tp] = loaded
@@ -954,9 +1113,11 @@ class KafkaGroupReader(KafkaTopicReader):
                 f"{self.broker.name}: replay group {self.group!r}: other members hold every partition of "
                 f"{self.topic}; this run got none within {s.join_timeout_seconds:g} s",
                 hint="another `wfbus replay` of this dead-letter topic is running: let it finish (see "
-                     "`wfbus depth`), or raise join_timeout_seconds")
+                "`wfbus depth`), or raise join_timeout_seconds",
+            )
         return BrokerUnavailable(
             f"{self.broker.name}: replay group {self.group!r} gave this run no partition of {self.topic} within "
             f"{s.join_timeout_seconds:g} s",
             hint=f"a killed replay holds its partitions until its session expires ({s.session_timeout_seconds:g} s): "
-                 "run the replay again, or raise join_timeout_seconds")
+            "run the replay again, or raise join_timeout_seconds",
+        )

@@ -23,12 +23,15 @@ Outcome = tuple[str, bool] | None  # None: confirmed; else (why it failed, broke
 UNANSWERED: Outcome = ("no acknowledgement from Kafka before the timeout", True)
 
 
-def deliveries_for(broker: KafkaBroker, messages: Sequence[OutgoingMessage],
-                   outcomes: Sequence[Outcome]) -> tuple[list[Delivery], bool]:
+def deliveries_for(
+    broker: KafkaBroker, messages: Sequence[OutgoingMessage], outcomes: Sequence[Outcome]
+) -> tuple[list[Delivery], bool]:
     """One Delivery per message, and whether the broker was in trouble; raises when nothing of a
     troubled batch was confirmed."""
-    deliveries = [Delivery(m) if o is None else Delivery(m, o[0])
-                  for m, o in zip(messages, outcomes, strict=True)]
+    deliveries = [
+        Delivery(m) if o is None else Delivery(m, o[0])
+        for m, o in zip(messages, outcomes, strict=True)
+    ]
     trouble = next((o[0] for o in outcomes if o is not None and o[1]), None)
     if trouble is None:
         return deliveries, False
@@ -37,7 +40,8 @@ def deliveries_for(broker: KafkaBroker, messages: Sequence[OutgoingMessage],
     broker._lost = BrokerUnavailable(
         f"{broker.name}: publish: {trouble}",
         hint="check that the Kafka broker is up and reachable; rerun with --failed-out to resend "
-             "what was not confirmed")
+        "what was not confirmed",
+    )
     if not any(d.ok for d in deliveries):
         raise broker._lost
     return deliveries, True

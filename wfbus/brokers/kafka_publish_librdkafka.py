@@ -36,8 +36,11 @@ BATCH_BYTES = 1_000_000  # librdkafka's default batch.size, below the default ma
 BATCH_FRAMING = 200  # record batch header and per-record framing kept free below max.message.bytes
 
 # librdkafka's names for refusals kafka-python names otherwise: the user reads one text either way
-_NAMES = {"MSG_SIZE_TOO_LARGE": "MessageSizeTooLargeError", "INVALID_RECORD": "InvalidRecordError",
-          "TOPIC_AUTHORIZATION_FAILED": "TopicAuthorizationFailedError"}
+_NAMES = {
+    "MSG_SIZE_TOO_LARGE": "MessageSizeTooLargeError",
+    "INVALID_RECORD": "InvalidRecordError",
+    "TOPIC_AUTHORIZATION_FAILED": "TopicAuthorizationFailedError",
+}
 
 _SILENT = logging.getLogger("wfbus.librdkafka")
 _SILENT.addHandler(logging.NullHandler())
@@ -53,22 +56,29 @@ def librdkafka_config(broker: KafkaBroker) -> dict[str, Any]:
         "client.id": s.client_id,
         "security.protocol": s.security_protocol,
         "socket.connection.setup.timeout.ms": int(
-            min(s.connect_timeout_seconds, s.timeout_seconds) * 1000),
+            min(s.connect_timeout_seconds, s.timeout_seconds) * 1000
+        ),
         "reconnect.backoff.max.ms": 1000,
         "logger": _SILENT,
     }
     if s.security_protocol in ("SSL", "SASL_SSL"):
-        for key, value in (("ssl.ca.location", s.ssl_cafile),
-                           ("ssl.certificate.location", s.ssl_certfile),
-                           ("ssl.key.location", s.ssl_keyfile)):
+        for key, value in (
+            ("ssl.ca.location", s.ssl_cafile),
+            ("ssl.certificate.location", s.ssl_certfile),
+            ("ssl.key.location", s.ssl_keyfile),
+        ):
             if value:
                 config[key] = broker.resolve_path(value)
         verify_host = "https" if s.ssl_check_hostname else "none"
         config["ssl.endpoint.identification.algorithm"] = verify_host
     if s.security_protocol.startswith("SASL"):
-        config.update({"sasl.mechanism": s.sasl_mechanism or "PLAIN",
-                       "sasl.username": s.sasl_username or "",
-                       "sasl.password": s.sasl_password or ""})
+        config.update(
+            {
+                "sasl.mechanism": s.sasl_mechanism or "PLAIN",
+                "sasl.username": s.sasl_username or "",
+                "sasl.password": s.sasl_password or "",
+            }
+        )
     return config
 
 
@@ -113,23 +123,27 @@ class LibrdkafkaPublisher:
 
             s = self.broker.settings
             config = librdkafka_config(self.broker)
-            config.update({
-                "acks": "all" if s.acks == "all" else s.acks,
-                "enable.idempotence": s.acks == "all",
-                "max.in.flight.requests.per.connection": 5,
-                "linger.ms": LINGER_MS,
-                "batch.num.messages": BATCH_MESSAGES,
-                "batch.size": self._batch_bytes,
-                "message.max.bytes": s.max_request_size,
-                # a key's partition is the one the Java client and kafka-python pick (murmur2): its
-                # records stay in one partition, in order, whichever driver or client sent them
-                "partitioner": "murmur2_random",
-                "request.timeout.ms": int(s.timeout_seconds * 1000),
-                "message.timeout.ms": int(self.broker._delivery_timeout() * 1000),
-                "queue.buffering.max.messages": 1_000_000,
-                "allow.auto.create.topics": False,  # a mistyped topic is an error, not a new one
-                "error_cb": self._errors.append,
-            })
+            config.update(
+                {
+                    "acks": "all" if s.acks == "all" else s.acks,
+                    "enable.idempotence": s.acks == "all",
+                    "max.in.flight.requests.per.connection": 5,
+                    "linger.ms": LINGER_MS,
+                    "batch.num.messages": BATCH_MESSAGES,
+                    "batch.size": self._batch_bytes,
+                    "message.max.bytes": s.max_request_size,
+                    # a key's partition is the one the Java client and kafka-python pick (murmur2):
+                    # its
+                    # records stay in one partition, in order, whichever driver or client sent them
+                    "partitioner": "murmur2_random",
+                    "request.timeout.ms": int(s.timeout_seconds * 1000),
+                    "message.timeout.ms": int(self.broker._delivery_timeout() * 1000),
+                    "queue.buffering.max.messages": 1_000_000,
+                    # a mistyped topic is an error, not a new one
+                    "allow.auto.create.topics": False,
+                    "error_cb": self._errors.append,
+                }
+            )
             if s.compression_type:
                 config["compression.type"] = s.compression_type
             try:
@@ -158,8 +172,10 @@ class LibrdkafkaPublisher:
         found = metadata.topics.get(topic)
         error = getattr(found, "error", None)
         if error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            raise BrokerUnavailable(f"{broker.name}: topic {topic}: not allowed: {error.str()}",
-                                    hint="check sasl_username / sasl_password and the ACLs")
+            raise BrokerUnavailable(
+                f"{broker.name}: topic {topic}: not allowed: {error.str()}",
+                hint="check sasl_username / sasl_password and the ACLs",
+            )
         if found is None or error is not None or not found.partitions:
             raise broker._no_topic(topic)
         self._fit_batches(self._topic_limit(topic))
@@ -196,8 +212,10 @@ class LibrdkafkaPublisher:
         self.admin.poll(0)  # collects the error callbacks of the failed attempt
         codes = {e.code() for e in self._errors if hasattr(e, "code")}
         if codes & {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}:
-            return BrokerUnavailable(f"{broker.name}: {what}: not allowed: authentication failed",
-                                     hint="check sasl_username / sasl_password and the ACLs")
+            return BrokerUnavailable(
+                f"{broker.name}: {what}: not allowed: authentication failed",
+                hint="check sasl_username / sasl_password and the ACLs",
+            )
         return broker._unreachable(what)
 
     # -- publishing ----------------------------------------------------------------------------
@@ -301,8 +319,13 @@ class _Pending(PendingPublish):
         from confluent_kafka import KafkaError
 
         trouble = error.retriable() or error.code() in (
-            KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
-            KafkaError._TIMED_OUT, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
+            KafkaError._MSG_TIMED_OUT,
+            KafkaError._TRANSPORT,
+            KafkaError._ALL_BROKERS_DOWN,
+            KafkaError._TIMED_OUT,
+            KafkaError._PURGE_QUEUE,
+            KafkaError._PURGE_INFLIGHT,
+        )
         return refusal(error), trouble
 
     def refuse(self, index: int, outcome: Outcome) -> None:

@@ -46,7 +46,8 @@ class KafkaPythonPublisher:
                 raise ConfigError(
                     f"{self.broker.name}: compression_type {s.compression_type}: {exc}",
                     hint=f"install the codec's Python package or change brokers.{self.broker.name}"
-                         ".compression_type") from None
+                    ".compression_type",
+                ) from None
         return self._producer
 
     def _new_producer(self, KafkaProducer: Any) -> Any:  # noqa: N803 - the driver's class
@@ -78,7 +79,8 @@ class KafkaPythonPublisher:
         except BrokerUnavailable as exc:
             raise BrokerUnavailable(
                 f"{broker.name}: topic {topic!r} is not available: {exc.message}",
-                hint="create the topic or fix its name; check that the broker is up") from None
+                hint="create the topic or fix its name; check that the broker is up",
+            ) from None
         except kx.KafkaError:
             partitions = None
         if not partitions:
@@ -139,8 +141,12 @@ class KafkaPythonPublisher:
 class _Pending(PendingPublish):
     """One batch's futures; `result` waits on them only (later batches keep flowing meanwhile)."""
 
-    def __init__(self, publisher: KafkaPythonPublisher, messages: Sequence[OutgoingMessage],
-                 futures: list[Any]) -> None:
+    def __init__(
+        self,
+        publisher: KafkaPythonPublisher,
+        messages: Sequence[OutgoingMessage],
+        futures: list[Any],
+    ) -> None:
         super().__init__(messages)
         self._publisher = publisher
         self._futures = futures
@@ -179,4 +185,3 @@ class _Pending(PendingPublish):
         if not trouble and publisher.failed():
             publisher.close()
         return deliveries
-

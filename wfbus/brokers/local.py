@@ -8,7 +8,8 @@ Where the data lives, unless the config sets `path:` (relative to the config fil
 events wherever in it wfbus runs), else `$XDG_DATA_HOME/wfbus/` (~/.local/share/wfbus/), so
 state follows the user instead of appearing as a new `.wfbus/` in every folder.  The file is
 `local.db` in that folder.  Only a write creates it: reading a broker that was never written
-(depth, peek, a replay's plan) finds it empty and creates nothing.  Every write is one transaction (WAL, synchronous=FULL), and a replay
+(depth, peek, a replay's plan) finds it empty and creates nothing.  Every write is one transaction
+(WAL, synchronous=FULL), and a replay
 into the same file moves each message in a single transaction: killed at any moment, a message
 is either still in the dead-letter queue or in the main queue, never both, never neither.
 """
@@ -26,9 +27,9 @@ from pydantic import PrivateAttr, ValidationInfo, model_validator
 
 from ..errors import BrokerUnavailable
 from .base import (
-    Capabilities,
     Broker,
     BrokerSettings,
+    Capabilities,
     DeadLetterReader,
     Delivery,
     OutgoingMessage,
@@ -65,13 +66,17 @@ def data_folder(cwd: Path | None = None) -> Path:
         if candidate.is_dir():
             return candidate
     xdg = os.environ.get("XDG_DATA_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"  # XDG: relative is ignored
+    base = (
+        Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    )  # XDG: relative is ignored
     return base / "wfbus"
 
 
 class LocalSettings(BrokerSettings):
     type: str = "local"
-    path: str | None = None  # default: local.db in data_folder(); relative to the config file's folder
+    path: str | None = (
+        None  # default: local.db in data_folder(); relative to the config file's folder
+    )
     queue: str | None = None  # default: the broker's name
     dead_letter_queue: str | None = None  # default: "<queue>.dlq"
 
@@ -92,7 +97,9 @@ class LocalSettings(BrokerSettings):
             where = str(self.data_path(self._base_dir))
         else:
             where = self.path or str(data_folder() / DB_FILE)
-        return f"{where}#{self.queue}" if self.queue else where  # the queue defaults to the broker's name
+        return (
+            f"{where}#{self.queue}" if self.queue else where
+        )  # the queue defaults to the broker's name
 
 
 class LocalBroker(Broker):
@@ -132,7 +139,9 @@ class LocalBroker(Broker):
     def describe_destination(self, *, dead_letter: bool = False) -> str:
         return f"{self.path}#{self._queue(dead_letter)}"
 
-    def publish(self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False) -> list[Delivery]:
+    def publish(
+        self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False
+    ) -> list[Delivery]:
         queue = self._queue(dead_letter)
         with transaction(self.db):
             insert(self.db, queue, messages)
@@ -140,28 +149,42 @@ class LocalBroker(Broker):
 
     def depth(self) -> list[QueueDepth]:
         db = self._read_db()
-        rows = {} if db is None else dict(
-            db.execute(
-                "SELECT queue, COUNT(*) FROM messages WHERE queue IN (?, ?) GROUP BY queue",
-                (self.queue, self.dead_letter_queue),
-            ).fetchall()
+        rows = (
+            {}
+            if db is None
+            else dict(
+                db.execute(
+                    "SELECT queue, COUNT(*) FROM messages WHERE queue IN (?, ?) GROUP BY queue",
+                    (self.queue, self.dead_letter_queue),
+                ).fetchall()
+            )
         )
         return [
             QueueDepth(self.name, self.queue, "main", ready=rows.get(self.queue, 0)),
-            QueueDepth(self.name, self.dead_letter_queue, "dead-letter", ready=rows.get(self.dead_letter_queue, 0)),
+            QueueDepth(
+                self.name,
+                self.dead_letter_queue,
+                "dead-letter",
+                ready=rows.get(self.dead_letter_queue, 0),
+            ),
         ]
 
     def purge(self, *, dead_letter: bool = False) -> int | None:
         if self._read_db() is None:
             return 0
         with transaction(self.db):
-            return self.db.execute("DELETE FROM messages WHERE queue = ?", (self._queue(dead_letter),)).rowcount
+            return self.db.execute(
+                "DELETE FROM messages WHERE queue = ?", (self._queue(dead_letter),)
+            ).rowcount
 
-    def peek(self, *, dead_letter: bool, limit: int | None, force: bool = False) -> list[ReceivedMessage]:
+    def peek(
+        self, *, dead_letter: bool, limit: int | None, force: bool = False
+    ) -> list[ReceivedMessage]:
         return list(self.peek_stream(dead_letter=dead_letter, limit=limit, force=force))
 
-    def peek_stream(self, *, dead_letter: bool, limit: int | None, force: bool = False,
-                    page: int = PEEK_PAGE) -> Iterator[ReceivedMessage]:
+    def peek_stream(
+        self, *, dead_letter: bool, limit: int | None, force: bool = False, page: int = PEEK_PAGE
+    ) -> Iterator[ReceivedMessage]:
         """The queue in id order, a page of rows at a time (memory flat however long the queue).
 
         Bounded by the last id present when the peek starts, like a replay's reader: messages that
@@ -202,8 +225,13 @@ class LocalDeadLetterReader(DeadLetterReader):
         self.source_label = f"{broker.name}:{broker.dead_letter_queue}"
         self.identity = f"local:{Path(broker.path).resolve()}#{broker.dead_letter_queue}"
         db = broker._read_db()
-        row = None if db is None else db.execute(
-            "SELECT MAX(id) FROM messages WHERE queue = ?", (broker.dead_letter_queue,)).fetchone()
+        row = (
+            None
+            if db is None
+            else db.execute(
+                "SELECT MAX(id) FROM messages WHERE queue = ?", (broker.dead_letter_queue,)
+            ).fetchone()
+        )
         self._last_id = (row[0] or 0) if row is not None else 0
         self._cursor = 0
 
@@ -221,13 +249,18 @@ class LocalDeadLetterReader(DeadLetterReader):
 
     def ack(self, messages: Sequence[ReceivedMessage]) -> None:
         with transaction(self.broker.db):
-            self.broker.db.executemany("DELETE FROM messages WHERE id = ?", [(m.handle,) for m in messages])
+            self.broker.db.executemany(
+                "DELETE FROM messages WHERE id = ?", [(m.handle,) for m in messages]
+            )
 
     def release(self, messages: Sequence[ReceivedMessage]) -> None:
         """Nothing to do: a local message stays in place until acked."""
 
     def transfer(
-        self, messages: Sequence[ReceivedMessage], outgoing: Sequence[OutgoingMessage], destination: Broker
+        self,
+        messages: Sequence[ReceivedMessage],
+        outgoing: Sequence[OutgoingMessage],
+        destination: Broker,
     ) -> list[Delivery] | None:
         """Publish and ack in one transaction when the destination lives in the same file."""
         if not isinstance(destination, LocalBroker) or destination.path != self.broker.path:
@@ -236,9 +269,12 @@ class LocalDeadLetterReader(DeadLetterReader):
         deliveries = []
         with transaction(db):
             moved = []
-            for message, out in zip(messages, outgoing):
-                # another replay on the same file may have moved it first: then it is not ours to move
-                taken = db.execute("DELETE FROM messages WHERE id = ?", (message.handle,)).rowcount == 1
+            for message, out in zip(messages, outgoing, strict=False):
+                # another replay on the same file may have moved it first: then it is not ours to
+                # move
+                taken = (
+                    db.execute("DELETE FROM messages WHERE id = ?", (message.handle,)).rowcount == 1
+                )
                 if taken:
                     moved.append(out)
                 deliveries.append(Delivery(out, taken_elsewhere=not taken))
@@ -254,11 +290,13 @@ def connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
     except sqlite3.DatabaseError as exc:
-        if not isinstance(exc, sqlite3.OperationalError):  # the file is there but is no SQLite database
+        if not isinstance(
+            exc, sqlite3.OperationalError
+        ):  # the file is there but is no SQLite database
             raise BrokerUnavailable(
                 f"local broker: {path} is not a wfbus local database: {exc}",
                 hint="it is damaged or another file: move it aside (wfbus starts a new one), or set `path:` "
-                     "for this broker in the config",
+                "for this broker in the config",
             ) from None
         raise _cannot_open(path, exc) from None
     except OSError as exc:
@@ -304,7 +342,7 @@ def _message_ids(count: int) -> Iterator[str]:
         pool[start + 6] = (pool[start + 6] & 0x0F) | 0x40  # version 4
         pool[start + 8] = (pool[start + 8] & 0x3F) | 0x80  # RFC 4122 variant
     text = pool.hex()
-    return (text[start:start + 32] for start in range(0, 32 * count, 32))
+    return (text[start : start + 32] for start in range(0, 32 * count, 32))
 
 
 try:  # the headers column is JSON text; orjson writes it ~10x faster than json.dumps
@@ -321,6 +359,10 @@ except ImportError:  # pragma: no cover - orjson is a dependency
 def _received(row: tuple) -> ReceivedMessage:
     row_id, body, headers, routing_key, message_id = row
     return ReceivedMessage(
-        body=bytes(body), headers=json.loads(headers), handle=row_id, message_id=message_id,
-        route=routing_key, arrival_id=f"row/{row_id}",  # AUTOINCREMENT: a row id is never reused
+        body=bytes(body),
+        headers=json.loads(headers),
+        handle=row_id,
+        message_id=message_id,
+        route=routing_key,
+        arrival_id=f"row/{row_id}",  # AUTOINCREMENT: a row id is never reused
     )

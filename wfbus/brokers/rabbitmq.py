@@ -262,7 +262,9 @@ class RabbitMqBroker(Broker):
     def describe_source(self, *, dead_letter: bool = False) -> str:
         if dead_letter:
             return self.describe_destination(dead_letter=True)
-        return f"queue {self.settings.queue}" if self.settings.queue else self.describe_destination()
+        return (
+            f"queue {self.settings.queue}" if self.settings.queue else self.describe_destination()
+        )
 
     def destination_identity(self, *, dead_letter: bool = False) -> str:
         """Also connects: an unreachable broker fails before anything is sent, as on SQS and

@@ -250,8 +250,9 @@ class SqsBroker(Broker):
         self._group_tail: dict[str, Future] = {}
 
     @classmethod
-    def capabilities_for(cls, settings: SqsSettings) -> Capabilities:
+    def capabilities_for(cls, settings: BrokerSettings) -> Capabilities:
         """A FIFO queue keeps order per message group and drops a resend carrying a seen dedup id."""
+        assert isinstance(settings, SqsSettings)
         if (settings.queue_url or settings.queue_name or "").endswith(".fifo"):
             return Capabilities(
                 ordering="per-group", dedup_on_resend=True, native_move=True, exact_depth=False

@@ -6,7 +6,10 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    app.command("brokers", help="List configured brokers, what each guarantees (order, resend, unselected); secrets redacted.")(brokers_command)
+    app.command(
+        "brokers",
+        help="List configured brokers, what each guarantees (order, resend, unselected); secrets redacted.",
+    )(brokers_command)
 
 
 def brokers_command(ctx: typer.Context) -> int:
@@ -29,20 +32,39 @@ def brokers_command(ctx: typer.Context) -> int:
             settings = config.settings(name)
         except ConfigError as exc:
             problems.append(exc)
-            rows.append({**row, "target": None, "capabilities": None,
-                         "error": {"message": redact(exc.message), "hint": exc.hint}})
+            rows.append(
+                {
+                    **row,
+                    "target": None,
+                    "capabilities": None,
+                    "error": {"message": redact(exc.message), "hint": exc.hint},
+                }
+            )
             continue
         for warning in config.warnings_for(name):
             state.out.warn(f"brokers.{name}: {warning}")
-        rows.append({**row, "target": redact(settings.target()),
-                     "capabilities": broker_class(settings.type).capabilities_for(settings).to_dict(),
-                     "error": None})
+        rows.append(
+            {
+                **row,
+                "target": redact(settings.target()),
+                "capabilities": broker_class(settings.type).capabilities_for(settings).to_dict(),
+                "error": None,
+            }
+        )
     if state.out.mode != "text":
         state.out.json({"config": str(config.source) if config.source else None, "brokers": rows})
     else:
         state.out.table(
-            ["name", "type", "target", "default", "order kept", "resend recognised", "atomic transfer",
-             "keeps unselected"],
+            [
+                "name",
+                "type",
+                "target",
+                "default",
+                "order kept",
+                "resend recognised",
+                "atomic transfer",
+                "keeps unselected",
+            ],
             [_text_row(r) for r in rows],
         )
         state.out.note(f"config: {config.source or 'built-in default (no config file found)'}")
@@ -54,10 +76,27 @@ def brokers_command(ctx: typer.Context) -> int:
 def _text_row(r: dict) -> tuple[str, ...]:
     default = "*" if r["default"] else ""
     if r["error"] is not None:
-        return (r["name"], r["type"] or "?", "(invalid settings: see below)", default, "-", "-", "-", "-")
+        return (
+            r["name"],
+            r["type"] or "?",
+            "(invalid settings: see below)",
+            default,
+            "-",
+            "-",
+            "-",
+            "-",
+        )
     c = r["capabilities"]
-    return (r["name"], r["type"], r["target"], default, c["ordering"], _yes(c["dedup_on_resend"]),
-            _yes(c["atomic_transfer"]), _yes(c["keeps_unselected"]))
+    return (
+        r["name"],
+        r["type"],
+        r["target"],
+        default,
+        c["ordering"],
+        _yes(c["dedup_on_resend"]),
+        _yes(c["atomic_transfer"]),
+        _yes(c["keeps_unselected"]),
+    )
 
 
 def _yes(flag: bool) -> str:

@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from .completion import broker_names
 
 
 def register(app: typer.Typer) -> None:
-    app.command("depth", help="Show queue depth / lag; exit 6 when a --max-* threshold is exceeded.")(depth_command)
+    app.command(
+        "depth", help="Show queue depth / lag; exit 6 when a --max-* threshold is exceeded."
+    )(depth_command)
 
 
 def depth_command(
     ctx: typer.Context,
-    brokers: Optional[List[str]] = typer.Option(None, "--broker", "-b", autocompletion=broker_names,
-                                                help="Broker name (repeatable; default: all)."),
-    max_ready: Optional[int] = typer.Option(None, "--max-ready", min=0, help="Alarm when a main queue holds more."),
-    max_dead: Optional[int] = typer.Option(None, "--max-dead", min=0, help="Alarm when a dead-letter queue holds more."),
-    max_lag: Optional[int] = typer.Option(None, "--max-lag", min=0, help="Alarm when consumer lag is higher."),
-    watch: Optional[float] = typer.Option(None, "--watch", "-w", min=0.5, metavar="SECONDS",
-                                          help="Refresh every SECONDS with the change since the last refresh, "
-                                               "until Ctrl-C."),
+    brokers: list[str] | None = typer.Option(
+        None,
+        "--broker",
+        "-b",
+        autocompletion=broker_names,
+        help="Broker name (repeatable; default: all).",
+    ),
+    max_ready: int | None = typer.Option(
+        None, "--max-ready", min=0, help="Alarm when a main queue holds more."
+    ),
+    max_dead: int | None = typer.Option(
+        None, "--max-dead", min=0, help="Alarm when a dead-letter queue holds more."
+    ),
+    max_lag: int | None = typer.Option(
+        None, "--max-lag", min=0, help="Alarm when consumer lag is higher."
+    ),
+    watch: float | None = typer.Option(
+        None,
+        "--watch",
+        "-w",
+        min=0.5,
+        metavar="SECONDS",
+        help="Refresh every SECONDS with the change since the last refresh, until Ctrl-C.",
+    ),
 ) -> int:
     from ..depth import Thresholds, measure
     from ..errors import UsageError
@@ -35,8 +51,10 @@ def depth_command(
     thresholds = Thresholds(max_ready, max_dead, max_lag)
     out = state.out
     if out.mode == "jsonl" and not watch:
-        raise UsageError("--output jsonl: `depth` prints one document; its line form is `depth --watch`",
-                         hint="use --output json, or add --watch SECONDS for one JSON line per refresh")
+        raise UsageError(
+            "--output jsonl: `depth` prints one document; its line form is `depth --watch`",
+            hint="use --output json, or add --watch SECONDS for one JSON line per refresh",
+        )
     if watch:
         return _watch(out, config, list(brokers or []), thresholds, watch)
     report = measure(config, list(brokers or []), thresholds)
@@ -45,18 +63,44 @@ def depth_command(
     else:
         columns = ["broker", "queue", "role", "ready", "in flight", "delayed", "consumers", "lag"]
         rows: list[tuple[str, ...]] = [
-            (r.broker, r.queue, r.role, _n(r.ready, r.approximate), _n(r.in_flight, r.approximate),
-             _n(r.delayed, r.approximate), _n(r.consumers, False), _n(r.lag, False)) for r in report.rows]
-        if report.errors:  # an unreachable broker is a row too, so a script reading the table sees it
+            (
+                r.broker,
+                r.queue,
+                r.role,
+                _n(r.ready, r.approximate),
+                _n(r.in_flight, r.approximate),
+                _n(r.delayed, r.approximate),
+                _n(r.consumers, False),
+                _n(r.lag, False),
+            )
+            for r in report.rows
+        ]
+        if (
+            report.errors
+        ):  # an unreachable broker is a row too, so a script reading the table sees it
             columns.append("error")
             rows = [(*row, "") for row in rows]
-            rows += [(name, "-", "-", "-", "-", "-", "-", "-",
-                      redact(exc.message).splitlines()[0].removeprefix(f"{name}: "))
-                     for name, exc in report.errors.items()]
+            rows += [
+                (
+                    name,
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    redact(exc.message).splitlines()[0].removeprefix(f"{name}: "),
+                )
+                for name, exc in report.errors.items()
+            ]
         out.table(columns, rows)
         if any(r.approximate for r in report.rows):
             out.note("~ approximate: the broker reports these counts as estimates")
-        for name, exc in report.errors.items():  # broker errors already start with the broker's name
+        for (
+            name,
+            exc,
+        ) in report.errors.items():  # broker errors already start with the broker's name
             out.error(str(exc) if exc.message.startswith(f"{name}: ") else f"{name}: {exc}")
         for breach in report.breaches:
             out.error(f"threshold exceeded: {breach}")
@@ -76,8 +120,14 @@ def _status(report) -> int:
 def _document(report, redact) -> dict:
     return {
         "queues": [_row_document(row) for row in report.rows],
-        "errors": {name: {"message": redact(exc.message), "exit_code": int(exc.exit_status),
-                          "problems": _problems(exc, redact)} for name, exc in report.errors.items()},
+        "errors": {
+            name: {
+                "message": redact(exc.message),
+                "exit_code": int(exc.exit_status),
+                "problems": _problems(exc, redact),
+            }
+            for name, exc in report.errors.items()
+        },
         "breaches": report.breaches,
     }
 
@@ -86,8 +136,13 @@ def _problems(exc, redact) -> list[dict]:
     """A broker's config problems as {"place", "field", "reason"}, as in an error document."""
     from ..errors import Problem
 
-    return [{key: redact(value) if value else value for key, value in Problem.of(problem).to_dict().items()}
-            for problem in getattr(exc, "problems", ())]
+    return [
+        {
+            key: redact(value) if value else value
+            for key, value in Problem.of(problem).to_dict().items()
+        }
+        for problem in getattr(exc, "problems", ())
+    ]
 
 
 def _watch(out, config, names, thresholds, seconds: float) -> int:
@@ -105,16 +160,38 @@ def _watch(out, config, names, thresholds, seconds: float) -> int:
     previous: dict = {}
 
     def render(report):
-        table = Table(title=f"wfbus depth  {datetime.now():%H:%M:%S}  (every {seconds:g} s, Ctrl-C to stop)",
-                      box=box.SIMPLE_HEAD if out.console.is_terminal else None)
-        for column in ("broker", "queue", "role", "ready", "Δ", "in flight", "delayed", "consumers", "lag", "Δ lag"):
+        table = Table(
+            title=f"wfbus depth  {datetime.now():%H:%M:%S}  (every {seconds:g} s, Ctrl-C to stop)",
+            box=box.SIMPLE_HEAD if out.console.is_terminal else None,
+        )
+        for column in (
+            "broker",
+            "queue",
+            "role",
+            "ready",
+            "Δ",
+            "in flight",
+            "delayed",
+            "consumers",
+            "lag",
+            "Δ lag",
+        ):
             table.add_column(column)
         for r in report.rows:
             key = (r.broker, r.queue, r.role)
             before = previous.get(key)
-            table.add_row(r.broker, r.queue, r.role, _n(r.ready, r.approximate), _delta(r.ready, before and before.ready),
-                          _n(r.in_flight, r.approximate), _n(r.delayed, r.approximate), _n(r.consumers, False),
-                          _n(r.lag, False), _delta(r.lag, before and before.lag))
+            table.add_row(
+                r.broker,
+                r.queue,
+                r.role,
+                _n(r.ready, r.approximate),
+                _delta(r.ready, before and before.ready),
+                _n(r.in_flight, r.approximate),
+                _n(r.delayed, r.approximate),
+                _n(r.consumers, False),
+                _n(r.lag, False),
+                _delta(r.lag, before and before.lag),
+            )
             previous[key] = r
         for name, exc in report.errors.items():
             table.add_row(name, "-", "error", redact(exc.message)[:60], "", "", "", "", "", "")
@@ -127,7 +204,14 @@ def _watch(out, config, names, thresholds, seconds: float) -> int:
         if out.mode != "text":  # one JSON document per refresh, one per line (jsonl and json alike)
             while True:
                 last = measure(config, names, thresholds)
-                out.jsonl([{"time": datetime.now().isoformat(timespec="seconds"), **_document(last, redact)}])
+                out.jsonl(
+                    [
+                        {
+                            "time": datetime.now().isoformat(timespec="seconds"),
+                            **_document(last, redact),
+                        }
+                    ]
+                )
                 time.sleep(seconds)
         if out.console.is_terminal:
             last = measure(config, names, thresholds)
@@ -141,7 +225,8 @@ def _watch(out, config, names, thresholds, seconds: float) -> int:
             out.console.print(render(last))
             time.sleep(seconds)
     except KeyboardInterrupt:
-        # a watch ends with the status of its last refresh: 6 while a threshold is breached, 5 unreachable
+        # a watch ends with the status of its last refresh: 6 while a threshold is breached, 5
+        # unreachable
         return _status(last) if last is not None else 0
 
 
@@ -160,7 +245,14 @@ def _n(value, approximate: bool) -> str:
 
 def _row_document(row) -> dict:
     return {
-        "broker": row.broker, "queue": row.queue, "role": row.role, "ready": row.ready,
-        "in_flight": row.in_flight, "delayed": row.delayed, "consumers": row.consumers, "lag": row.lag,
-        "approximate": row.approximate, "detail": row.detail,
+        "broker": row.broker,
+        "queue": row.queue,
+        "role": row.role,
+        "ready": row.ready,
+        "in_flight": row.in_flight,
+        "delayed": row.delayed,
+        "consumers": row.consumers,
+        "lag": row.lag,
+        "approximate": row.approximate,
+        "detail": row.detail,
     }

@@ -8,7 +8,8 @@ Results go to stdout; errors, warnings and progress go to stderr.  NO_COLOR and 
 get no colour and no box drawing, so output is stable to grep and diff.
 
 Diagnostics (error, warn, note, and documents marked `diagnostic`) are redacted here; results are
-printed as they are, because they carry event data (peek output, samples) that must never be altered.
+printed as they are, because they carry event data (peek output, samples) that must never be
+altered.
 Diagnostic text placed inside a result (an error column, a broker's target) is redacted where the
 core builds it.
 """
@@ -18,9 +19,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO, Any, Callable, Literal
+from typing import IO, Any, Literal
 
 from ..redact import redact
 
@@ -29,8 +30,13 @@ OUTPUT_MODES = ("text", "json", "jsonl")
 
 
 class Output:
-    def __init__(self, mode: OutputMode = "text", stdout: IO[str] | None = None, stderr: IO[str] | None = None,
-                 no_color: bool = False):
+    def __init__(
+        self,
+        mode: OutputMode = "text",
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+        no_color: bool = False,
+    ):
         self.mode = mode
         self.no_color = no_color  # --no-color, as NO_COLOR does
         self._stdout = stdout
@@ -74,7 +80,9 @@ class Output:
     def jsonl(self, documents: Iterable[Any]) -> None:
         """One event per line, exactly as read: `wfbus emit` takes the lines back unchanged."""
         for document in documents:
-            self.stdout.write(json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self.stdout.write(
+                json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n"
+            )
         self.stdout.flush()
 
     def json_stream(self, documents: Iterable[Any]) -> None:
@@ -115,8 +123,13 @@ class Output:
             return
         self.err_console.print(text, style=style, markup=False, highlight=False)
 
-    def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None,
-              shorten: Sequence[str] = ()) -> None:
+    def table(
+        self,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        title: str | None = None,
+        shorten: Sequence[str] = (),
+    ) -> None:
         """A table; on a terminal too narrow for it, the `shorten` columns (ids, bodies) are cut with
         an ellipsis so each row stays on one line (the others wrap). A pipe gets every cell whole."""
         if self._plain_out:
@@ -137,7 +150,11 @@ class Output:
             pad_edge=False,
         )
         cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
-        widths = _shortened_widths(columns, cells, shorten, self.console.width) if fancy and shorten else {}
+        widths = (
+            _shortened_widths(columns, cells, shorten, self.console.width)
+            if fancy and shorten
+            else {}
+        )
         for index, column in enumerate(columns):
             if index in widths:
                 table.add_column(column, width=widths[index], no_wrap=True, overflow="ellipsis")
@@ -159,12 +176,20 @@ class Output:
         self._err(redact(text), "dim")
 
     @contextmanager
-    def progress(self, description: str, total: int | None) -> Iterator[Callable[[int, int | None], None] | None]:
+    def progress(
+        self, description: str, total: int | None
+    ) -> Iterator[Callable[[int, int | None], None] | None]:
         """A progress bar on stderr for people at a terminal; None (no output) for scripts."""
         if self.mode != "text" or self._plain_err or not self.err_console.is_terminal:
             yield None
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         with Progress(
             TextColumn("{task.description}"),
@@ -177,7 +202,9 @@ class Output:
             task = bar.add_task(description, total=total)
 
             def update(done: int, new_total: int | None = None) -> None:
-                bar.update(task, completed=done, total=new_total if new_total is not None else total)
+                bar.update(
+                    task, completed=done, total=new_total if new_total is not None else total
+                )
 
             yield update
 
@@ -189,7 +216,9 @@ def _is_tty(stream: IO[str]) -> bool:
         return False
 
 
-_CONTROL = str.maketrans("", "", "\x07\x08\x0b\x0c\r")  # what rich strips (rich.control.strip_control_codes)
+_CONTROL = str.maketrans(
+    "", "", "\x07\x08\x0b\x0c\r"
+)  # what rich strips (rich.control.strip_control_codes)
 
 
 def _plain(text: str) -> str:
@@ -201,7 +230,9 @@ def _plain(text: str) -> str:
 def _cell_len(text: str) -> int:
     if text.isascii():
         return len(text)
-    from rich.cells import cell_len  # wide characters (CJK, emoji) take two columns, as rich counts them
+    from rich.cells import (
+        cell_len,
+    )  # wide characters (CJK, emoji) take two columns, as rich counts them
 
     return cell_len(text)
 
@@ -217,7 +248,7 @@ def _plain_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     for row in cells:
         for index in range(max(len(cell) for cell in row)):
             parts = []
-            for cell, width in zip(row, widths):
+            for cell, width in zip(row, widths, strict=False):
                 line = cell[index] if index < len(cell) else ""
                 parts.append(line + " " * (width - _cell_len(line)))
             out.append("  ".join(parts).rstrip())
@@ -227,12 +258,16 @@ def _plain_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 MIN_SHORTENED = 6  # an id cut shorter than this says nothing
 
 
-def _shortened_widths(columns: Sequence[str], cells: list[list[str]], shorten: Sequence[str],
-                      width: int) -> dict[int, int]:
+def _shortened_widths(
+    columns: Sequence[str], cells: list[list[str]], shorten: Sequence[str], width: int
+) -> dict[int, int]:
     """Widths for the `shorten` columns so that the table fits `width` (index -> width); {} when it
     fits as it is.  The other columns keep their natural width; the room left is shared so that a
     narrow column keeps its width and the wide ones split the rest evenly (water filling)."""
-    natural = [max([_cell_len(columns[i]), *(_line_len(row[i]) for row in cells)]) for i in range(len(columns))]
+    natural = [
+        max([_cell_len(columns[i]), *(_line_len(row[i]) for row in cells)])
+        for i in range(len(columns))
+    ]
     overhead = 3 * len(columns)  # rich's padding and separators, with a column to spare
     cut = [i for i, name in enumerate(columns) if name in shorten]
     room = width - overhead - sum(w for i, w in enumerate(natural) if i not in cut)
@@ -243,8 +278,11 @@ def _shortened_widths(columns: Sequence[str], cells: list[list[str]], shorten: S
     while left:
         share = max(MIN_SHORTENED, room // len(left))
         index = left.pop(0)
-        widths[index] = max(min(natural[index], share), min(natural[index], MIN_SHORTENED),
-                            _cell_len(columns[index]))
+        widths[index] = max(
+            min(natural[index], share),
+            min(natural[index], MIN_SHORTENED),
+            _cell_len(columns[index]),
+        )
         room -= widths[index]
     return widths
 

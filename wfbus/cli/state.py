@@ -37,4 +37,3 @@ class State:
         if self._output is None:
             self._output = Output(self.output_mode, no_color=self.no_color)
         return self._output
-

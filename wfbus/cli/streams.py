@@ -26,7 +26,9 @@ class GuardedStream:
     def __init__(self, target: IO[str] | None, name: str) -> None:
         self.name = name
         self.error: OSError | None = None
-        if target is None:  # started with the descriptor closed (`wfbus depth >&-`): Python gives None
+        if (
+            target is None
+        ):  # started with the descriptor closed (`wfbus depth >&-`): Python gives None
             target = open(os.devnull, "w", encoding="utf-8")
             self.error = OSError(errno.EBADF, f"{name} is closed")
         self._target = target
@@ -86,7 +88,9 @@ class GuardedStream:
         reason = self.error.strerror or str(self.error)
         return f"cannot write to {self.name}: {reason}"
 
-    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, buffer ... as the real stream
+    def __getattr__(
+        self, name: str
+    ) -> Any:  # isatty, fileno, encoding, buffer ... as the real stream
         return getattr(self._target, name)
 
 

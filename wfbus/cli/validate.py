@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import List
-
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    app.command("validate", help="Check events against the schema without contacting any broker.")(validate_command)
+    app.command("validate", help="Check events against the schema without contacting any broker.")(
+        validate_command
+    )
 
 
 def validate_command(
     ctx: typer.Context,
-    sources: List[str] = typer.Argument(..., metavar="SOURCE...", help="Files, directories, or - for stdin."),
+    sources: list[str] = typer.Argument(
+        ..., metavar="SOURCE...", help="Files, directories, or - for stdin."
+    ),
 ) -> int:
     from ..sources import EventSources
 
@@ -22,7 +24,8 @@ def validate_command(
         report = event_sources.scan(digest=False)
     report.raise_if_invalid(
         consequence=f"{report.count} event(s) read" if report.count else "nothing to validate",
-        hint="fix the events listed above and run the same command again",  # not "run validate": this is it
+        # not "run validate": this is it
+        hint="fix the events listed above and run the same command again",
     )
     if state.out.mode != "text":
         state.out.json({"valid": True, "count": report.count, "problems": []})
