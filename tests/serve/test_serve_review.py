@@ -110,7 +110,7 @@ def test_depth_of_a_healthy_broker_is_measured_when_another_broker_is_silent(
 
 
 # DEFECT 2: /readyz answers a bare 500 "Internal Server Error" (and logs a traceback) when the
-# default broker is a silent RabbitMQ node: _probe only catches WfbusError (must be 503 + Retry-After).
+# default broker is a silent RabbitMQ node: _probe only catches WfbusError (want 503, Retry-After).
 def test_readyz_of_a_silent_rabbitmq_is_503(serve, tmp_path, silent_port):
     server = serve(_silent_rabbit(silent_port), serve={"tokens": [TOKEN]})
     answer = httpx.get(f"{server.url}/readyz", timeout=30)
