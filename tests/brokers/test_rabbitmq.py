@@ -227,3 +227,42 @@ def test_a_routing_key_template_with_topic_and_urn_routes_by_them(wfbus, rabbit,
     finally:
         connection.close()
     assert method.routing_key == "order.7.submit"
+
+
+def test_a_node_that_takes_the_connection_and_never_answers_is_unreachable_exit_5(wfbus, tmp_path):
+    """pika's handshake timeout (AMQPConnectorStackTimeout) was an internal error (exit 70)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    threading.Thread(
+        target=lambda: [held.append(listener.accept()[0]) for _ in range(8)], daemon=True
+    ).start()
+    port = listener.getsockname()[1]
+    write_config(
+        tmp_path / "wfbus.yaml",
+        {
+            "silent": {
+                "type": "rabbitmq",
+                "url": f"amqp://guest:guest@127.0.0.1:{port}/%2F",
+                "exchange": "x",
+                "queue": "q",
+                "timeout_seconds": 2,
+            },
+        },
+    )
+    try:
+        started = time.monotonic()
+        emitted = wfbus("emit", "--topic", "t", "--urn", "u")
+        depth = wfbus("depth")
+        assert emitted.code == 5 and "cannot reach RabbitMQ" in emitted.err, emitted.err
+        assert depth.code == 5 or "cannot reach RabbitMQ" in depth.out + depth.err, depth.err
+        assert "internal error" not in emitted.err + depth.err
+        assert time.monotonic() - started < 30
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()

@@ -302,6 +302,7 @@ class _Pending(PendingPublish):
         self.producer = publisher.producer  # the one its records went to (a failed one is replaced)
         self._outcomes: list[Outcome] = [UNANSWERED] * len(messages)
         self.waiting = len(messages)
+        self.sent_at = time.monotonic()  # its records' delivery timeout runs from here
         self._deliveries: list[Delivery] | None = None
 
     def reporter(self, index: int):
@@ -342,7 +343,7 @@ class _Pending(PendingPublish):
             broker = publisher.broker
             if self.waiting:
                 wait = broker._delivery_timeout() + broker.settings.timeout_seconds
-                publisher.wait(self, time.monotonic() + wait)
+                publisher.wait(self, self.sent_at + wait)  # batches in flight expire together
             deliveries, trouble = deliveries_for(broker, self.messages, self._outcomes)
             if not trouble and publisher.fatal():
                 publisher.close()  # the next batch gets a fresh producer

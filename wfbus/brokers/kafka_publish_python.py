@@ -148,6 +148,7 @@ class _Pending(PendingPublish):
         futures: list[Any],
     ) -> None:
         super().__init__(messages)
+        self.sent_at = time.monotonic()  # its records' delivery timeout runs from here
         self._publisher = publisher
         self._futures = futures
         self._deliveries: list[Delivery] | None = None
@@ -162,7 +163,13 @@ class _Pending(PendingPublish):
 
         publisher = self._publisher
         broker = publisher.broker
-        deadline = time.monotonic() + broker._delivery_timeout() + broker.settings.timeout_seconds
+        # measured from when this batch was sent, not from when its answer is read: batches in flight
+        # behind one that timed out expire together with it instead of one full timeout after another
+        deadline = self.sent_at + broker._delivery_timeout() + broker.settings.timeout_seconds
+        if (
+            broker._lost is not None
+        ):  # an earlier batch found the broker gone: read what is answered
+            deadline = min(deadline, time.monotonic() + 1.0)
         outcomes: list[Outcome] = []
         append = outcomes.append
         for future in self._futures:

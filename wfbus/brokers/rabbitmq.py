@@ -212,6 +212,7 @@ class RabbitMqBroker(Broker):
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         import pika.exceptions as px
+        from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
         where = url_without_password(self.settings.url)
         try:
@@ -234,7 +235,13 @@ class RabbitMqBroker(Broker):
             raise BrokerUnavailable(
                 f"{self.name}: {what}: {exc.reply_code} {exc.reply_text}", hint=hint
             ) from None
-        except (px.AMQPConnectionError, px.AMQPChannelError, px.StreamLostError, OSError) as exc:
+        except (
+            px.AMQPConnectionError,
+            px.AMQPChannelError,
+            px.StreamLostError,
+            OSError,
+            AMQPConnectorException,  # e.g. a node that takes the TCP connection and never answers
+        ) as exc:
             untrusted = _certificate_error(exc)
             if untrusted:
                 raise BrokerUnavailable(

@@ -259,12 +259,16 @@ async def readyz(request: Request) -> Response:
 
 
 def _probe(config: Any, name: str) -> tuple[bool, str]:
-    """A broker object of the probe's own (its thread owns it): reachable if it reports depth."""
+    """A broker object of the probe's own (its thread owns it): ready when the destination events
+    go to answers (its real identity: a connection and a lookup), which a publish-only broker
+    without a queue to measure has too."""
     try:
         with config.open(name) as broker:
-            broker.depth()
+            broker.destination_identity()
     except WfbusError as exc:
         return False, exc.message
+    except Exception as exc:  # noqa: BLE001 - a driver's surprise is "not ready", never a 500
+        return False, f"{type(exc).__name__}: {exc}"
     return True, ""
 
 

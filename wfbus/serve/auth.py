@@ -25,7 +25,12 @@ class BearerAuth:
         scheme, _, given = authorization.partition(" ")
         if scheme.lower() != "bearer":
             return False
-        candidate = given.strip().encode()
+        # the server decodes header bytes as latin-1: encode them back to get the bytes the client
+        # sent (a UTF-8 token's bytes), compared with the configured token's UTF-8 bytes
+        try:
+            candidate = given.strip().encode("latin-1")
+        except UnicodeEncodeError:
+            candidate = given.strip().encode()
         found = False
         for (
             token

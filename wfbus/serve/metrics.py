@@ -183,6 +183,8 @@ class DepthRefresher:
                 # a broken broker config is said once at start-up; the gauges keep their
                 # last figures
                 pass
+            except Exception:  # noqa: BLE001 - a driver's surprise must not end the measuring for good
+                pass
             self.measured.set()
             self._stop.wait(self._interval)
 

@@ -48,6 +48,18 @@ def serve(
         options["loop"] = "uvloop"
     if importlib.util.find_spec("httptools") is not None:
         options["http"] = "httptools"
+    for name in (
+        "tls_certfile",
+        "tls_keyfile",
+    ):  # before anything is served, a config error naming it
+        value = getattr(settings, name)
+        if value and not (config.base_dir / value).is_file():
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"serve.{name}: {config.base_dir / value} does not exist or is not a file",
+                hint=f"fix serve.{name} in the config (a path relative to the config file's folder)",
+            )
     if settings.tls_certfile:
         options["ssl_certfile"] = str(config.base_dir / settings.tls_certfile)
         options["ssl_keyfile"] = (

@@ -28,10 +28,10 @@ class ServeSettings(BaseModel):
     max_events: int = Field(default=1000, gt=0)  # events per request
     max_concurrent: int = Field(default=1024, gt=0)  # requests being handled at once; more: 429
     request_timeout_seconds: float = Field(
-        default=30.0, gt=0
+        default=30.0, gt=0, allow_inf_nan=False
     )  # whole request, confirmation included; 408
     linger_ms: float = Field(
-        default=2.0, ge=0
+        default=2.0, ge=0, allow_inf_nan=False
     )  # how long a batch waits for more requests to join it
     max_batch_events: int = Field(
         default=1000, gt=0
@@ -39,13 +39,13 @@ class ServeSettings(BaseModel):
     coalesce: bool = (
         True  # False: one broker publish per request (the seed's pattern, for comparison)
     )
-    readiness_cache_seconds: float = Field(default=5.0, ge=0)
-    depth_interval_seconds: float = Field(default=15.0, gt=0)
+    readiness_cache_seconds: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+    depth_interval_seconds: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     depth_brokers: list[str] | None = (
         None  # whose depth /metrics shows (default: every configured broker)
     )
     graceful_timeout_seconds: float = Field(
-        default=30.0, gt=0
+        default=30.0, gt=0, allow_inf_nan=False
     )  # SIGTERM: the longest wait for in-flight
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
