@@ -1,0 +1,108 @@
+"""Adversarial review of pipelined publishing (issue 14 item 2): failing reproductions.
+
+Each test names the defect it reproduces and fails on the code it was written against. Everything
+runs in this process against the real servers of tests/contract/kits.py (own uniquely named
+queues/topics, deleted afterwards); batch sizes are lowered by monkeypatch so that a few hundred
+events span the broker's whole window.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from contract.kits import (
+    KAFKA_BOOTSTRAP,
+    SQS_ENDPOINT,
+    RabbitMqKit,
+    rabbit_channel,
+    sqs_client,
+)
+from wfbus import api
+from wfbus.brokers import broker_class
+from wfbus.emit import emit as emit_events
+from wfbus.interrupts import handling
+from wfbus.sources import EventSources
+
+
+@pytest.fixture
+def state_dir(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "state"
+    monkeypatch.setenv("WFBUS_STATE_DIR", str(path))
+    return path
+
+
+def _emit(broker, events: list[dict], tmp_path: Path, *, resume: bool = False, failed_out=None):
+    source = tmp_path / "events.jsonl"
+    if not source.exists():
+        source.write_text("".join(json.dumps(e) + "\n" for e in events))
+    with EventSources([str(source)]) as sources:
+        return emit_events(broker, sources, resume=resume, failed_out=failed_out)
+
+
+# -- Kafka, kafka-python driver ----------------------------------------------------------------
+def test_kafka_python_one_oversized_record_fails_alone_with_batches_in_flight(
+    tmp_path, monkeypatch, state_dir
+):
+    """DEFECT: with the kafka-python driver, one record over the topic's max.message.bytes fails
+    every record packed with it in the window: 400 events of one key, record 60 too large, batches
+    of 50 (window 4): 190 events fail, every one blamed as "larger than the topic's
+    max.message.bytes", and events 250.. of the same key arrive before them (order per key broken
+    once --failed-out is resent). With window 1 it was 40; librdkafka fails record 60 alone. The
+    docs (guarantees.md, Partial failures) promise a refused Kafka record fails alone; and the
+    retry loop (`emit failed.jsonl --failed-out failed.jsonl`) fails the innocent ones again."""
+    from kafka import KafkaConsumer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    name = f"wfbus-review-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=KAFKA_BOOTSTRAP, request_timeout_ms=15000)
+    admin.create_topics(
+        [
+            NewTopic(name, 1, 1, topic_configs={"max.message.bytes": "3000"}),
+            NewTopic(f"{name}.dlq", 1, 1),
+        ]
+    )
+    try:
+        time.sleep(1)
+        cls = broker_class("kafka")
+        monkeypatch.setattr(cls, "publish_batch_size", 50)
+        settings = cls.settings_model(
+            type="kafka",
+            bootstrap_servers=[KAFKA_BOOTSTRAP],
+            topic=name,
+            dead_letter_topic=f"{name}.dlq",
+            driver="kafka-python",
+            timeout_seconds=10,
+        )
+        count, big = 400, 60
+        events = [
+            {"topic": "order.x", "urn": "k1", "payload": {"i": i, "pad": "x" * 8000 if i == big else ""}}
+            for i in range(count)
+        ]
+        failed_out = tmp_path / "failed.jsonl"
+        with cls("target", settings, tmp_path) as broker:
+            report = _emit(broker, events, tmp_path, failed_out=failed_out)
+        consumer = KafkaConsumer(
+            name,
+            bootstrap_servers=KAFKA_BOOTSTRAP,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=5000,
+        )
+        arrived = [json.loads(m.value)["payload"]["i"] for m in consumer]
+        consumer.close()
+        failed = [json.loads(line)["payload"]["i"] for line in failed_out.read_text().splitlines()]
+        assert sorted(arrived + failed) == list(range(count)), "lost or duplicated"
+        print(f"published {report.published}, failed {report.failed_count}: {failed[:3]}..")
+        assert failed == [big], (
+            f"{len(failed)} events failed for one oversized record (first {failed[:5]}, last "
+            f"{failed[-3:]}); reasons: {sorted({f.error[:60] for f in report.failed})}"
+        )
+    finally:
+        admin.delete_topics([name, f"{name}.dlq"])
+        admin.close()
