@@ -106,3 +106,68 @@ def test_kafka_python_one_oversized_record_fails_alone_with_batches_in_flight(
     finally:
         admin.delete_topics([name, f"{name}.dlq"])
         admin.close()
+
+
+# -- a second stop signal with batches in flight -------------------------------------------------
+def _rabbit_depth(queue: str) -> int:
+    connection, channel = rabbit_channel()
+    try:
+        return channel.queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+def test_a_second_stop_with_batches_in_flight_then_resume_reports_its_duplicates(
+    tmp_path, monkeypatch, state_dir
+):
+    """DEFECT: a second stop signal while emit reads the answers of the batches in flight marks
+    the batches whose answer it did not read as unconfirmed and leaves the progress record 'open'
+    (not 'running'), so `emit --resume` resends them with `duplicates_bound` 0 ("resume is exact"
+    says the code): they were on the wire (here confirmed by RabbitMQ), so they arrive twice,
+    unreported. RabbitMQ, batches of 20 (window 3), 200 events: the first SIGTERM lands while
+    batch 1's answer is read, the second while batch 2's is; batch 3 is never read."""
+    kit = RabbitMqKit()
+    settings_dict = kit.create(tmp_path)
+    try:
+        cls = broker_class("rabbitmq")
+        monkeypatch.setattr(cls, "publish_batch_size", 20)
+        settings = cls.settings_model(**settings_dict)
+        real_submit = cls.submit
+        answers = {"read": 0}
+
+        class Signalling:
+            def __init__(self, pending):
+                self.pending, self.messages = pending, pending.messages
+
+            def result(self):
+                answers["read"] += 1
+                if answers["read"] <= 2:  # a stop while reading answers 1 and 2
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return self.pending.result()
+
+        def submit(broker, messages, **kwargs):
+            return Signalling(real_submit(broker, messages, **kwargs))
+
+        count = 200
+        events = [{"topic": "order.x", "urn": f"u{i % 7}", "payload": {"i": i}} for i in range(count)]
+        with handling():
+            monkeypatch.setattr(cls, "submit", submit)
+            with cls("target", settings, tmp_path) as broker:
+                first = _emit(broker, events, tmp_path)
+            monkeypatch.setattr(cls, "submit", real_submit)
+        assert first.stopped_by == signal.SIGTERM and first.failed_out_cut_short  # the second stop
+        with cls("target", settings, tmp_path) as broker:
+            resumed = _emit(broker, events, tmp_path, resume=True)
+        time.sleep(1)
+        held = _rabbit_depth(settings_dict["queue"])
+        print(
+            f"first: published {first.published}, failed {first.failed_count}, not attempted "
+            f"{first.not_attempted}; resume: sent {resumed.published}, skipped "
+            f"{resumed.skipped_confirmed}, duplicates_bound {resumed.duplicates_bound}; queue {held}"
+        )
+        assert held >= count, "lost"
+        assert held - count <= resumed.duplicates_bound, (
+            f"{held - count} duplicates, reported bound {resumed.duplicates_bound}"
+        )
+    finally:
+        kit.cleanup()
