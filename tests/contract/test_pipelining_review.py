@@ -171,3 +171,78 @@ def test_a_second_stop_with_batches_in_flight_then_resume_reports_its_duplicates
         )
     finally:
         kit.cleanup()
+
+
+# -- SQS FIFO with `deduplication: random`: a resend is not recognised ---------------------------
+class _Killed(BaseException):
+    """Stands for SIGKILL: the process dies before recording an answer (nothing handles it)."""
+
+
+def _sqs_depth(url: str) -> int:
+    attributes = sqs_client().get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def test_resume_after_a_kill_into_a_fifo_queue_with_random_dedup_reports_its_duplicates(
+    tmp_path, monkeypatch, state_dir
+):
+    """DEFECT: SqsBroker.capabilities_for declares dedup_on_resend (README: SQS FIFO "resend
+    recognised: yes") for every FIFO queue, but with `deduplication: random` each send gets a
+    fresh dedup id, so SQS takes a resend as new. After a kill with 4 batches of 100 in flight,
+    `emit --resume` reports duplicates_bound (`may_be_duplicated`) 0 and 400 events arrive twice.
+    The kill is the process dying just before it records batch 3's answer (in this process: the
+    thread pool finishes sending the window, as a killed process's requests on the wire do)."""
+    from wfbus import emit_progress
+
+    client = sqs_client()
+    name = f"wfbus-review-{uuid.uuid4().hex[:10]}.fifo"
+    url = client.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    try:
+        cls = broker_class("sqs")
+        settings = cls.settings_model(
+            type="sqs",
+            queue_url=url,
+            dead_letter_queue_url=url,
+            endpoint_url=SQS_ENDPOINT,
+            region="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            deduplication="random",
+        )
+        count = 1000
+        events = [{"topic": "order.x", "urn": f"u{i % 9}", "payload": {"i": i}} for i in range(count)]
+        real_answered = emit_progress.EmitProgress.answered
+        calls = {"n": 0}
+
+        def answered(self, confirmed, unconfirmed, upto):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise _Killed()
+            return real_answered(self, confirmed, unconfirmed, upto)
+
+        monkeypatch.setattr(emit_progress.EmitProgress, "answered", answered)
+        broker = cls("target", settings, tmp_path)
+        with pytest.raises(_Killed):
+            _emit(broker, events, tmp_path)
+        broker.close()  # the window's requests finish, as they would on the wire
+        monkeypatch.setattr(emit_progress.EmitProgress, "answered", real_answered)
+        with cls("target", settings, tmp_path) as broker:
+            assert broker.capabilities.dedup_on_resend  # what the report trusts
+            resumed = _emit(broker, events, tmp_path, resume=True)
+        time.sleep(1)
+        held = _sqs_depth(url)
+        print(
+            f"resume: sent {resumed.published}, skipped {resumed.skipped_confirmed}, "
+            f"duplicates_bound {resumed.duplicates_bound}; queue {held}"
+        )
+        assert held >= count, "lost"
+        assert held - count <= resumed.duplicates_bound, (
+            f"{held - count} duplicates, reported bound {resumed.duplicates_bound}"
+        )
+    finally:
+        client.delete_queue(QueueUrl=url)
