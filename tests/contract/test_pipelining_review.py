@@ -82,7 +82,11 @@ def test_kafka_python_one_oversized_record_fails_alone_with_batches_in_flight(
         )
         count, big = 400, 60
         events = [
-            {"topic": "order.x", "urn": "k1", "payload": {"i": i, "pad": "x" * 8000 if i == big else ""}}
+            {
+                "topic": "order.x",
+                "urn": "k1",
+                "payload": {"i": i, "pad": "x" * 8000 if i == big else ""},
+            }
             for i in range(count)
         ]
         failed_out = tmp_path / "failed.jsonl"
@@ -149,7 +153,9 @@ def test_a_second_stop_with_batches_in_flight_then_resume_reports_its_duplicates
             return Signalling(real_submit(broker, messages, **kwargs))
 
         count = 200
-        events = [{"topic": "order.x", "urn": f"u{i % 7}", "payload": {"i": i}} for i in range(count)]
+        events = [
+            {"topic": "order.x", "urn": f"u{i % 7}", "payload": {"i": i}} for i in range(count)
+        ]
         with handling():
             monkeypatch.setattr(cls, "submit", submit)
             with cls("target", settings, tmp_path) as broker:
@@ -215,7 +221,9 @@ def test_resume_after_a_kill_into_a_fifo_queue_with_random_dedup_reports_its_dup
             deduplication="random",
         )
         count = 1000
-        events = [{"topic": "order.x", "urn": f"u{i % 9}", "payload": {"i": i}} for i in range(count)]
+        events = [
+            {"topic": "order.x", "urn": f"u{i % 9}", "payload": {"i": i}} for i in range(count)
+        ]
         real_answered = emit_progress.EmitProgress.answered
         calls = {"n": 0}
 
@@ -246,3 +254,55 @@ def test_resume_after_a_kill_into_a_fifo_queue_with_random_dedup_reports_its_dup
         )
     finally:
         client.delete_queue(QueueUrl=url)
+
+
+# -- Kafka, kafka-python driver: a batch refused part-way through submit --------------------------
+def test_kafka_python_a_missing_topic_mid_batch_does_not_disown_records_already_sent(
+    tmp_path, monkeypatch, state_dir
+):
+    """DEFECT: KafkaPythonPublisher.submit checks each event topic's existence as it reaches it,
+    after send() has handed the earlier records of the batch to the producer; the raised
+    BrokerUnavailable makes emit account the whole batch "not confirmed" (PendingPublish.answered
+    with the error), but the producer delivers the records already sent. With topic_template,
+    30 events for an existing topic then 1 for a missing one: the report says published 0, exit 5
+    ("nothing published"), --failed-out holds all 31, and the topic holds 30 of them: a rerun of
+    --failed-out duplicates 30. librdkafka checks every topic before producing (holds: 0 sent)."""
+    from kafka import KafkaConsumer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    name = f"wfbus-review-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=KAFKA_BOOTSTRAP, request_timeout_ms=15000)
+    admin.create_topics([NewTopic(f"{name}.order.a", 1, 1)])
+    try:
+        time.sleep(1)
+        cls = broker_class("kafka")
+        settings = cls.settings_model(
+            type="kafka",
+            bootstrap_servers=[KAFKA_BOOTSTRAP],
+            topic_template=name + ".{topic}",
+            driver="kafka-python",
+            timeout_seconds=5,
+        )
+        events = [{"topic": "order.a", "urn": "k", "payload": {"i": i}} for i in range(30)]
+        events.append({"topic": "order.b", "urn": "k", "payload": {"i": 30}})
+        failed_out = tmp_path / "failed.jsonl"
+        with cls("target", settings, tmp_path) as broker:
+            report = _emit(broker, events, tmp_path, failed_out=failed_out)
+        consumer = KafkaConsumer(
+            f"{name}.order.a",
+            bootstrap_servers=KAFKA_BOOTSTRAP,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=4000,
+        )
+        arrived = [json.loads(m.value)["payload"]["i"] for m in consumer]
+        consumer.close()
+        failed = [json.loads(line)["payload"]["i"] for line in failed_out.read_text().splitlines()]
+        print(f"published {report.published}, topic holds {len(arrived)}, failed-out {len(failed)}")
+        assert not set(arrived) & set(failed), (
+            f"{len(set(arrived) & set(failed))} events both delivered and in --failed-out"
+        )
+        assert report.published == len(arrived), "the report's count differs from the topic's"
+    finally:
+        topics = [t for t in admin.list_topics() if t.startswith(name)]
+        admin.delete_topics(topics)
+        admin.close()
