@@ -24,7 +24,6 @@ from contract.kits import (
     rabbit_channel,
     sqs_client,
 )
-from wfbus import api
 from wfbus.brokers import broker_class
 from wfbus.emit import emit as emit_events
 from wfbus.interrupts import handling
