@@ -69,6 +69,7 @@ class EmitReport:
     duplicates_bound: int = (
         0  # --resume: events that may arrive twice (the batches in flight at the kill)
     )
+    answers_unread: int = 0  # a second stop: events on the wire whose answer was not read
     samples: list[dict] = field(default_factory=list)
 
     @property
@@ -186,6 +187,8 @@ def emit(
         try:
             with deferred():  # once sending began, a stop never costs the report: it is in it
                 complete = report.undelivered == 0 and not report.interrupted
+                if report.answers_unread:
+                    return report  # left "running", as a kill leaves it: --resume bounds duplicates
                 record.finish(
                     complete=complete,
                     failed_out=str(failed_out) if report.failed_out_written else None,
@@ -337,10 +340,11 @@ def _send(
         try:
             while in_flight:
                 settle_oldest()
-        except (
-            KeyboardInterrupt
-        ):  # a second stop: the answers not read yet stay unconfirmed (resume is exact)
+        except KeyboardInterrupt:
+            # a second stop: the answers not read yet stay unconfirmed; those events may have
+            # arrived, so the record is left as a kill leaves it and --resume bounds the duplicates
             report.failed_out_cut_short = True
+            report.answers_unread = sum(len(f.messages) for f in in_flight)
         unsent_back()  # the batch being built was never handed over: it is "not sent", not "failed"
         unread = [(f.messages, f.indices) for f in in_flight]
         for messages, numbers in unread:

@@ -33,6 +33,7 @@ class KafkaPythonPublisher:
         self.broker = broker
         self._producer: Any = None
         self._known_topics: set[str] = set()
+        self._limits: dict[str, int | None] = {}  # topic -> max.message.bytes set on the topic
 
     @property
     def producer(self) -> Any:
@@ -86,6 +87,25 @@ class KafkaPythonPublisher:
         if not partitions:
             raise broker._no_topic(topic)
         self._known_topics.add(topic)
+        self._limits[topic] = self._topic_limit(topic)
+
+    def _topic_limit(self, topic: str) -> int | None:
+        """The topic's max.message.bytes when set on the topic (None: the broker's default, which
+        max_request_size already respects, or no permission to read it). kafka-python's idempotent
+        producer takes a record the broker refuses as too large as fatal and fails every record
+        after it, batches in flight included: such a record is refused here, alone, instead."""
+        try:
+            from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+            admin = KafkaAdminClient(**self.broker._common())
+            try:
+                answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            finally:
+                admin.close()
+            value = answer["topic"][topic]["max.message.bytes"]["value"]
+            return int(value)
+        except Exception:  # noqa: BLE001 - no DescribeConfigs permission, an old broker, a default
+            return None
 
     def submit(self, messages: Sequence[OutgoingMessage], dead_letter: bool) -> PendingPublish:
         import kafka.errors as kx
@@ -96,14 +116,27 @@ class KafkaPythonPublisher:
         send = producer.send
         topic_for = self.broker.topic_for
         futures: list[Any] = []
-        last_topic, last_name = None, None
+        topics: list[str] = []  # each record's topic, every one checked before anything is sent:
+        last_name: str | None = (
+            None  # a missing topic mid-batch must not disown records already sent
+        )
         for message in messages:
             if message.topic != last_name:  # one lookup per run of one event topic, not per record
                 last_name, last_topic = message.topic, topic_for(message.topic, dead_letter)
                 self._check_topic(last_topic)
+            topics.append(last_topic)
+        for message, topic in zip(messages, topics, strict=True):
             key, value, headers = record_for(message)
+            limit = self._limits.get(topic)
+            if limit is not None and _record_size(key, value, headers) > limit:
+                futures.append(
+                    kx.MessageSizeTooLargeError(
+                        f"the record is larger than {topic}'s max.message.bytes"
+                    )
+                )
+                continue
             try:
-                futures.append(send(last_topic, key=key, value=value, headers=headers))
+                futures.append(send(topic, key=key, value=value, headers=headers))
             except kx.KafkaTimeoutError as exc:
                 # no metadata or no buffer space within max_block_ms: every further send would wait
                 # as long again, so the rest of the batch is not sent at all
@@ -192,3 +225,14 @@ class _Pending(PendingPublish):
         if not trouble and publisher.failed():
             publisher.close()
         return deliveries
+
+
+RECORD_BATCH_FRAMING = 61 + 32  # a v2 record batch header, and a record's own varint framing
+
+
+def _record_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, Any]]) -> int:
+    """At least the bytes a one-record batch of this record takes on the broker."""
+    size = RECORD_BATCH_FRAMING + len(key or b"") + len(value or b"")
+    for name, header in headers:
+        size += len(name.encode()) + len(header or b"") + 4
+    return size

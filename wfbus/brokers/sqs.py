@@ -251,11 +251,15 @@ class SqsBroker(Broker):
 
     @classmethod
     def capabilities_for(cls, settings: BrokerSettings) -> Capabilities:
-        """A FIFO queue keeps order per message group and drops a resend carrying a seen dedup id."""
+        """A FIFO queue keeps order per message group and drops a resend carrying a seen dedup id
+        (not with `deduplication: random`, where every send gets a new one)."""
         assert isinstance(settings, SqsSettings)
         if (settings.queue_url or settings.queue_name or "").endswith(".fifo"):
             return Capabilities(
-                ordering="per-group", dedup_on_resend=True, native_move=True, exact_depth=False
+                ordering="per-group",
+                dedup_on_resend=settings.deduplication != "random",
+                native_move=True,
+                exact_depth=False,
             )
         return cls.implements
 
