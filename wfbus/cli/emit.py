@@ -276,7 +276,7 @@ def _render(out, report, failed_out: Path | None, rerun: _RerunCommand) -> None:
         out.note(
             f"resumed: {report.skipped_confirmed} event(s) confirmed by the earlier run were not sent again"
             + (
-                f"; up to {report.duplicates_bound} (the batch on the wire when it stopped) may have "
+                f"; up to {report.duplicates_bound} (the batches on the wire when it stopped) may have "
                 "arrived twice"
                 if report.duplicates_bound
                 else ""
