@@ -61,6 +61,24 @@ def handling() -> Iterator[None]:
 
 
 @contextmanager
+def remembered() -> Iterator[list[int]]:
+    """Stop signals are only noted (for the whole process: `handling()` takes over while a command
+    runs); the caller decides what a noted one means once its work is written."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {
+        s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in STOP_SIGNALS
+    }
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextmanager
 def deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield

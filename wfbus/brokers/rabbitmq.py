@@ -981,6 +981,12 @@ class RabbitQueueReader(DeadLetterReader):
         try:
             if self.channel.is_open:
                 with self._io(f"close channel on {self.queue!r}"):
+                    # hand back everything still held, then one synchronous call on the same channel:
+                    # the broker handles a channel's commands in order, so once it answers, the
+                    # messages are back in the queue and a depth read right after counts them
+                    # (a bare channel.close requeues them a moment after its answer)
+                    self.channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+                    self.channel.queue_declare(self.queue, passive=True)
                     self.channel.close()
         finally:
             self._link.close()

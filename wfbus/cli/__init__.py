@@ -206,4 +206,11 @@ def _report(state: State, exc: WfbusError) -> None:
 
 
 def main() -> None:
-    sys.exit(run())
+    """The process: a stop signal that lands outside the command (while it starts, or once its
+    report is written) is remembered rather than killing the process mid-exit, and ends it with
+    128+signal once everything is written; during the command, `interrupts.handling()` stops it."""
+    from .. import interrupts
+
+    with interrupts.remembered() as late:
+        status = run()
+    sys.exit(128 + late[0] if late else status)

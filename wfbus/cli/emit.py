@@ -84,12 +84,14 @@ def emit_command(
             "nothing to emit",
             hint="give event files, a directory, - for stdin, or --topic and --urn",
         )
-    with EventSources(
-        sources or [], inline, stdin=state.stdin, notice=state.out.note
-    ) as event_sources:
-        with state.config.open(broker) as target:
-            with _Phases(state.out) as progress:
-                try:
+    report = rerun = None
+    late_stop: int | None = None  # a stop after emit() returned: its report is whole and is shown
+    try:
+        with EventSources(
+            sources or [], inline, stdin=state.stdin, notice=state.out.note
+        ) as event_sources:
+            with state.config.open(broker) as target:
+                with _Phases(state.out) as progress:
                     report = emit(
                         target,
                         event_sources,
@@ -100,31 +102,36 @@ def emit_command(
                         progress=progress.update,
                         notice=state.out.note,
                     )
-                except KeyboardInterrupt as stop:
-                    # once sending began emit() returns its report whatever stops it, so a stop that
-                    # comes out of it came while the events were being read and checked
-                    signum = interrupts.signal_of(stop)
-                    raise Interrupted(
-                        signum,
-                        f"stopped by {interrupts.signal_name(signum)} before anything was sent",
-                        hint="run the same command again",
-                    ) from None
-            if event_sources.inline is not None and event_sources.inline.payload_origin is not None:
-                payload = (
-                    event_sources.inline.payload
-                )  # `@-`: a rerun cannot read the same stdin again
-            rerun = _RerunCommand(
-                state.config_path,
-                target.name,
-                dead_letter,
-                sources or [],
-                topic,
-                inline_urn,
-                payload,
-                attempt if inline is not None else None,
-            )
-    _render(state.out, report, failed_out, rerun)
-    return report.exit_status
+                    inline_source = event_sources.inline
+                    if inline_source is not None and inline_source.payload_origin is not None:
+                        payload = inline_source.payload  # `@-`: a rerun cannot read stdin again
+                    rerun = _RerunCommand(
+                        state.config_path,
+                        target.name,
+                        dead_letter,
+                        sources or [],
+                        topic,
+                        inline_urn,
+                        payload,
+                        attempt if inline is not None else None,
+                    )
+    except KeyboardInterrupt as stop:
+        signum = interrupts.signal_of(stop)
+        if report is None or rerun is None:
+            # once sending began emit() returns its report whatever stops it, so a stop without
+            # a report came while the events were being read and checked
+            raise Interrupted(
+                signum,
+                f"stopped by {interrupts.signal_name(signum)} before anything was sent",
+                hint="run the same command again",
+            ) from None
+        late_stop = signum
+    try:
+        with interrupts.deferred():  # the report is written whole, whenever a stop comes
+            _render(state.out, report, failed_out, rerun)
+    except KeyboardInterrupt as stop:
+        late_stop = late_stop or interrupts.signal_of(stop)
+    return 128 + late_stop if late_stop else report.exit_status
 
 
 class _Phases:
