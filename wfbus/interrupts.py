@@ -12,6 +12,7 @@ block is bounded by the broker timeouts, so a stop still ends wfbus promptly.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -60,22 +61,24 @@ def handling() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-@contextmanager
-def remembered() -> Iterator[list[int]]:
-    """Stop signals are only noted (for the whole process: `handling()` takes over while a command
-    runs); the caller decides what a noted one means once its work is written."""
+def note_for_the_process() -> list[int]:
+    """From now until the process ends, a stop signal is only noted (`handling()` takes over while
+    a command runs): one landing while wfbus starts, or after its report is written while the
+    interpreter shuts down (drivers flushing, threads ending), no longer kills it by the default
+    action with its work done. A second one still ends the process at once, so a stuck shutdown
+    can always be stopped."""
     received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    previous = {
-        s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in STOP_SIGNALS
-    }
-    try:
-        yield received
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+
+    def note(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for s in STOP_SIGNALS:
+            signal.signal(s, note)
+    return received
 
 
 @contextmanager

@@ -211,6 +211,6 @@ def main() -> None:
     128+signal once everything is written; during the command, `interrupts.handling()` stops it."""
     from .. import interrupts
 
-    with interrupts.remembered() as late:
-        status = run()
+    late = interrupts.note_for_the_process()
+    status = run()
     sys.exit(128 + late[0] if late else status)
