@@ -306,10 +306,9 @@ def _refused_event(kind: str, monkeypatch) -> dict | None:
     none).
 
     SQS: a 300 KB message (ElasticMQ refuses over 256 KiB; it ignores MaximumMessageSize, so wfbus's
-    own
-    size check is raised for the test, the refusal is the server's). RabbitMQ: a topic no queue is
-    bound
-    to (returned unroutable). Kafka: a 2 MB record, over the broker's message.max.bytes."""
+    own size check is raised for the test, the refusal is the server's). RabbitMQ: a topic no queue
+    is bound to (returned unroutable). Kafka (either driver): a 2 MB record, over the broker's
+    message.max.bytes."""
     if kind in ("sqs", "sqs-fifo"):
         from wfbus.brokers.sqs import SqsBroker
 
@@ -317,7 +316,7 @@ def _refused_event(kind: str, monkeypatch) -> dict | None:
         return {"topic": "order.submit", "urn": "refused-alone", "payload": {"blob": "x" * 300_000}}
     if kind == "rabbitmq":
         return {"topic": "nowhere.unroutable", "urn": "refused-alone", "payload": {}}
-    if kind == "kafka":
+    if kind in ("kafka", "kafka-python"):
         cls = broker_class("kafka")
         monkeypatch.setattr(cls, "message_size_limit", lambda self: None)
         return {
