@@ -103,3 +103,15 @@ def event_id(doc: dict) -> str:
     from wfbus.event import parse_event
 
     return parse_event(doc).event_id
+
+
+def first_of_each_event_id(events: list[dict], bodies: list[bytes]) -> list[bytes]:
+    """What an SQS FIFO queue keeps of these bodies: a repeat of an event id (`event` and `topic`
+    spell the same event) is dropped by its deduplication id within five minutes."""
+    seen: set[str] = set()
+    kept = []
+    for event, body in zip(events, bodies, strict=True):
+        if (identity := event_id(event)) not in seen:
+            seen.add(identity)
+            kept.append(body)
+    return kept

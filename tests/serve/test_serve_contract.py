@@ -15,7 +15,13 @@ import httpx
 from contract.drain import drain_main
 
 from serve.conftest import TOKEN
-from serve.helpers import emitted_bodies, event_id, generated_events, per_key
+from serve.helpers import (
+    emitted_bodies,
+    event_id,
+    first_of_each_event_id,
+    generated_events,
+    per_key,
+)
 
 NDJSON = {"content-type": "application/x-ndjson"}
 
@@ -48,7 +54,9 @@ def test_valid_single_array_and_ndjson_are_confirmed_and_arrive_as_emit_sends_th
         assert body["published"] == len(sent)
         assert [e["id"] for e in body["events"]] == [event_id(e) for e in sent]
     expected = emitted_bodies(tmp_path, events)
-    got = drain_main(tmp_path, len(events))
+    if getattr(kit, "fifo", False):  # the dedup id is the event id: SQS keeps the first of a repeat
+        expected = first_of_each_event_id(events, expected)
+    got = drain_main(tmp_path, len(expected))
     assert sorted(got) == sorted(expected), f"seed={seed}"
     if kit.order != "none":  # each urn's events in the order they were sent, as emit keeps them
         assert per_key(got) == per_key(expected), f"seed={seed}"
