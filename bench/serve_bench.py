@@ -1,21 +1,17 @@
 """`wfbus serve` benchmark: HTTP -> broker with every event confirmed (issue 16's targets).
 
-    .venv/bin/python bench/serve_bench.py [--brokers kafka,rabbitmq] [--duration 10] [--connections
-    64]
+    .venv/bin/python bench/serve_bench.py [--brokers kafka,rabbitmq] [--duration 10]
+        [--connections 64]
 
 Starts `wfbus serve` in front of a fresh topic/queue on the real servers of scripts/services (it
-starts
-no broker itself) and drives it from the same 2-core machine:
+starts no broker itself) and drives it from the same 2-core machine:
 
 - throughput, single-event and 100-event requests: `wrk` (Debian's, C, closed loop) when installed,
-else
-  an aiohttp client; every answer must be 200 (= confirmed by the broker), and the server's
-  published
-  counter must equal the events answered 200;
+  else an aiohttp client; every answer must be 200 (= confirmed by the broker), and the server's
+  published counter must equal the events answered 200;
 - latency at a fixed rate (1,000 requests/s, single events): an open-loop aiohttp client, p50/p99;
 - the seed's pattern for comparison: the same server with `serve.coalesce: false`, one broker
-publish
-  awaited per request (what its NestJS controller does), no micro-batching.
+  publish awaited per request (what its NestJS controller does), no micro-batching.
 
 Targets: >= 5,000 events/s single-event, >= 50,000 events/s with 100-event requests, p99 <= 50 ms at
 1,000 requests/s. Prints a markdown table and writes bench/results/serve-latest.json.
@@ -190,8 +186,8 @@ async def _aiohttp_throughput(url: str, body: bytes, duration: float, connection
 
 
 async def _open_loop(url: str, rate: float, duration: float) -> dict:
-    """Requests at a fixed rate whatever the answers (open loop): latency as a client at that rate
-    sees it."""
+    """Requests at a fixed rate whatever the answers (open loop): latency as a client at that
+    rate sees it."""
     import aiohttp
 
     body = event_body(1)

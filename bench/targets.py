@@ -1,8 +1,8 @@
 """Issue 14's targets, each read from the rows of one bench run and said met or not.
 
 A target compares wfbus with its peer measured in the same run (ratios), or states an absolute rate;
-a figure whose rows are missing (a scenario not run, a peer tool not installed) is "not measured",
-never met.
+a figure whose rows are missing (a scenario not run, a peer tool not installed) is
+"not measured", never met.
 """
 
 from __future__ import annotations

@@ -108,8 +108,7 @@ def test_peek_limit_at_the_top_of_the_range_works(wfbus):
     assert result.code == 0 and [e["urn"] for e in result.json()] == ["u"]
 
 
-# -- stdout that cannot be written: one line on stderr, exit 74 where the command succeeded
-# ----------
+# -- stdout that cannot be written: one line on stderr, exit 74 where the command succeeded --------
 
 
 def _to_dev_full(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -168,8 +167,7 @@ def test_a_failed_command_with_a_full_stdout_keeps_its_own_exit_code(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-# -- a closed pipe changes no outcome
-# ---------------------------------------------------------------
+# -- a closed pipe changes no outcome --------------------------------------------------------------
 
 
 def _with_closed_stdout(
@@ -274,8 +272,7 @@ def test_failed_commands_with_a_closed_stdout_keep_their_own_exit_code(tmp_path)
     )
 
 
-# -- --verbose on a user's mistake, empty inputs
-# ------------------------------------------------------
+# -- --verbose on a user's mistake, empty inputs ---------------------------------------------------
 
 
 @pytest.mark.parametrize(

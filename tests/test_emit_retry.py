@@ -183,8 +183,7 @@ def test_many_failures_are_counted_and_sampled_not_all_kept_and_all_written(
     assert [json.loads(line)["urn"] for line in lines] == [f"u{i}" for i in range(count)]
 
 
-# -- pipelining: several batches in flight, each accounted as its answer is read
-# -------------------------
+# -- pipelining: several batches in flight, each accounted as its answer is read -------------------
 PIPED = '''
 import os
 import signal

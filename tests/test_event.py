@@ -131,12 +131,10 @@ def _schema_accepts(doc) -> bool:
     return jsonschema.Draft202012Validator(EVENT_JSON_SCHEMA).is_valid(doc)
 
 
-# --- integers a JavaScript consumer reads as another number (issue 12.13)
-# -----------------------------
+# --- integers a JavaScript consumer reads as another number (issue 12.13) -------------------------
 # JSON.parse reads every number as an IEEE double: 9007199254740993 (2**53 + 1) becomes
-# 9007199254740992,
-# another entity. Such integers are input errors wherever they appear, named by place, and nothing
-# is sent.
+# 9007199254740992, another entity. Such integers are input errors wherever they appear, named by
+# place, and nothing is sent.
 
 SAFE = 2**53 - 1
 

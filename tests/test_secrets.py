@@ -71,8 +71,8 @@ def secret_config(tmp_path, monkeypatch, wfbus):
     return tmp_path
 
 
-# Why each broker fails: the reason its command must give (exit 5: unreachable, authentication,
-# missing queue)
+# Why each broker fails: the reason its command must give (exit 5: unreachable,
+# authentication, missing queue)
 FAILS_BECAUSE = {
     "rabbit_badauth": "authentication failed",
     "rabbit_down": "cannot reach RabbitMQ",

@@ -3,8 +3,8 @@
 The rule: VALUE is read as JSON when it parses as JSON, and then equals a value of the same JSON
 type (numbers by value, so 1 == 1.0; a boolean never equals a number; a string never equals a
 number). VALUE that does not parse as JSON is a string and equals string values only.
-These are pure function tests (selection is wfbus's own logic); one CLI test replays on the local
-broker.
+These are pure function tests (selection is wfbus's own logic); one CLI test replays on
+the local broker.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 Sameness is the file itself (device + inode), whatever the spelling: `a` and `./a`, a symlink, a
 hard link, a file and a directory holding it, nested directories, stdin redirected from a named
-file.
-Distinct files with the same content are different inputs and are both sent.
+file. Distinct files with the same content are different inputs and are both sent.
 """
 
 from __future__ import annotations

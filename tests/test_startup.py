@@ -45,9 +45,8 @@ def _modules(tmp_path: Path, *args: str, stdin: bytes | None = None) -> tuple[in
     """Run wfbus in a child process (stdout a pipe); its exit code and every module it imported.
 
     `entry-point-scan` is added to the modules when wfbus' registry scanned the installed
-    distributions
-    (pydantic imports importlib.metadata itself to look for its own plugins; that is not ours to
-    skip).
+    distributions (pydantic imports importlib.metadata itself to look for its own plugins; that is
+    not ours to skip).
     """
     record = tmp_path / "modules.json"
     env = {

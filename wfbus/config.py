@@ -28,9 +28,9 @@ class Config:
 
     Each broker's settings are validated (its pydantic model built, its module imported) when a
     command first uses that broker, not when the file loads: `wfbus emit -b local` never pays for
-    the
-    Kafka, SQS and RabbitMQ models of the same file.  What needs no model is still checked for every
-    broker at load time: the shape of the file, `${VAR}` interpolation and that each type exists.
+    the Kafka, SQS and RabbitMQ models of the same file.  What needs no model is still checked for
+    every broker at load time: the shape of the file, `${VAR}` interpolation and that
+    each type exists.
     """
 
     raw_brokers: dict[str, dict[str, Any]]  # name -> interpolated settings, not yet validated
@@ -44,8 +44,7 @@ class Config:
         default_factory=dict
     )  # name -> BrokerSettings, validated once
     # name -> "path: environment variable X is not set" for each unset ${VAR} of that broker: an
-    # error only
-    # when a command uses that broker, and then all of them at once
+    # error only when a command uses that broker, and then all of them at once
     _unset: dict[str, list[Problem]] = field(default_factory=dict)
     _uninterpolated: dict[str, Any] = field(
         default_factory=dict

@@ -165,8 +165,8 @@ def emit(
             report.resumed = True
             report.skipped_confirmed = sum(1 for i in range(scan.count) if not earlier.needs(i))
             if earlier.killed and not broker.capabilities.dedup_on_resend:
-                # a stop that ran its handler accounted the batch on the wire; only a kill can leave
-                # one unrecorded
+                # a stop that ran its handler accounted the batch on the wire; only a kill can
+                # leave one unrecorded
                 # every batch in flight at the kill may have arrived unrecorded
                 in_flight = max(1, broker.pipeline_window) * broker.publish_batch_size
                 report.duplicates_bound = min(in_flight, scan.count - report.skipped_confirmed)
@@ -312,8 +312,8 @@ def _send(
             indices.append(index)
             consumed = (
                 index + 1
-                # after the append: a stop in between can duplicate an event in --failed-out, not
-                # lose it
+                # after the append: a stop in between can duplicate an event in
+                # --failed-out, not lose it
             )
             if len(batch) >= broker.publish_batch_size:
                 while len(in_flight) >= window:
@@ -333,9 +333,8 @@ def _send(
         unsent_back()
     except KeyboardInterrupt as stop:
         # every batch on the wire is read and accounted exactly; the batch being built was not sent:
-        # it
-        # goes to --failed-out unconfirmed (a rerun of that file can duplicate, never lose), the
-        # rest unsent
+        # it goes to --failed-out unconfirmed (a rerun of that file can duplicate, never lose),
+        # the rest unsent
         report.stopped_by = signal_of(stop)
         try:
             while in_flight:
@@ -402,9 +401,8 @@ class FailedOut:
 
     Written to a temporary file beside it and renamed at the end, so naming an input as the output
     (`wfbus emit failed.jsonl --failed-out failed.jsonl`, a natural retry loop) reads the whole
-    input
-    first; and created only when something failed: after full success the path holds no file, and a
-    stale one from an earlier run is removed (it would be sent again by the next loop).
+    input first; and created only when something failed: after full success the path holds no file,
+    and a stale one from an earlier run is removed (it would be sent again by the next loop).
     """
 
     def __init__(self, path: Path | None, broker: Broker) -> None:
@@ -449,8 +447,7 @@ class FailedOut:
         """Put the file in place; True when it holds every undelivered event.
 
         Not kept (a second signal cut it short): no partial file is left to be mistaken for the
-        whole
-        list; the progress record (`--resume`) is the exact resume point then.
+        whole list; the progress record (`--resume`) is the exact resume point then.
         """
         if self.path is None:
             return False

@@ -4,11 +4,9 @@ Ctrl-C, SIGTERM and SIGHUP leave an exact `--failed-out`; SIGKILL, an OOM kill o
 nothing but this record. Every emit writes it (one small SQLite update per batch, after the broker
 answered): the index below which every event was answered, and the indices of the events that were
 not confirmed. Answers are recorded oldest batch first, so the mark never passes a batch whose
-answer
-was not read. `--resume` sends exactly those and the ones after the mark, so a killed emit is
-finished
-without re-sending the file; only the batches in flight when the process died (at most the broker's
-`pipeline_window` batches) can arrive twice.
+answer was not read. `--resume` sends exactly those and the ones after the mark, so a killed emit is
+finished without re-sending the file; only the batches in flight when the process died (at most the
+broker's `pipeline_window` batches) can arrive twice.
 
 An emit is named by what it sends and where: the destination's real identity (an SQS queue's ARN, a
 Kafka cluster id and topic id, a RabbitMQ host, vhost and exchange: a recreated topic is another
@@ -16,8 +14,7 @@ destination), and a digest of the events' ids in order (so the same events piped
 recognised, and a changed file is not). A record names the process that owns it while it runs, so a
 `--resume` cannot start beside a run that is still going; and when a stopped run wrote every
 undelivered event to `--failed-out`, the record says so, so that file and `--resume` are not both
-used.
-Records live beside the replay journal and are dropped after RETENTION_SECONDS.
+used. Records live beside the replay journal and are dropped after RETENTION_SECONDS.
 """
 
 from __future__ import annotations

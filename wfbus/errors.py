@@ -15,10 +15,9 @@ Output that cannot be written is not the command's outcome, so it never replaces
   and replay it would hide whether the events were delivered.
 - **Stdout that fails otherwise** (``> /dev/full``, an I/O error, a closed descriptor): the output
   the user asked for is lost, so "everything asked for was done" (0) would be a lie.  wfbus says so
-  in
-  one line on stderr, including the status the command itself earned, and exits
-  ``OUTPUT_FAILED`` (74, ``EX_IOERR`` of sysexits.h) when that status was 0; a non-zero status (a
-  failed emit's 1, a breached threshold's 6, ...) is kept as it is, because it says more.
+  in one line on stderr, including the status the command itself earned, and exits ``OUTPUT_FAILED``
+  (74, ``EX_IOERR`` of sysexits.h) when that status was 0; a non-zero status (a failed emit's 1, a
+  breached threshold's 6, ...) is kept as it is, because it says more.
 """
 
 from __future__ import annotations

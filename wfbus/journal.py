@@ -55,8 +55,8 @@ class Journal:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             # NORMAL (no fsync per commit) survives a killed process, which is what the journal is
-            # for; a power cut could forget recent entries, which only costs duplicates, never a
-            # message
+            # for; a power cut could forget recent entries, which only costs duplicates,
+            # never a message
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
             db.execute("DELETE FROM published WHERE at < ?", (time.time() - RETENTION_SECONDS,))

@@ -178,8 +178,7 @@ def _dedup_id(source_label: str, arrival_id: str) -> str:
     SQS FIFO drops a message whose dedup id it saw in the last 5 minutes. Not the event id (the
     original publish used it: a replay soon after would be dropped), but the dead-lettered message's
     arrival id: a replay killed after SQS took the message and rerun sends the same id again, and
-    SQS
-    drops that duplicate. Without an arrival id, a fresh id every time.
+    SQS drops that duplicate. Without an arrival id, a fresh id every time.
     """
     return hashlib.sha256(f"{source_label}\0{arrival_id}".encode()).hexdigest()
 
@@ -218,11 +217,11 @@ def replay(
     if journal is not None:
         journal.bind(reader.identity or f"{source.name}:{reader.source_label}")
     # batches published and not yet settled (answer read, journal, ack/release), oldest first; more
-    # than
-    # one only where the reader may receive ahead of its acks (see DeadLetterReader.receive_ahead)
+    # than one only where the reader may receive ahead of its
+    # acks (see DeadLetterReader.receive_ahead)
     # A paced replay (--rate) keeps one: its batches are spaced wider than a publish takes, so a
-    # window
-    # would only hold received messages unsettled longer (and invisible to concurrent replays).
+    # window would only hold received messages unsettled longer (and invisible
+    # to concurrent replays).
     window = max(1, destination.pipeline_window) if reader.receive_ahead and pacer is None else 1
     mover = _Mover(
         reader,

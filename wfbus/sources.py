@@ -56,8 +56,8 @@ class ScanReport:
     problems: list[Problem] = field(default_factory=list)
     more_problems: int = 0
     empty: list[str] = field(default_factory=list)  # the inputs that hold no event at all
-    # the events' ids in order: names "these events" for `emit --resume`, whatever paths they came
-    # by
+    # the events' ids in order: names "these events" for `emit --resume`, whatever
+    # paths they came by
     digest: Any = field(default_factory=lambda: hashlib.sha256())
 
     def add(self, place: str, reasons: Sequence[str]) -> None:
@@ -304,8 +304,7 @@ class EventSources:
 
         `progress(events read)` every PROGRESS_EVERY events: a long validation shows it is moving.
         `digest`: fold every event id into `report.digest` (an emit's progress record is keyed by
-        it);
-        `validate` sends nothing and skips it, a third of its time per event."""
+        it); `validate` sends nothing and skips it, a third of its time per event."""
         report = ScanReport()
         for item in self:
             if progress is not None and report.count % PROGRESS_EVERY == 0:
@@ -444,9 +443,8 @@ def _looks_like_json_lines(path: Path) -> bool:
 
 
 # no integer of 15 digits or fewer is outside ±(2^53−1): a line without 16 digits in a row needs no
-# walk.
-# Every digit becomes "0", then a plain substring search finds a run (faster than a regex, once per
-# line)
+# walk. Every digit becomes "0", then a plain substring search finds a run (faster than a regex,
+# once per line)
 _DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
 _SIXTEEN = b"0" * 16
 

@@ -55,10 +55,9 @@ def loads(text: str | bytes) -> Any:
     Fast path: orjson parses, and a cheap proof says the stdlib would have read the same value.
     First proof: orjson writes the value back as exactly the input text (the usual compact line), so
     no key was dropped as a duplicate, no number rounded, every escape read back as written.
-    Second:
-    with no backslash and no whitespace before a colon in the text, every key is written `"...":`,
-    so the number of `":` equals the number of keys unless one was duplicated.  Whatever orjson
-    refuses or neither proof covers goes through the stdlib decoder, the reference.
+    Second: with no backslash and no whitespace before a colon in the text, every key is written
+    `"...":`, so the number of `":` equals the number of keys unless one was duplicated.  Whatever
+    orjson refuses or neither proof covers goes through the stdlib decoder, the reference.
     """
     if _orjson is None:
         return _reference_loads(text)
@@ -159,10 +158,8 @@ def dumps_canonical(value: Any) -> str:
 def _float_spelled_apart(text: bytes) -> bool:
     """orjson writes a float below 1e-4 as 0.0000... where the stdlib writes 1e-05, and an exponent
     (always signed: e+16, e-9) where the stdlib may spell the digits otherwise; text that has, or
-    merely
-    looks like it has (inside a string), such a float goes the stdlib's way.  Substring tests, no
-    regex:
-    this runs once per event."""
+    merely looks like it has (inside a string), such a float goes the stdlib's way.  Substring
+    tests, no regex: this runs once per event."""
     return b"e+" in text or b"e-" in text or b"0.0000" in text
 
 
@@ -170,9 +167,8 @@ def dumps_canonical_bytes(value: Any) -> bytes:
     """dumps_canonical as UTF-8, byte for byte, by orjson where it provably writes the same text.
 
     Both escape the same characters the same way and sort keys by code point; they differ only in
-    how
-    some floats are spelled, which `_float_spelled_apart` catches (tests/test_hot_path.py compares
-    both).
+    how some floats are spelled, which `_float_spelled_apart` catches
+    (tests/test_hot_path.py compares both).
     """
     if _orjson is not None:
         try:

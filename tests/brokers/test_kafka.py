@@ -77,8 +77,8 @@ def test_lag_is_exact_per_partition_and_in_total(wfbus, kafka_broker, tmp_path):
     ends = {}
     for record in _consume_all(topic):
         ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
-    # the application consumed 2 messages of partition 0 and everything of partition 1; nothing of
-    # partition 2
+    # the application consumed 2 messages of partition 0 and everything of partition 1;
+    # nothing of partition 2
     consumer = KafkaConsumer(
         bootstrap_servers=KAFKA_BOOTSTRAP,
         group_id=kafka_broker["consumer_group"],

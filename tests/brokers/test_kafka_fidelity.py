@@ -99,8 +99,7 @@ def bodies(records) -> Counter:
     return Counter(r.value for r in records)
 
 
-# -- 13.2: a selective replay leaves the unselected dead-lettered
-# ------------------------------------------
+# -- 13.2: a selective replay leaves the unselected dead-lettered ----------------------------------
 
 
 def test_selective_replay_keeps_the_unselected_for_a_later_replay(wfbus, kafka_broker, tmp_path):
@@ -231,8 +230,7 @@ def test_too_many_gaps_to_remember_stop_the_replay_and_lose_nothing(wfbus, tmp_p
     ) == list(range(120))
 
 
-# -- 13.6: the record as it was
-# ------------------------------------------------------------------------------
+# -- 13.6: the record as it was --------------------------------------------------------------------
 
 
 def foreign_records(rng: random.Random, count: int) -> list[tuple]:
@@ -326,8 +324,7 @@ def test_attempt_policy_rewrites_the_headers_it_changes_in_place(wfbus, kafka_br
     assert record.headers[0] == ("attempt", b"3") and record.headers[1:4] == headers[1:]
 
 
-# -- 13.1: order per key
-# -------------------------------------------------------------------------------------
+# -- 13.1: order per key ---------------------------------------------------------------------------
 
 
 def test_order_per_key_is_kept_over_many_batches_on_emit_and_replay(
@@ -360,8 +357,7 @@ def test_order_per_key_is_kept_over_many_batches_on_emit_and_replay(
     assert per_key(consume_all(kafka_broker["topic"])) == expected
 
 
-# -- 13.4: transactions
-# ---------------------------------------------------------------------------------------
+# -- 13.4: transactions ----------------------------------------------------------------------------
 
 
 def test_aborted_transactional_records_are_not_replayed(wfbus, kafka_broker, tmp_path):
@@ -396,8 +392,7 @@ def test_aborted_transactional_records_are_not_replayed(wfbus, kafka_broker, tmp
     assert replay(wfbus)["replayed"] == 0
 
 
-# -- 12.5: the journal is keyed by the topic's real identity
-# -----------------------------------------------
+# -- 12.5: the journal is keyed by the topic's real identity ---------------------------------------
 
 
 def _identity(tmp_path) -> str:

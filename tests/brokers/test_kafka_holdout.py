@@ -1,7 +1,7 @@
 """Holdout check for Kafka: an independent client (kcat, librdkafka; not kafka-python) reads the dead-letter
 topic before a replay and the destination after it; key, value and every header must be the same
-bytes,
-in the same order per key, plus wfbus's `replayed-from`. kcat is installed by .ci/run (Debian package kcat)."""
+bytes, in the same order per key, plus wfbus's `replayed-from`. kcat is installed by .ci/run
+(Debian package kcat)."""
 
 from __future__ import annotations
 

@@ -114,8 +114,7 @@ def test_no_partition_within_the_join_timeout_is_an_error_not_an_empty_replay(
 def test_assigned_partitions_that_return_nothing_end_the_read_with_an_error(tmp_path, monkeypatch):
     """Records remain below the end offsets taken at the start, but the assigned partitions give none
     (here: the driver is told to fetch nothing): the read fails after timeout_seconds, it does not
-    spin
-    for ever, and it does not say "done"."""
+    spin for ever, and it does not say "done"."""
     from kafka import KafkaConsumer as Driver
 
     from wfbus.config import load

@@ -137,8 +137,8 @@ def message(n: int, topic: str = "order.submit", event_id: str | None = None, te
 
 
 def pipelined(broker, batches: list[list]) -> list[list]:
-    """Publish like emit does: up to pipeline_window batches in flight, answers read oldest
-    first."""
+    """Publish like emit does: up to pipeline_window batches in flight, answers
+    read oldest first."""
     window: collections.deque = collections.deque()
     answers = []
     for batch in batches:
@@ -150,8 +150,8 @@ def pipelined(broker, batches: list[list]) -> list[list]:
 
 
 def bodies(queue: str, *, remove: bool = True) -> list[bytes]:
-    """The queue's bodies in the order a plain pika consumer gets them (left in place unless
-    `remove`)."""
+    """The queue's bodies in the order a plain pika consumer gets them (left in
+    place unless `remove`)."""
     connection, channel = rabbit_channel()
     out = []
     try:
@@ -255,8 +255,8 @@ def test_emit_of_several_full_batches_arrives_once_in_order(wfbus, rabbit, tmp_p
 
 def test_an_unroutable_message_in_the_second_batch_in_flight_fails_only_itself(rabbit, tmp_path):
     """The unroutable message shares its event id (the AMQP message_id) with a routable one of the
-    first batch: the return must be matched to its own publish, in its own batch, while others are
-    in flight."""
+    first batch: the return must be matched to its own publish, in its own batch, while others
+    are in flight."""
     rng = seeded()
     broker = broker_for(rabbit, tmp_path)
     size = rng.randrange(10, 60)
@@ -315,8 +315,8 @@ def test_a_connection_cut_with_batches_in_flight_fails_them_and_what_was_confirm
 
 def test_confirms_read_by_the_heartbeat_thread_are_kept_for_their_batch(rabbit, tmp_path):
     """While the caller does something else for longer than the heartbeat, the heartbeat thread
-    reads the socket (and so the batch's confirms); result() then answers from what it read, and the
-    connection lived."""
+    reads the socket (and so the batch's confirms); result() then answers from what it read, and
+    the connection lived."""
     broker = broker_for(rabbit, tmp_path, heartbeat=1)
     messages = [message(n) for n in range(300)]
     try:
@@ -333,8 +333,7 @@ def test_confirms_read_by_the_heartbeat_thread_are_kept_for_their_batch(rabbit, 
     assert bodies(rabbit["queue"]) == [m.body for m in messages] + [message(300).body]
 
 
-# -- replay with prefetch
-# ----------------------------------------------------------------------------
+# -- replay with prefetch --------------------------------------------------------------------------
 
 
 def dead_letter(wfbus, settings: dict, tmp_path: Path, events: list[dict]) -> None:
@@ -397,8 +396,8 @@ def test_messages_the_destination_refuses_stay_at_the_source_in_order(wfbus, rab
     try:
         channel.confirm_delivery()
         for n in range(count):
-            # the default exchange routes by queue name: that route does not exist on the wfbus
-            # exchange
+            # the default exchange routes by queue name: that route does not exist on
+            # the wfbus exchange
             exchange, route = (
                 ("", rabbit["queue"]) if n in refused else (rabbit["exchange"], "order.submit")
             )

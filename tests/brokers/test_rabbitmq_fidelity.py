@@ -81,8 +81,7 @@ def all_properties(properties) -> dict:
     return {name: typed(getattr(properties, name)) for name in PROPERTY_NAMES}
 
 
-# -- returns (issue 12.4)
-# ---------------------------------------------------------------------------
+# -- returns (issue 12.4) --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("message_id", ["same-business-id", None])
@@ -91,8 +90,7 @@ def test_an_unroutable_message_fails_itself_not_an_earlier_one_with_the_same_mes
 ):
     """Two dead-lettered messages with one message_id (or none); only the LATER one has a route no queue is
     bound to. A return matched by message_id blamed the first: the unroutable one was acked (lost)
-    and the
-    routable one kept (replayed twice)."""
+    and the routable one kept (replayed twice)."""
     import pika
 
     queue, dlq = rabbit["queue"], rabbit["dead_letter_queue"]
@@ -123,8 +121,7 @@ def test_an_unroutable_message_fails_itself_not_an_earlier_one_with_the_same_mes
     assert [body for _, _, body in read_queue(queue, remove=True)] == [b"first: routable"]
 
 
-# -- the journal (issue 12.5)
-# ------------------------------------------------------------------------
+# -- the journal (issue 12.5) ----------------------------------------------------------------------
 
 
 def test_a_leftover_journal_entry_equal_to_an_application_message_id_does_not_swallow_the_message(
@@ -132,8 +129,7 @@ def test_a_leftover_journal_entry_equal_to_an_application_message_id_does_not_sw
 ):
     """A message without wfbus' publish id has no journal key: its AMQP message_id (an application's business
     id) names nothing wfbus owns, so an entry with that text, under any source key, must not make
-    the
-    replay ack it unpublished."""
+    the replay ack it unpublished."""
     import pika
 
     from wfbus.journal import Journal
@@ -210,8 +206,7 @@ def test_messages_without_a_publish_id_have_no_journal_key(rabbit, tmp_path):
     assert messages[0].message_id == "biz-1"
 
 
-# -- the message as it was (issue 13.6)
-# --------------------------------------------------------------
+# -- the message as it was (issue 13.6) ------------------------------------------------------------
 
 
 def every_header_type(rng: random.Random, index: int) -> dict:
@@ -327,9 +322,9 @@ def test_a_replay_into_rabbitmq_keeps_every_property_and_header_type_for_type(
         publish_id = headers.pop("wfbus-publish-id")
         assert isinstance(publish_id, str) and publish_id
         got.append((body, all_properties(properties), typed(headers), method.routing_key))
-    # the exchange routed each by the key it was first published with (x-death), or by its topic
-    # header
+    # the exchange routed each by the key it was first published with (x-death), or by
+    # its topic header
     expected = [(b, p, h, route or "order.typed") for b, p, h, route in expected]
-    # messages keep their order in the queue, except that those published straight into the DLQ came
-    # last
+    # messages keep their order in the queue, except that those published straight into
+    # the DLQ came last
     assert got == expected

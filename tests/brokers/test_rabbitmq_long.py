@@ -131,8 +131,8 @@ def test_a_replay_longer_than_the_consumer_timeout_passes_over_unselected_messag
 ):
     """Unselected messages held unacknowledged for the whole replay made RabbitMQ close the channel once they
     were older than consumer_timeout (checked once a minute): the replay stopped half done. Hand
-    them back in
-    time and pass over them again; every message ends up exactly once at the destination or in place."""
+    them back in time and pass over them again; every message ends up exactly once at the
+    destination or in place."""
     import pika
 
     seed = random.randrange(2**32)
@@ -158,8 +158,8 @@ def test_a_replay_longer_than_the_consumer_timeout_passes_over_unselected_messag
         )  # opened in the window: the lowered timeout applies to it
         assert held.basic_get(control_queue)[0] is not None
         result = wfbus("-o", "json", "replay", "--topic", "order.*", "--rate", f"{rate:.4f}")
-        # the control: a channel holding one message as long, opened just before the replay's, was
-        # closed
+        # the control: a channel holding one message as long, opened just before the
+        # replay's, was closed
         for _ in range(50):
             if held.is_closed:
                 break

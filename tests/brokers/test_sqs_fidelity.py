@@ -1,6 +1,6 @@
 """SQS: every message accounted by its own answer, refusals that fail one message alone, per-group
-order, complete reads of FIFO queues, and attributes kept type for type; on the real server
-(ElasticMQ).
+order, complete reads of FIFO queues, and attributes kept type for type; on the
+real server (ElasticMQ).
 
 Inputs are generated from a printed seed; every check counts where each message ended up.
 """
@@ -162,8 +162,7 @@ def event_body(i: int, **extra) -> bytes:
     ).encode()
 
 
-# -- 12.3
-# ---------------------------------------------------------------------------------------------
+# -- 12.3 ------------------------------------------------------------------------------------------
 def test_replay_into_a_content_dedup_fifo_queue_right_after_the_emit_is_not_dropped(wfbus, queues):
     q = queues(fifo=True, content_dedup=True, deduplication="content")
     event = ["--topic", "order.submit", "--urn", "u1", "--payload", '{"n": 1}']
@@ -179,8 +178,7 @@ def test_replay_into_a_content_dedup_fifo_queue_right_after_the_emit_is_not_drop
     assert q.count(q.dlq) == 0
 
 
-# -- 12.6
-# ---------------------------------------------------------------------------------------------
+# -- 12.6 ------------------------------------------------------------------------------------------
 def test_a_request_refused_as_a_whole_fails_only_its_own_messages(
     wfbus, queues, tmp_path, monkeypatch
 ):
@@ -210,8 +208,7 @@ def test_a_request_refused_as_a_whole_fails_only_its_own_messages(
     assert arrived == [i for i in range(count) if i not in big]  # every other one once, none lost
 
 
-# -- 12.7
-# ---------------------------------------------------------------------------------------------
+# -- 12.7 ------------------------------------------------------------------------------------------
 def test_an_entry_missing_from_the_answer_is_a_failure():
     """Parsing of a recorded SendMessageBatch answer (ElasticMQ never leaves an entry out, so this
     cannot be produced on the server): an Id in neither Successful nor Failed is not confirmed."""
@@ -231,8 +228,7 @@ def test_an_entry_missing_from_the_answer_is_a_failure():
     assert "no answer" in NO_ANSWER
 
 
-# -- 12.8 and 13.7
-# ------------------------------------------------------------------------------------
+# -- 12.8 and 13.7 ---------------------------------------------------------------------------------
 def test_messages_sqs_refuses_fail_alone_and_stay_in_the_dead_letter_queue(wfbus, queues, tmp_path):
     rng = random.Random(_seed())
     q = queues()
@@ -291,8 +287,7 @@ def test_foreign_headers_beyond_what_sqs_carries_are_folded_not_lost(wfbus, queu
     assert {"bad name", "AWS.reserved", "empty", "nul"} <= set(folded)
 
 
-# -- 13.1
-# ---------------------------------------------------------------------------------------------
+# -- 13.1 ------------------------------------------------------------------------------------------
 def _order_events(rng: random.Random, groups: int, count: int) -> list[dict]:
     names = [f"g{g}-{uuid.uuid4().hex[:4]}" for g in range(groups)]
     weights = [rng.randint(1, 5) for _ in names]
@@ -329,8 +324,7 @@ def test_fifo_keeps_each_groups_order_on_emit_and_on_replay(wfbus, queues, tmp_p
     assert {m["Attributes"]["MessageGroupId"] for m in replayed} == set(expected)
 
 
-# -- 13.3
-# ---------------------------------------------------------------------------------------------
+# -- 13.3 ------------------------------------------------------------------------------------------
 def _fill_fifo_dlq(q: Queues, rng: random.Random) -> list[dict]:
     """Several groups, each longer than one receive (10), the first messages of each of topic `a.*`."""
     events = []
@@ -384,8 +378,7 @@ def test_selective_fifo_replay_says_what_it_could_not_examine(wfbus, queues):
     )
     doc = result.json()
     # one receive hands out up to 10 of a group: its `b.tail` ones among them are replayed; behind
-    # the
-    # unselected `a.head` messages that stay, SQS hands out nothing more of the group
+    # the unselected `a.head` messages that stay, SQS hands out nothing more of the group
     lengths = defaultdict(int)
     for event in events:
         lengths[event["urn"]] += 1
@@ -439,8 +432,7 @@ def test_peek_longer_than_the_visibility_timeout_reads_each_message_once(
     assert q.count(q.dlq) == total
 
 
-# -- typed origin
-# ---------------------------------------------------------------------------------------
+# -- typed origin ----------------------------------------------------------------------------------
 def test_an_sqs_to_sqs_replay_keeps_every_attribute_type_for_type(wfbus, queues):
     q = queues(fifo=True)
     attributes = {
@@ -482,8 +474,7 @@ def test_an_sqs_to_sqs_replay_keeps_every_attribute_type_for_type(wfbus, queues)
     assert replayed[foreign]["MessageAttributes"]["blob"] == attributes["blob"]
 
 
-# -- 12.18 and identity
-# ---------------------------------------------------------------------------------
+# -- 12.18 and identity ----------------------------------------------------------------------------
 def test_the_reader_names_the_queue_and_what_others_hold(queues, tmp_path):
     q = queues()
     client = sqs_client()
@@ -532,8 +523,7 @@ def test_the_reader_names_the_queue_and_what_others_hold(queues, tmp_path):
         broker.close()
 
 
-# -- 12.9
-# ---------------------------------------------------------------------------------------------
+# -- 12.9 ------------------------------------------------------------------------------------------
 def test_a_group_template_naming_an_unknown_field_is_a_config_error(wfbus, queues, tmp_path):
     q = queues(fifo=True, message_group_id="{tenant}")
     result = wfbus("emit", "--topic", "t", "--urn", "u")

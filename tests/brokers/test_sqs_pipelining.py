@@ -1,11 +1,10 @@
 """SQS with several batches in flight (SqsBroker.submit): order per message group across batches,
-one
-request per group at a time, and exact accounting when a request fails with batches in flight.
+one request per group at a time, and exact accounting when a request fails with batches in flight.
 
 Batch sizes are lowered (monkeypatch) so the window of 4 batches spans tens of messages; the server
-is
-ElasticMQ. A lost connection is injected at wfbus's own request function (the request is then never
-sent): what is tested is the accounting of the batches in flight around it, counted on the server.
+is ElasticMQ. A lost connection is injected at wfbus's own request function (the request is then
+never sent): what is tested is the accounting of the batches in flight around it,
+counted on the server.
 """
 
 from __future__ import annotations
@@ -95,8 +94,7 @@ def test_a_lost_connection_with_batches_in_flight_is_accounted_exactly(
     wfbus, queues, tmp_path, monkeypatch, fifo
 ):
     """Every event is either in the queue once or in --failed-out, never both; on FIFO what arrived
-    of
-    each group is a prefix of it (nothing after a message that did not arrive)."""
+    of each group is a prefix of it (nothing after a message that did not arrive)."""
     rng = random.Random(_seed())
     q = queues(fifo=fifo)
     batch = rng.randint(8, 15)

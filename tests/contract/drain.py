@@ -1,8 +1,7 @@
 """Read what a broker's main destination holds with the broker's own client, not with wfbus.
 
 The counting invariants (every event at the destination exactly once, byte for byte, in order per
-key)
-are checked against what an independent consumer sees.
+key) are checked against what an independent consumer sees.
 """
 
 from __future__ import annotations
@@ -217,8 +216,7 @@ def inject_foreign_dead_letters(config_dir: Path, messages: list[tuple[bytes, st
     queue the way another application's failures would arrive there, with the broker's own client.
 
     Headers carry values of every type the broker has (RabbitMQ: int, bool, nested table, list,
-    bytes;
-    Kafka: binary bytes and a repeated key; SQS: String, Number and Binary attributes).
+    bytes; Kafka: binary bytes and a repeated key; SQS: String, Number and Binary attributes).
     """
     settings = target_settings(config_dir)
     kind = settings["type"]

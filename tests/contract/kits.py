@@ -16,8 +16,7 @@ from wfbus.brokers import broker_class
 from wfbus.brokers.base import Capabilities
 
 # the batch on the wire in the kill tests (`replay --batch 10`): what a kill may repeat where the
-# broker
-# neither transfers atomically nor recognises a resend
+# broker neither transfers atomically nor recognises a resend
 KILL_BATCH = 10
 
 # whose order a test may check, for each declared ordering scope

@@ -1,9 +1,8 @@
 """Event data is never altered on its way, even when it contains what wfbus treats as a secret.
 
 Redaction is for diagnostics only. A payload holding the RabbitMQ password ("guest"), a SASL
-password,
-an AWS key id or a URL with credentials is data: peek, dry-run samples, the replay plan and a backup
-emitted again must carry it byte for byte.
+password, an AWS key id or a URL with credentials is data: peek, dry-run samples, the replay plan
+and a backup emitted again must carry it byte for byte.
 """
 
 from __future__ import annotations

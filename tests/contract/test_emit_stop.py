@@ -4,9 +4,8 @@ SIGTERM and SIGHUP are handled like Ctrl-C (exit 128+signal, exact --failed-out:
 `wfbus emit FAILED_OUT`); SIGKILL leaves only the progress record (recovery is `wfbus emit --resume`
 with the same sources). The kill point is a random fraction of the events, reached by watching the
 destination fill, so the stops land mid-way; most trials must, or the test proves nothing. Counting
-is
-done with each broker's own client: every event at the destination, duplicates at most the batches
-that were in flight (pipeline_window x publish_batch_size), and a resume reports that bound.
+is done with each broker's own client: every event at the destination, duplicates at most the
+batches that were in flight (pipeline_window x publish_batch_size), and a resume reports that bound.
 """
 
 from __future__ import annotations

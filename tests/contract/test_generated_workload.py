@@ -1,11 +1,10 @@
 """A generated dead-letter workload, replayed with random interruptions, checked by counting.
 
 Inputs vary on every run (the seed is printed; WFBUS_TEST_SEED repeats one): how many events, how
-many
-message groups (each longer than one replay batch), payloads holding registered secrets and unicode,
-foreign (non-event) bodies with headers of every type the broker has; and the replay is stopped by
-SIGTERM or SIGKILL at a random point, or not at all. Whatever happens, once the documented recovery
-(run the replay again) is done:
+many message groups (each longer than one replay batch), payloads holding registered secrets and
+unicode, foreign (non-event) bodies with headers of every type the broker has; and the replay is
+stopped by SIGTERM or SIGKILL at a random point, or not at all. Whatever happens, once the
+documented recovery (run the replay again) is done:
 
 - every dead-lettered body is at the destination, byte for byte, and nothing else is;
 - duplicates only where the broker cannot recognise a resend, at most the batch on the wire;
@@ -198,8 +197,8 @@ def test_a_generated_workload_survives_replay_and_interruptions(wfbus, target, t
         # a stop can repeat the batch that was on the wire, except where publish and removal are one
         # transaction (local) or the destination drops the resend (SQS FIFO):
         # Kit.kill_duplicates_bound
-        # (--rate: a paced replay keeps one batch in flight whatever the destination's
-        # pipeline_window)
+        # (--rate: a paced replay keeps one batch in flight whatever
+        # the destination's pipeline_window)
         bound = 0 if stop is None or target.kill_duplicates_bound == 0 else batch
         assert not lost, (
             f"seed {seed} round {round_no} ({stop and stop.name}): lost {len(lost)}: {lost[:3]}"

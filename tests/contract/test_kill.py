@@ -143,12 +143,11 @@ def _one_trial(wfbus, tmp_path, kind: str, trial: Trial) -> None:
         )
         trial.duplicates = sum(count - 1 for count in moved.values())
         # The journal makes a rerun finish, not repeat, a publish that was confirmed. A kill while a
-        # batch
-        # is on the wire (sent, confirm not yet received) can still repeat that one batch (--batch
-        # 10),
-        # except where the destination recognises the resend (see Kit.kill_duplicates_bound).
-        # (--rate: a paced replay keeps one batch in flight whatever the destination's
-        # pipeline_window)
+        # batch is on the wire (sent, confirm not yet received) can still repeat that one batch
+        # (--batch 10), except where the destination recognises the
+        # resend (see Kit.kill_duplicates_bound).
+        # (--rate: a paced replay keeps one batch in flight whatever
+        # the destination's pipeline_window)
         assert trial.duplicates <= kit.kill_duplicates_bound, (trial, kit.kill_duplicates_bound)
     finally:
         kit.cleanup()

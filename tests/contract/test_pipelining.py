@@ -1,22 +1,20 @@
 """Pipelining (issue 14 item 2) on every broker type: batches in flight, each accounted exactly.
 
 A broker declares how many batches it keeps in flight (`Broker.pipeline_window`); emit and replay
-hand
-batches over with `submit()` and read each answer (`PendingPublish.result()`) oldest first. What is
-checked here, with each broker's own client at the destination:
+hand batches over with `submit()` and read each answer (`PendingPublish.result()`) oldest first.
+What is checked here, with each broker's own client at the destination:
 
 - batches really overlap where the window is above one: a message of the second batch reaches the
   destination before the first batch's answer is read (a wfbus that waits for each answer never gets
   there), and never more than the window is in flight;
 - generated workloads across window x batch boundaries (sizes window*batch-1, window*batch,
   window*batch+1 and random ones; the seed is printed): every event at the destination exactly once,
-  order per key where the broker promises it (the kit's capabilities), the dead-letter queue
-  drained;
+  order per key where the broker promises it (the kit's capabilities), the
+  dead-letter queue drained;
 - a message the destination refuses in the middle of a window fails alone: everything else arrives,
   --failed-out holds exactly that one;
 - SIGTERM while batches are in flight (reached by watching the destination fill): every answer on
-the
-  wire is read, the report and --failed-out are exact, nothing is lost and nothing duplicated.
+  the wire is read, the report and --failed-out are exact, nothing is lost and nothing duplicated.
 
 Batch sizes are lowered in-process (monkeypatch) so the boundaries come after tens of events, not
 thousands; the window is the broker's own.
@@ -50,8 +48,7 @@ class Watch:
     """Counts the batches handed to the destination and the answers read, as emit/replay see them.
 
     Wraps the broker class's own submit(); the broker and its server are untouched.
-    `on_first_answer`
-    runs when the first batch's answer is about to be read (before it is)."""
+    `on_first_answer` runs when the first batch's answer is about to be read (before it is)."""
 
     def __init__(self, monkeypatch, cls, on_first_answer=None) -> None:
         self.submitted = 0
@@ -302,13 +299,13 @@ def test_emit_and_replay_across_window_and_batch_boundaries(wfbus, target, tmp_p
 
 # -- a failure in the middle of a window -----------------------------------------------------------
 def _refused_event(kind: str, monkeypatch) -> dict | None:
-    """One event the destination refuses on its own, as each server really does (None: this type has
-    none).
+    """One event the destination refuses on its own, as each server really does (None: this
+    type has none).
 
     SQS: a 300 KB message (ElasticMQ refuses over 256 KiB; it ignores MaximumMessageSize, so wfbus's
     own size check is raised for the test, the refusal is the server's). RabbitMQ: a topic no queue
-    is bound to (returned unroutable). Kafka (either driver): a 2 MB record, over the broker's
-    message.max.bytes."""
+    is bound to (returned unroutable). Kafka (either driver): a 2 MB record, over
+    the broker's message.max.bytes."""
     if kind in ("sqs", "sqs-fifo"):
         from wfbus.brokers.sqs import SqsBroker
 
@@ -391,8 +388,8 @@ def test_sigterm_with_batches_in_flight_reads_every_answer_and_loses_nothing(
     before = 0
     try:
         for trial in range(trials):
-            # several windows; a broker without a window gets enough events for the stop to land
-            # mid-way
+            # several windows; a broker without a window gets enough events for the stop
+            # to land mid-way
             count = scale * max(
                 rng.randint(6, 12) * window * batch, rng.randint(2500, 4000) // window
             )
@@ -422,11 +419,9 @@ def test_sigterm_with_batches_in_flight_reads_every_answer_and_loses_nothing(
             thread.join()
             if result.code == 130 and not result.out:
                 # the signal landed after the sending ended (closing the progress record,
-                # rendering): click
-                # turns it into an Abort with no report (a gap before this work, said in the
-                # report). The
-                # destination must then hold every event exactly once: checked below, nothing
-                # resent.
+                # rendering): click turns it into an Abort with no report (a gap before this work,
+                # said in the report). The destination must then hold every event exactly once:
+                # checked below, nothing resent.
                 report = {"published": count}
                 print(f"{target.kind}: trial {trial}: the stop landed after the sending ended")
             else:
@@ -469,8 +464,7 @@ def test_a_killed_replay_with_batches_in_flight_loses_nothing_and_repeats_at_mos
     wfbus, target, tmp_path
 ):
     """Published but not yet journaled: at most the batches in flight can repeat after a rerun (none
-    where
-    the destination drops a resend or the move is one transaction)."""
+    where the destination drops a resend or the move is one transaction)."""
     import subprocess
     import sys
 

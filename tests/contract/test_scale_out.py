@@ -30,14 +30,14 @@ FAIR = N // 3
 MIN_SHARE = FAIR // 3  # "shared": every process moved at least a third of its fair share
 # Kafka: a member settles (publishes, then commits) one batch at a time, so when a rebalance moves a
 # partition, at most that one batch of it is read again by the new owner (a duplicate, never a
-# loss).
-# With three partitions that is at most one batch each; the broker's initial rebalance delay usually
-# lets all three members join in the first rebalance, and members leave with everything settled.
+# loss). With three partitions that is at most one batch each; the broker's initial rebalance delay
+# usually lets all three members join in the first rebalance, and members leave
+# with everything settled.
 KAFKA_DUPLICATES_BOUND = 3 * BATCH
 # The local broker does not share work: every reader walks the same rows in id order and the first
 # to delete a row moves it (the others count it as taken elsewhere), so a paced leader takes nearly
-# all. Concurrent local replays are safe (none lost, none repeated) but not faster. Reported, not
-# hidden.
+# all. Concurrent local replays are safe (none lost, none repeated) but not faster.
+# Reported, not hidden.
 SHARES_WORK = {"local": False}
 
 

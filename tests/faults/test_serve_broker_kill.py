@@ -1,7 +1,7 @@
 """`wfbus serve` while its broker crashes under load and comes back: a 2xx only ever answers events
 the broker confirmed (every one is at the destination afterwards), the others get an error a client
-can retry on (502/503/408 or a closed connection), and the server serves again once the broker is
-back.
+can retry on (502/503/408 or a closed connection), and the server serves again once the
+broker is back.
 """
 
 from __future__ import annotations

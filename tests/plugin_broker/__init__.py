@@ -2,9 +2,9 @@
 
 It is not part of wfbus: it stands for a plugin author's package, installed the way pip would
 install one (a site directory holding the package and a `*.dist-info/entry_points.txt` that
-registers
-`spool` in the `wfbus.brokers` group). The contract suite (tests/contract/) runs against it like
-against every built-in type, and expects of it exactly what it declares (`SpoolBroker.implements`).
+registers `spool` in the `wfbus.brokers` group). The contract suite (tests/contract/) runs against
+it like against every built-in type, and expects of it exactly what
+it declares (`SpoolBroker.implements`).
 """
 
 from __future__ import annotations

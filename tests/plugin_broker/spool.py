@@ -2,15 +2,15 @@
 
 Layout under `path` (relative to the config file's folder):
 
-    .lock                  flock: one publisher appends at a time, so file names sort in publish
-    order
-    .seq                   the next sequence number (reserved under .lock before any file is
-    written)
+    .lock                  flock: one publisher appends at a time, so file names sort in
+                           publish order
+    .seq                   the next sequence number (reserved under .lock before any
+                           file is written)
     .tmp/                  files being written: never seen by a reader
     <queue>/               the main queue: `<seq:016d>-<uuid>.msg`, read in name order
-    <queue>/.held/<id>/    messages one reader holds (claimed by rename: exactly one reader wins
-    each),
-                           with an `owner` file (host, pid) whose mtime is the reader's lease
+    <queue>/.held/<id>/    messages one reader holds (claimed by rename: exactly one
+                           reader wins each), with an `owner` file (host, pid) whose
+                           mtime is the reader's lease
     <queue>.dlq/           the dead-letter queue, same layout
 
 A message file is one line of JSON (headers, route, message id) followed by the body, byte for byte.
@@ -18,16 +18,12 @@ Publishing writes the file in .tmp, fsyncs it and renames it into the queue: onc
 confirmed it is durable and visible, and a kill mid-publish leaves nothing half-written in a queue.
 
 What it guarantees is declared in `SpoolBroker.implements`, and the contract suite holds it to
-exactly
-that: order per queue; a resend is not recognised and publish + removal are two steps (a replay
-killed
-between them repeats at most the batch on the wire); unselected messages go back to their place;
-depth
-is exact; headers (all strings) are kept by a spool-to-spool replay. Messages held by a killed
-reader are
-handed back by the next reader on the same host (the holder's pid is gone), or from another host
-once
-the holder's lease (`hold_seconds` since its last activity) has run out.
+exactly that: order per queue; a resend is not recognised and publish + removal are two steps (a
+replay killed between them repeats at most the batch on the wire); unselected messages go back to
+their place; depth is exact; headers (all strings) are kept by a spool-to-spool replay. Messages
+held by a killed reader are handed back by the next reader on the same host (the holder's pid is
+gone), or from another host once the holder's lease (`hold_seconds` since its last
+activity) has run out.
 """
 
 from __future__ import annotations
@@ -217,8 +213,8 @@ class SpoolDeadLetterReader(DeadLetterReader):
             try:
                 os.unlink(self._holder / message.handle)
             except FileNotFoundError:
-                # reclaimed by a reader that judged this one dead: it may be moved again (a
-                # duplicate)
+                # reclaimed by a reader that judged this one dead: it may be moved
+                # again (a duplicate)
                 pass
             self._held.discard(message.handle)
         if self.broker.settings.fsync:
@@ -267,8 +263,7 @@ class SpoolDeadLetterReader(DeadLetterReader):
             pass  # judged dead and reclaimed: acks of what it held find nothing (said in `ack`)
 
 
-# -- the spool format: what any program (the tests' own "consumer", another application) uses
-# --------
+# -- the spool format: what any program (the tests' own "consumer", another application) uses ------
 
 
 def append(
@@ -483,8 +478,8 @@ def _fsync_dir(directory: Path) -> None:
     try:
         os.fsync(fd)
     except OSError:
-        # the renames are done and visible to every reader; only their survival of a power cut is
-        # less sure
+        # the renames are done and visible to every reader; only their survival of a power
+        # cut is less sure
         pass
     finally:
         os.close(fd)

@@ -1,5 +1,5 @@
-"""`wfbus serve` as a real process on a free 127.0.0.1 port, in front of a real broker from the
-contract kits."""
+"""`wfbus serve` as a real process on a free 127.0.0.1 port, in front of a real broker from
+the contract kits."""
 
 from __future__ import annotations
 
@@ -122,8 +122,8 @@ def kit(request, tmp_path, tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def serve(tmp_path):
-    """`serve(target_settings, serve={...}, env={...})` -> a running Server (stopped after the
-    test)."""
+    """`serve(target_settings, serve={...}, env={...})` -> a running Server (stopped
+    after the test)."""
     started: list[Server] = []
 
     def start(

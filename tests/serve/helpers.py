@@ -13,8 +13,8 @@ TOPICS = ("order.submit", "order.cancel", "billing.charge", "order.ship.ünïcod
 
 
 def generated_events(seed: int, count: int) -> list[dict]:
-    """Varied events: string and integer urns, absent/null/nested/unicode payloads, `event` for
-    `topic`."""
+    """Varied events: string and integer urns, absent/null/nested/unicode payloads,
+    `event` for `topic`."""
     rng = random.Random(seed)
     events = []
     for i in range(count):

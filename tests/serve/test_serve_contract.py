@@ -1,5 +1,5 @@
-"""The HTTP contract of `wfbus serve` on every broker type, with a real HTTP client and a real
-server.
+"""The HTTP contract of `wfbus serve` on every broker type, with a real HTTP client
+and a real server.
 
 Every event answered 2xx is at the destination, byte for byte what `wfbus emit` sends; any invalid
 event means 400 with structured problems and nothing published; limits and tokens are enforced.

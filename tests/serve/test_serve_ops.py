@@ -1,5 +1,5 @@
-"""Limits, unreachable brokers, metrics, shutdown and start-up refusals of `wfbus serve` (real
-processes)."""
+"""Limits, unreachable brokers, metrics, shutdown and start-up refusals of
+`wfbus serve` (real processes)."""
 
 from __future__ import annotations
 

@@ -50,8 +50,8 @@ class BrokerSettings(BaseModel):
     """Settings every broker type shares; each type extends it (unknown keys are errors)."""
 
     # the validator of a settings model is built at its first use, not when its module is imported:
-    # a command validates only the brokers it uses (wfbus.config), so the others cost a class, no
-    # schema
+    # a command validates only the brokers it uses (wfbus.config), so the others cost a
+    # class, no schema
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: str
@@ -106,8 +106,7 @@ class Origin:
     """A received message as its broker gave it, so the same broker type can republish it losslessly.
 
     `headers` keeps the driver's own types and repeated keys (Kafka: (str, bytes) pairs; RabbitMQ:
-    the
-    header table's values); `properties` the broker's message properties (AMQP basic properties,
+    the header table's values); `properties` the broker's message properties (AMQP basic properties,
     SQS message attributes with their DataType); `key` the original record key (None: none).
     """
 
@@ -176,18 +175,15 @@ class PendingPublish:
     """A batch handed to the broker whose answer has not been read yet.
 
     Pipelining: emit and replay keep up to `Broker.pipeline_window` of these in flight and read
-    their
-    answers oldest first, so the broker works on the next batch while the previous one is confirmed.
-    `result()` waits for the answer: one Delivery per message, in order, exactly like `publish()`,
-    and
-    raises the same WfbusError (BrokerUnavailable) when nothing of the batch was confirmed.
+    their answers oldest first, so the broker works on the next batch while the previous one is
+    confirmed. `result()` waits for the answer: one Delivery per message, in order, exactly like
+    `publish()`, and raises the same WfbusError (BrokerUnavailable) when nothing of the
+    batch was confirmed.
 
     A broker that cannot pipeline answers at once (`PendingPublish.answered`), which is the default.
     A broker that can must keep its ordering promise across batches in flight: a message of a later
-    batch
-    never overtakes one of an earlier batch with the same ordering key (Kafka key / partition, SQS
-    FIFO
-    message group, RabbitMQ channel).
+    batch never overtakes one of an earlier batch with the same ordering key (Kafka key / partition,
+    SQS FIFO message group, RabbitMQ channel).
     """
 
     def __init__(self, messages: Sequence[OutgoingMessage]) -> None:
@@ -241,13 +237,12 @@ class ReceivedMessage:
     redelivered: bool | None = None  # False: certainly never handed to a consumer before (RabbitMQ)
     # names this one arrival in the queue, and never a later one (SQS: the MessageId; RabbitMQ: the
     # publish id wfbus gave the message and its death count). Not Kafka offsets: an operator may
-    # rewind
-    # the replay group to replay them again on purpose. The journal remembers such messages after
-    # removing them, so one that comes back (an ack lost in a broker crash) is removed again, not
-    # replayed again; a replay into SQS FIFO derives the dedup id from it.
+    # rewind the replay group to replay them again on purpose. The journal remembers such messages
+    # after removing them, so one that comes back (an ack lost in a broker crash) is removed again,
+    # not replayed again; a replay into SQS FIFO derives the dedup id from it.
     arrival_id: str | None = None
-    # unique at the source but may be replayed again on purpose (Kafka topic/partition/offset, local
-    # row)
+    # unique at the source but may be replayed again on purpose (Kafka
+    # topic/partition/offset, local row)
     position_id: str | None = None
     ordering_key: str | None = None  # SQS FIFO message group, Kafka key as text
     origin: Origin | None = None
@@ -285,17 +280,14 @@ class DeadLetterReader:
 
     source_label: str = ""
     # the source's real identity (queue ARN/URL, cluster id + topic, vhost + queue): keys the
-    # journal,
-    # so two clusters under one broker name, or a recreated topic, never share entries
+    # journal, so two clusters under one broker name, or a recreated topic, never share entries
     identity: str = ""
     # replay pipelining: receive() may be called again while messages it returned are still
-    # unsettled
-    # (published, answer not read, neither acked nor released), without ending early, failing, or
-    # handing the same message out twice. False (the default) keeps a replay from this source at one
-    # batch in flight: a reader that needs a batch settled before the next receive (a FIFO queue
-    # that
-    # hides a held group's later messages; commit metadata whose room frees only on settling) says
-    # so.
+    # unsettled (published, answer not read, neither acked nor released), without ending early,
+    # failing, or handing the same message out twice. False (the default) keeps a replay from this
+    # source at one batch in flight: a reader that needs a batch settled before the next receive (a
+    # FIFO queue that hides a held group's later messages; commit metadata whose room frees only on
+    # settling) says so.
     receive_ahead: bool = False
 
     def receive(self, max_messages: int) -> list[ReceivedMessage]:
@@ -349,16 +341,15 @@ class Broker:
     """Base class of every broker type.
 
     Subclasses set `settings_model`, implement the primitives, and list their driver's
-    connection errors in `connection_errors()` so generic code can catch them without importing
-    the driver.
+    connection errors in `connection_errors()` so generic code can catch them without
+    importing the driver.
     """
 
     settings_model: ClassVar[type[BrokerSettings]] = BrokerSettings
     publish_batch_size: ClassVar[int] = 500
     # batches in flight at once (see PendingPublish); 1: each batch waits for the previous one's
-    # answer.
-    # A kill can leave up to pipeline_window * publish_batch_size events sent but unrecorded (the
-    # `may_be_duplicated` bound of `emit --resume`).
+    # answer. A kill can leave up to pipeline_window * publish_batch_size events sent but unrecorded
+    # (the `may_be_duplicated` bound of `emit --resume`).
     pipeline_window: ClassVar[int] = 1
     implements: ClassVar[Capabilities] = Capabilities()
 

@@ -1,10 +1,9 @@
 """The README's table of what each built-in broker type guarantees, rendered from the declarations.
 
 Every cell comes from `capabilities_for(settings)` of the broker class registered for the type, the
-same
-value core code and `wfbus brokers` read, so the README cannot claim what the code does not declare:
-tests/test_capabilities_table.py fails when the block between the README markers differs from this
-rendering. After changing a declaration, refresh the README with
+same value core code and `wfbus brokers` read, so the README cannot claim what the code does not
+declare: tests/test_capabilities_table.py fails when the block between the README markers differs
+from this rendering. After changing a declaration, refresh the README with
 `python -m wfbus.brokers.capabilities_table --update README.md`.
 """
 
@@ -21,8 +20,8 @@ from .base import Capabilities
 START = "<!-- capabilities:start -->"
 END = "<!-- capabilities:end -->"
 
-# one row per built-in broker type; SQS twice, because a FIFO queue guarantees more than a standard
-# one
+# one row per built-in broker type; SQS twice, because a FIFO queue guarantees more
+# than a standard one
 ROWS: list[tuple[str, dict[str, Any]]] = [
     ("local", {"type": "local"}),
     ("SQS standard", {"type": "sqs", "queue_name": "events"}),

@@ -1,12 +1,10 @@
 """Apache Kafka: keyed, acks=all idempotent emit; lag-based depth; dead-letter-topic replay.
 
 Two drivers (`driver:` in the settings): librdkafka through confluent-kafka
-(`kafka_publish_librdkafka`;
-what `auto`, the default, picks when confluent-kafka is installed) and kafka-python
-(`kafka_publish_python`). The driver decides how records are published; reading (peek, depth,
-replay,
-purge) is done with kafka-python for both drivers, so the replay group's commit point and the
-replayed-offset ranges in its commit metadata are read and written by one implementation.
+(`kafka_publish_librdkafka`; what `auto`, the default, picks when confluent-kafka is installed) and
+kafka-python (`kafka_publish_python`). The driver decides how records are published; reading (peek,
+depth, replay, purge) is done with kafka-python for both drivers, so the replay group's commit point
+and the replayed-offset ranges in its commit metadata are read and written by one implementation.
 
 A topic is a log, not a queue: a replay reads the dead-letter topic (read_committed) with the replay
 group up to the end offsets taken when it starts, produces every selected message, waits for every
@@ -93,21 +91,19 @@ class KafkaSettings(BrokerSettings):
     client_id: str = "wfbus"
     max_request_size: int = Field(1_048_576, gt=0)
     # every call to the broker (metadata, offsets, commit, position) waits at most this long; a read
-    # that
-    # gets no record for this long while records remain below the end offsets taken at the start
-    # fails
+    # that gets no record for this long while records remain below the end offsets taken at
+    # the start fails
     timeout_seconds: float = Field(10, gt=0)
     # the first connection to any bootstrap server: bounded apart from delivery and request
-    # timeouts, so an
-    # unreachable cluster is said in seconds (like SQS and RabbitMQ), not after timeout_seconds
+    # timeouts, so an unreachable cluster is said in seconds (like SQS and RabbitMQ),
+    # not after timeout_seconds
     connect_timeout_seconds: float = Field(2, gt=0)
     # how long a replay waits for the replay group to give it partitions: a rerun right after a
-    # killed run
-    # waits for the killed member's session to expire (session_timeout_seconds) and the group to
-    # rebalance
+    # killed run waits for the killed member's session to expire (session_timeout_seconds) and the
+    # group to rebalance
     join_timeout_seconds: float = Field(60, gt=0)
-    # a killed replay holds its partitions this long (the broker's group.min.session.timeout.ms is 6
-    # s)
+    # a killed replay holds its partitions this long (the broker's
+    # group.min.session.timeout.ms is 6 s)
     session_timeout_seconds: float = Field(6, ge=1)
     # the broker's offset.metadata.max.bytes (default 4096): the room for the replayed-offset ranges
     commit_metadata_max_bytes: int = Field(4096, ge=32)
@@ -190,8 +186,8 @@ class KafkaSettings(BrokerSettings):
 class KafkaBroker(Broker):
     settings_model = KafkaSettings
     publish_batch_size = 5000
-    # batches in flight: the idempotent producer keeps order per partition across them (both
-    # drivers)
+    # batches in flight: the idempotent producer keeps order per partition across
+    # them (both drivers)
     pipeline_window = 4
     implements = Capabilities(ordering="per-key", keeps_unselected=True)
     settings: KafkaSettings
@@ -382,8 +378,7 @@ class KafkaBroker(Broker):
                 auto_offset_reset="earliest",
                 consumer_timeout_ms=int(self.settings.timeout_seconds * 1000),
                 # records of aborted transactions are not dead letters, and end offsets stop at the
-                # last
-                # stable offset, so a replay never waits for an open transaction
+                # last stable offset, so a replay never waits for an open transaction
                 isolation_level="read_committed",
                 # a killed replay holds its partitions until its session times out: keep that short
                 session_timeout_ms=session_ms,
@@ -466,8 +461,7 @@ class KafkaBroker(Broker):
     def purge(self, *, dead_letter: bool = False) -> int | None:
         """A log cannot be emptied for one reader: the group that reads it (the replay group for the
         dead-letter topic, `consumer_group` for the main one) is moved to the end, which is what
-        `depth`
-        measures; the records stay for other groups."""
+        `depth` measures; the records stay for other groups."""
         from kafka.structs import OffsetAndMetadata
 
         from ..errors import UsageError
@@ -532,8 +526,7 @@ def _refusal(error: Exception) -> str:
     return f"{name}: {text.removeprefix(name + ': ')}".rstrip(": ")
 
 
-# -- the record as it was
-# -----------------------------------------------------------------------------
+# -- the record as it was --------------------------------------------------------------------------
 
 
 def record_for(
@@ -544,14 +537,12 @@ def record_for(
     """The key, value and headers to produce for a message.
 
     A message read from Kafka (a replay from a Kafka dead-letter topic) is republished as it was:
-    its
-    own key (None stays None, so a foreign record keeps its partitioning), a null value stays null
-    (a
-    tombstone), and every header with its bytes, repeats and order. wfbus adds `replayed-from` (or
-    rewrites an earlier one in place) and rewrites `attempt` / `event-id` in place where an attempt
-    policy gave them new values; the headers an emit sets but the record never had are not added, so
-    the record stays the one that was dead-lettered. A null header value stays null with
-    `null_headers` (librdkafka); kafka-python cannot send one: it is sent empty.
+    its own key (None stays None, so a foreign record keeps its partitioning), a null value stays
+    null (a tombstone), and every header with its bytes, repeats and order. wfbus adds
+    `replayed-from` (or rewrites an earlier one in place) and rewrites `attempt` / `event-id` in
+    place where an attempt policy gave them new values; the headers an emit sets but the record
+    never had are not added, so the record stays the one that was dead-lettered. A null header value
+    stays null with `null_headers` (librdkafka); kafka-python cannot send one: it is sent empty.
     Anything else (an emit, a replay from another broker type) is keyed by the urn, or by the
     ordering key a foreign message came with.
     """
@@ -601,8 +592,7 @@ def _merged_headers(
     return headers
 
 
-# -- what a replay leaves behind: the commit point and the replayed offsets above it
-# -------------------
+# -- what a replay leaves behind: the commit point and the replayed offsets above it ---------------
 
 _REPLAYED = (
     "wfbus-replayed:"  # commit metadata: replayed offsets above the committed one, relative to it
@@ -783,10 +773,9 @@ class KafkaTopicReader(DeadLetterReader):
     open (read_committed: records of aborted transactions are never read); commits when asked.
 
     What stays dead-lettered, and how a later replay knows what was replayed: a partition's
-    committed
-    offset stops at the first message this replay did not move (not selected, failed, beyond
-    `--limit`) or has not settled yet; the messages replayed above it are recorded in the same
-    commit's metadata string as compact ranges relative to the committed offset
+    committed offset stops at the first message this replay did not move (not selected, failed,
+    beyond `--limit`) or has not settled yet; the messages replayed above it are recorded in the
+    same commit's metadata string as compact ranges relative to the committed offset
     (``wfbus-replayed:1-40,43,47-90``). A reader skips those offsets: they are neither examined nor
     replayed again, and `depth` does not count them. Once the messages that stayed are replayed too,
     the commit point moves past the ranges and the metadata empties. (Kafka keeps commit metadata
@@ -795,10 +784,10 @@ class KafkaTopicReader(DeadLetterReader):
 
     The broker refuses metadata over offset.metadata.max.bytes (4096 by default:
     `commit_metadata_max_bytes`). Before handing a message out, the reader reserves the most it
-    could
-    add to the metadata; when it could not fit even alone, that partition is not read further and
-    the run ends with an error after the other partitions: nothing is lost and nothing is replayed
-    twice, and replaying the messages that stay (which moves the commit point) makes room again.
+    could add to the metadata; when it could not fit even alone, that partition is not read further
+    and the run ends with an error after the other partitions: nothing is lost and nothing is
+    replayed twice, and replaying the messages that stay (which moves the commit point)
+    makes room again.
     """
 
     def __init__(self, broker: KafkaBroker, topic: str, group: str | None, *, commit: bool) -> None:
@@ -891,8 +880,7 @@ class KafkaTopicReader(DeadLetterReader):
     def _poll(self, wanted: int) -> bool:
         """Poll for at most `wanted` records (the driver keeps what it fetched beyond them): a member polls
         again for every batch, so a rebalance that gives joining members partitions never waits for
-        a
-        read-ahead to drain."""
+        a read-ahead to drain."""
         with self.broker._kafka(f"read {self.topic}"):
             polled = self.consumer.poll(timeout_ms=300, max_records=max(wanted, 1))
         self._after_poll()
@@ -1045,10 +1033,10 @@ class KafkaGroupReader(KafkaTopicReader):
 
     Each member reads its assigned partitions up to the end offsets taken when it started and
     commits as KafkaTopicReader does (after every settled batch). When a partition taken away in a
-    rebalance comes back and nobody committed in between, the member's own
-    bookkeeping goes on (records handed out are never handed out twice), else it starts from the
-    new commit point, and the unsettled messages it had are read again by their new owner (at worst
-    a duplicate, never a loss).
+    rebalance comes back and nobody committed in between, the member's own bookkeeping goes on
+    (records handed out are never handed out twice), else it starts from the new commit point, and
+    the unsettled messages it had are read again by their new owner (at worst a
+    duplicate, never a loss).
 
     Waiting is bounded: for partitions, `join_timeout_seconds` (a rerun right after a killed run
     waits for the killed member's session to expire and the group to rebalance: never "nothing to

@@ -133,8 +133,8 @@ class LibrdkafkaPublisher:
                     "batch.size": self._batch_bytes,
                     "message.max.bytes": s.max_request_size,
                     # a key's partition is the one the Java client and kafka-python pick (murmur2):
-                    # its
-                    # records stay in one partition, in order, whichever driver or client sent them
+                    # its records stay in one partition, in order, whichever driver or
+                    # client sent them
                     "partitioner": "murmur2_random",
                     "request.timeout.ms": int(s.timeout_seconds * 1000),
                     "message.timeout.ms": int(self.broker._delivery_timeout() * 1000),

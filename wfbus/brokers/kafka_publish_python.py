@@ -148,8 +148,8 @@ class KafkaPythonPublisher:
 
     def failed(self) -> bool:
         """kafka-python's idempotent producer takes some refusals of one record
-        (MessageSizeTooLarge) as fatal and fails every later record: the next batch then gets a
-        fresh producer."""
+        (MessageSizeTooLarge) as fatal and fails every later record: the next batch then gets
+        a fresh producer."""
         manager = getattr(self._producer, "_transaction_manager", None)
         has_fatal_error = getattr(manager, "has_fatal_error", None)
         return bool(has_fatal_error and has_fatal_error())

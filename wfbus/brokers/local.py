@@ -9,9 +9,9 @@ events wherever in it wfbus runs), else `$XDG_DATA_HOME/wfbus/` (~/.local/share/
 state follows the user instead of appearing as a new `.wfbus/` in every folder.  The file is
 `local.db` in that folder.  Only a write creates it: reading a broker that was never written
 (depth, peek, a replay's plan) finds it empty and creates nothing.  Every write is one transaction
-(WAL, synchronous=FULL), and a replay
-into the same file moves each message in a single transaction: killed at any moment, a message
-is either still in the dead-letter queue or in the main queue, never both, never neither.
+(WAL, synchronous=FULL), and a replay into the same file moves each message in a single transaction:
+killed at any moment, a message is either still in the dead-letter queue or in the main queue, never
+both, never neither.
 """
 
 from __future__ import annotations
@@ -270,8 +270,8 @@ class LocalDeadLetterReader(DeadLetterReader):
         with transaction(db):
             moved = []
             for message, out in zip(messages, outgoing, strict=False):
-                # another replay on the same file may have moved it first: then it is not ours to
-                # move
+                # another replay on the same file may have moved it first: then it is
+                # not ours to move
                 taken = (
                     db.execute("DELETE FROM messages WHERE id = ?", (message.handle,)).rowcount == 1
                 )

@@ -14,8 +14,8 @@ A replay into RabbitMQ of a message read from RabbitMQ republishes it as it was 
 body byte for byte, every basic property, every header type for type as pika reads them, minus the
 broker's x-death bookkeeping, plus `replayed-from` and a new `wfbus-publish-id`. pika reads float
 and double header values as integers (0.25 -> 0) and cannot write floats: `_install_codec` mends
-that. Its other limit stays: 8/16-bit and unsigned integers are read as integers and written back as
-32/64-bit.
+that. Its other limit stays: 8/16-bit and unsigned integers are read as integers and written
+back as 32/64-bit.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ class RabbitMqSettings(BrokerSettings):
     heartbeat: int = Field(30, ge=0)
     timeout_seconds: float = Field(10, gt=0)
     # longest a replay or peek holds a message it passes over before handing it back (and passing
-    # over it again when read again): keep it well below the server's consumer_timeout (30 min by
-    # default)
+    # over it again when read again): keep it well below the server's consumer_timeout
+    # (30 min by default)
     hold_seconds: float = Field(300, gt=0)
     ca_file: str | None = None
     cert_file: str | None = None
@@ -204,8 +204,8 @@ class RabbitMqBroker(Broker):
 
     @contextmanager
     def _amqp(self, what: str) -> Iterator[None]:
-        """Use the broker's own connection (the heartbeat thread waits meanwhile); driver errors
-        mapped."""
+        """Use the broker's own connection (the heartbeat thread waits meanwhile);
+        driver errors mapped."""
         with self._link.lock, self._errors(what):
             yield
 
@@ -274,8 +274,8 @@ class RabbitMqBroker(Broker):
         )
 
     def destination_identity(self, *, dead_letter: bool = False) -> str:
-        """Also connects: an unreachable broker fails before anything is sent, as on SQS and
-        Kafka."""
+        """Also connects: an unreachable broker fails before anything is sent, as on
+        SQS and Kafka."""
         self.connection  # noqa: B018 - opens the connection the publishes then use
         if dead_letter:
             return self.identity(f"queue:{self._require_dlq()}")
@@ -327,8 +327,8 @@ class RabbitMqBroker(Broker):
         batches in flight.
 
         The connection's lock is held only while publishing and, in `result()`, for each short read
-        of the socket: the heartbeat thread may read in between, and the confirms it reads are kept
-        for result()."""
+        of the socket: the heartbeat thread may read in between, and the confirms it reads are
+        kept for result()."""
         if dead_letter:
             exchange, queue = "", self._require_dlq()
             routes = [queue] * len(messages)
@@ -364,14 +364,14 @@ class RabbitMqBroker(Broker):
                             channel.poll(0)
                     channel.poll(0)
             except BrokerUnavailable as exc:
-                # the connection died (or the channel was closed) mid-batch: result() says what was
-                # confirmed
+                # the connection died (or the channel was closed) mid-batch: result() says
+                # what was confirmed
                 self._lost = exc
         return pending
 
     def _settle(self, pending: _RabbitPending) -> list[Delivery]:
-        """Wait for one batch's confirms (and returns); what later batches' confirms say is kept for
-        them."""
+        """Wait for one batch's confirms (and returns); what later batches' confirms say is
+        kept for them."""
         channel, tags = pending.channel, pending.tags
         deadline = time.monotonic() + self.settings.timeout_seconds * 3
         while self._lost is None and channel.unsettled(tags) and time.monotonic() < deadline:
@@ -468,8 +468,8 @@ class _Link:
     sleep or a slow destination publish (a Kafka flush), nobody answers the broker's heartbeats, the
     broker closes the connection, and the messages it held go back to the queue. The thread does the
     socket work only when it gets the lock, which every user of the connection holds while using it
-    (pika is not thread-safe), and runs `on_tick` (the reader's hand-back of messages held too long)
-    likewise.
+    (pika is not thread-safe), and runs `on_tick` (the reader's hand-back of messages held
+    too long) likewise.
     """
 
     def __init__(self, opener: Callable[[], Any], interval: float) -> None:
@@ -709,8 +709,8 @@ class _ConfirmingChannel:
             raise self.closed_reason
 
     def _on_return(self, _channel, method, properties, _body) -> None:
-        """basic.return comes before the basic.ack of the same message; its headers name the
-        publish."""
+        """basic.return comes before the basic.ack of the same message; its headers
+        name the publish."""
         publish_id = _text((properties.headers or {}).get(PUBLISH_ID, ""))
         tag = self.tag_by_publish_id.get(publish_id)
         if tag in self.pending and self.pending[tag] is None:
@@ -740,8 +740,8 @@ class _ConfirmingChannel:
         self.closed_reason = reason
 
     def unsettled(self, tags: list[int]) -> bool:
-        """Is any of these still waiting for its confirm? (Confirms come in tag order: look from the
-        end.)"""
+        """Is any of these still waiting for its confirm? (Confirms come in tag order: look
+        from the end.)"""
         pending = self.pending
         return any(tag in pending for tag in reversed(tags))
 
@@ -840,8 +840,8 @@ class RabbitQueueReader(DeadLetterReader):
             return False
         expect = max(1, min(wanted, ready, 65535))  # basic.qos's prefetch count is 16 bits
         if expect != self._prefetch:
-            # per consumer: the messages held by earlier consumers of this channel do not count
-            # against it
+            # per consumer: the messages held by earlier consumers of this channel do not
+            # count against it
             self.channel.basic_qos(prefetch_count=expect)
             self._prefetch = expect
         deliveries: list[tuple[Any, Any, bytes]] = []
@@ -857,8 +857,8 @@ class RabbitQueueReader(DeadLetterReader):
                 seen, last, idle = len(deliveries), time.monotonic(), CONSUME_IDLE_SECONDS
             elif time.monotonic() - last > idle:
                 break  # fewer than were ready: another consumer took some
-        # what arrives before cancel-ok and was not handed to the callback, pika rejects: back in
-        # place
+        # what arrives before cancel-ok and was not handed to the callback, pika
+        # rejects: back in place
         self.channel.basic_cancel(tag)
         if not deliveries:
             if not self.channel.queue_declare(self.queue, passive=True).method.message_count:
@@ -889,11 +889,11 @@ class RabbitQueueReader(DeadLetterReader):
         self, method, properties, body: bytes, max_messages: int, out: list[ReceivedMessage]
     ) -> bool:
         """One delivery: handed out, passed over again (one we handed back), or not this run's; True
-        when it was more than this call may hand out and goes back in place (a nack still to be
-        sent)."""
+        when it was more than this call may hand out and goes back in place (a nack still
+        to be sent)."""
         tag = method.delivery_tag
-        # the digest is computed only when needed (to recognise one we handed back, or to hand one
-        # back)
+        # the digest is computed only when needed (to recognise one we handed back, or
+        # to hand one back)
         digest: str | tuple[Any, bytes] = (properties, body)
         if self._returning:
             digest = _digest(properties, body)
@@ -935,13 +935,13 @@ class RabbitQueueReader(DeadLetterReader):
                 send_ack(message.handle)
                 self._digests.pop(message.handle, None)
             # basic.ack is only buffered by pika: push it onto the socket now, before the journal
-            # forgets the message, or a crash right after would requeue (and replay again) what was
-            # done
+            # forgets the message, or a crash right after would requeue (and replay
+            # again) what was done
             self._link.connection().process_data_events(time_limit=0)
 
     def release(self, messages: Sequence[ReceivedMessage]) -> None:
-        """Held, so that this run does not read them again; handed back in place within
-        hold_seconds."""
+        """Held, so that this run does not read them again; handed back in
+        place within hold_seconds."""
         with self._link.lock:
             now = time.monotonic()
             for message in messages:
@@ -1010,8 +1010,8 @@ class _Float32(float):
 
 
 class _RawLongString(bytes):
-    """A long string ('S') that is not UTF-8 (pika gives bytes): written back as a long string, not
-    bytes."""
+    """A long string ('S') that is not UTF-8 (pika gives bytes): written back as a long
+    string, not bytes."""
 
 
 _codec_installed = False
@@ -1020,8 +1020,8 @@ _codec_installed = False
 def _install_codec() -> None:
     """Teach pika's field-table codec floats, so a header a Java or Node publisher sent as 0.25 is
     replayed as 0.25: pika reads 'f' and 'd' values as integers (0.25 -> 0) and refuses to write a
-    float. Also keeps a non-UTF-8 long string a long string. pika looks both functions up at call
-    time."""
+    float. Also keeps a non-UTF-8 long string a long string. pika looks both functions up
+    at call time."""
     global _codec_installed
     if _codec_installed:
         return
@@ -1106,8 +1106,8 @@ def _coalesce_plain_writes() -> None:
 
 
 def _digest(properties, body: bytes) -> str:
-    """Names a message's content (body and every property): two reads of one message digest
-    alike."""
+    """Names a message's content (body and every property): two reads of one
+    message digest alike."""
     described = repr(sorted((k, v) for k, v in vars(properties).items() if v is not None))
     return hashlib.sha256(described.encode("utf-8", "surrogatepass") + b"\0" + body).hexdigest()
 

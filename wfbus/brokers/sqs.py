@@ -13,8 +13,7 @@ the other, across the batches in flight too), and a group whose message could no
 sends no later message for the rest of the run.
 One case stays out of reach: SQS answers a request entry by entry, so when it reports a server-side
 failure for one entry (rare: InternalError/ServiceUnavailable per entry) and accepts a later entry
-of
-the same group in that same request, the retried entry lands after it.
+of the same group in that same request, the retried entry lands after it.
 """
 
 from __future__ import annotations
@@ -67,8 +66,7 @@ FOLDED_HEADERS = "wfbus-headers"  # headers SQS cannot carry one by one, as one 
 TEMPLATE_FIELDS = ("urn", "topic")
 
 # SQS accepts these characters in bodies and String attribute values (#x9 #xA #xD #x20-#xD7FF
-# #xE000-#xFFFD
-# #x10000-#x10FFFF); anything else makes it refuse the message
+# #xE000-#xFFFD #x10000-#x10FFFF); anything else makes it refuse the message
 _REFUSED_CHARACTER = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
@@ -219,9 +217,8 @@ class SqsPending(PendingPublish):
 class SqsBroker(Broker):
     settings_model = SqsSettings
     # 100 messages = 10 SendMessageBatch requests; 4 batches in flight keep the thread pool busy
-    # across
-    # batch boundaries, and a kill can leave at most 400 events unrecorded (the --resume duplicates
-    # bound)
+    # across batch boundaries, and a kill can leave at most 400 events unrecorded (the
+    # --resume duplicates bound)
     publish_batch_size = 100
     pipeline_window = 4
     implements = Capabilities(ordering="none", native_move=True, exact_depth=False)
@@ -242,8 +239,7 @@ class SqsBroker(Broker):
             None  # a request failed for the queue's or network's sake
         )
         # pipelining: batches handed over and not yet answered share one _Halt; on a FIFO queue the
-        # last
-        # lane (future) that sends each message group, so a later batch's lane waits for it
+        # last lane (future) that sends each message group, so a later batch's lane waits for it
         self._lock = threading.Lock()
         self._in_flight = 0
         self._halt = _Halt()
@@ -292,11 +288,9 @@ class SqsBroker(Broker):
                     read_timeout=s.timeout_seconds + s.receive_wait_seconds,
                     max_pool_connections=max(10, s.max_workers * 2),
                     # every entry is checked against SQS's rules before it is sent (_prepare), and a
-                    # request
-                    # the server refuses for its content is resent entry by entry: botocore's own
-                    # check
-                    # of every parameter only costs CPU (a fifth of a SendMessageBatch with
-                    # attributes)
+                    # request the server refuses for its content is resent entry by entry:
+                    # botocore's own check of every parameter only costs CPU (a fifth of a
+                    # SendMessageBatch with attributes)
                     parameter_validation=False,
                 ),
             )
@@ -436,20 +430,15 @@ class SqsBroker(Broker):
 
         Several batches may be in flight (`pipeline_window`): their requests share the pool, oldest
         first. On a standard queue each request (up to 10 entries) is a task. On a FIFO queue a
-        batch's
-        message groups are split into lanes, each sent in order by one thread, and a lane starts
-        only
-        once the lanes of earlier batches that send any of its groups are done: two requests of one
-        group are never in flight together, and a group blocked by an earlier failure (see
-        _send_lane)
-        sends nothing more.
+        batch's message groups are split into lanes, each sent in order by one thread, and a lane
+        starts only once the lanes of earlier batches that send any of its groups are done: two
+        requests of one group are never in flight together, and a group blocked by an earlier
+        failure (see _send_lane) sends nothing more.
 
         A request that failed for the queue's or the network's sake fails its own entries and stops
         every entry of the batches in flight not yet sent; the others keep their answers. When
-        nothing
-        at all of a batch was confirmed the error is raised by its result() (the caller stops at
-        once);
-        otherwise it is raised by the next submit.
+        nothing at all of a batch was confirmed the error is raised by its result() (the caller
+        stops at once); otherwise it is raised by the next submit.
         """
         if self._broken is not None:
             raise self._broken
@@ -538,12 +527,10 @@ class SqsBroker(Broker):
         """Send entries in their order, one request at a time; retried entries go before the rest.
 
         In a FIFO lane a group whose entry ends unconfirmed (no answer, retries spent, failed
-        request)
-        sends no later entry for the rest of this broker's use (this emit or replay, across
-        publishes):
-        those fail as "not sent" and so stay behind it, in --failed-out or the dead-letter queue, in
-        order.
-        A message SQS refuses for what it is fails alone (it can never be sent as it is).
+        request) sends no later entry for the rest of this broker's use (this emit or replay, across
+        publishes): those fail as "not sent" and so stay behind it, in --failed-out or the
+        dead-letter queue, in order. A message SQS refuses for what it is fails alone (it can never
+        be sent as it is).
         """
         answers: dict[int, str | None] = {}
         pending = deque(lane)
@@ -605,8 +592,8 @@ class SqsBroker(Broker):
         return answers, error
 
     def _request(self, url: str, batch: list[_Entry]) -> dict[str, Any]:
-        """One SendMessageBatch; a request refused for its content raises _Refused, anything else
-        BrokerUnavailable."""
+        """One SendMessageBatch; a request refused for its content raises _Refused,
+        anything else BrokerUnavailable."""
         import botocore.exceptions as bx
 
         entries = [{"Id": str(n), **entry.request} for n, entry in enumerate(batch)]
@@ -711,8 +698,7 @@ class SqsBroker(Broker):
         """Receive (holding them invisible, with a heartbeat, each MessageId once), then make all visible again.
 
         A FIFO queue whose groups hide messages behind the ones read raises IncompleteRead rather
-        than
-        return a partial list as if it were all (see SqsDeadLetterReader).
+        than return a partial list as if it were all (see SqsDeadLetterReader).
         """
         url = self._url(dead_letter)
         if not force and self._has_redrive_policy(url):
@@ -834,20 +820,16 @@ class SqsDeadLetterReader(DeadLetterReader):
 
     A heartbeat thread extends the visibility of every held message while the work goes on, so no
     other consumer sees them and none comes back to be read twice (a message that does come back,
-    its
-    visibility lapsed, is recognised by its MessageId and not returned again). Unselected messages
-    are
-    held until the end and then made visible again at once, so each message is examined once.
+    its visibility lapsed, is recognised by its MessageId and not returned again). Unselected
+    messages are held until the end and then made visible again at once, so each message
+    is examined once.
 
     On a FIFO queue SQS hands out no further message of a message group while one of the group is
-    held.
-    A replay removes what it replayed, so its groups move on; but a group whose head stays (not
-    selected,
-    not confirmed, or a dry run / peek that removes nothing) hides the rest of that group. That
-    cannot
-    be worked around without removing messages, so the reader says so: IncompleteRead (exit 1)
-    naming
-    how many messages it could not examine, instead of ending as if it had seen everything.
+    held. A replay removes what it replayed, so its groups move on; but a group whose head stays
+    (not selected, not confirmed, or a dry run / peek that removes nothing) hides the rest of that
+    group. That cannot be worked around without removing messages, so the reader says so:
+    IncompleteRead (exit 1) naming how many messages it could not examine, instead of ending as if
+    it had seen everything.
     """
 
     def __init__(self, broker: SqsBroker, url: str | None = None) -> None:
@@ -855,9 +837,8 @@ class SqsDeadLetterReader(DeadLetterReader):
         self.url = url or broker._require_dlq()
         self.fifo = self.url.endswith(".fifo")
         # a standard queue keeps handing out visible messages while we hold some; a FIFO queue hides
-        # a
-        # held group's later messages (a receive ahead would end the replay early): one batch at a
-        # time
+        # a held group's later messages (a receive ahead would end the replay early): one
+        # batch at a time
         self.receive_ahead = not self.fifo
         self.source_label = f"{broker.name}:{self.url.rsplit('/', 1)[-1]}"
         self.identity = broker._queue_arn(self.url) or self.url
@@ -875,8 +856,8 @@ class SqsDeadLetterReader(DeadLetterReader):
         out: list[ReceivedMessage] = []
         while len(out) < max_messages and len(self._seen) < self._bound:
             want = min(BATCH_ENTRIES, max_messages - len(out), self._bound - len(self._seen))
-            # long-poll only while there is nothing to hand back: a FIFO group we hold answers empty
-            # at once
+            # long-poll only while there is nothing to hand back: a FIFO group we hold
+            # answers empty at once
             batch = self.broker._receive(
                 self.url, want, self.broker.settings.visibility_timeout, wait=None if not out else 0
             )
@@ -967,31 +948,26 @@ class SqsDeadLetterReader(DeadLetterReader):
                 continue
 
 
-# -- message attributes
-# ------------------------------------------------------------------------------
+# -- message attributes ----------------------------------------------------------------------------
 def message_attributes(message: OutgoingMessage) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The SQS message attributes of a message, within SQS's rules, and which of them may give way.
 
     Same broker type (origin "sqs"): every attribute of the message as it was, type for type (Binary
     stays Binary, a custom `Number.x` stays so); a value the replay changed (`attempt`, `event-id`
-    under
-    `--attempt increment`) keeps its DataType. wfbus's additions (replayed-from, event-id, topic,
-    urn,
-    attempt, in that order) follow while fewer than 10 attributes are set; the ones that do not fit
-    are
-    dropped (the message as it was comes first; the body names the event anyway).
+    under `--attempt increment`) keeps its DataType. wfbus's additions (replayed-from, event-id,
+    topic, urn, attempt, in that order) follow while fewer than 10 attributes are set; the ones that
+    do not fit are dropped (the message as it was comes first; the body names the event anyway).
 
     Other sources (RabbitMQ, Kafka, local, emit): wfbus's own headers first (topic, urn, attempt,
     event-id, replayed-from), then the others in their order. A header SQS cannot carry as an
-    attribute
-    (a name SQS refuses, an empty value, a character SQS refuses) and those beyond the tenth are
-    folded
-    into one String attribute `wfbus-headers`, a JSON object (ASCII-escaped), which then takes the
-    tenth place: nothing is dropped. `attempt` is a Number only when its value is a number.
+    attribute (a name SQS refuses, an empty value, a character SQS refuses) and those beyond the
+    tenth are folded into one String attribute `wfbus-headers`, a JSON object (ASCII-escaped), which
+    then takes the tenth place: nothing is dropped. `attempt` is a Number only when its
+    value is a number.
 
     Returns the attributes and the names that may be dropped, least important last, when the message
-    with its attributes is over the size limit (wfbus's additions, the fold); nothing else is
-    dropped.
+    with its attributes is over the size limit (wfbus's additions, the fold); nothing
+    else is dropped.
     """
     origin = message.origin
     if origin is not None and origin.broker_type == "sqs":
@@ -1090,8 +1066,7 @@ def _attribute_size(name: str, attribute: dict[str, Any]) -> int:
     return len(name.encode("utf-8")) + len(attribute["DataType"].encode("utf-8")) + value_size
 
 
-# -- batching
-# ----------------------------------------------------------------------------------------
+# -- batching --------------------------------------------------------------------------------------
 def _sub_batches(entries: Sequence[_Entry], max_bytes: int) -> Iterator[list[_Entry]]:
     """Consecutive entries, at most 10 and `max_bytes` together, per request."""
     batch: list[_Entry] = []

@@ -225,8 +225,8 @@ def _watch(out, config, names, thresholds, seconds: float) -> int:
             out.console.print(render(last))
             time.sleep(seconds)
     except KeyboardInterrupt:
-        # a watch ends with the status of its last refresh: 6 while a threshold is breached, 5
-        # unreachable
+        # a watch ends with the status of its last refresh: 6 while a threshold is
+        # breached, 5 unreachable
         return _status(last) if last is not None else 0
 
 

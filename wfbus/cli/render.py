@@ -9,9 +9,8 @@ get no colour and no box drawing, so output is stable to grep and diff.
 
 Diagnostics (error, warn, note, and documents marked `diagnostic`) are redacted here; results are
 printed as they are, because they carry event data (peek output, samples) that must never be
-altered.
-Diagnostic text placed inside a result (an error column, a broker's target) is redacted where the
-core builds it.
+altered. Diagnostic text placed inside a result (an error column, a broker's target) is redacted
+where the core builds it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""`wfbus serve`: the HTTP trigger (POST /events) with /metrics, /healthz, /readyz. Parse, call,
-render."""
+"""`wfbus serve`: the HTTP trigger (POST /events) with /metrics, /healthz, /readyz.
+Parse, call, render."""
 
 from __future__ import annotations
 

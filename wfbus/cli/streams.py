@@ -5,8 +5,8 @@ A reader that goes away (``| head -1``) or a full disk must not turn a finished 
 events that all arrived.  So while a command runs, ``sys.stdout`` and ``sys.stderr`` are wrapped:
 the first failed write is kept, the descriptor is pointed at /dev/null (so nothing else, not even
 the interpreter's flush at exit, trips over it again), and later writes are dropped.  When the
-command is done, ``wfbus.cli.run`` turns what was kept into the exit status the errors.py
-docstring describes.
+command is done, ``wfbus.cli.run`` turns what was kept into the exit status the
+errors.py docstring describes.
 """
 
 from __future__ import annotations

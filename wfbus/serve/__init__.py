@@ -1,9 +1,8 @@
-"""`wfbus serve`: the HTTP trigger of the seed's event bus (`POST /events/trigger`), with confirmed
-publishing.
+"""`wfbus serve`: the HTTP trigger of the seed's event bus (`POST /events/trigger`),
+with confirmed publishing.
 
 Nothing here is imported by other commands: the server stack (starlette, uvicorn,
-prometheus-client) is
-an extra (`pip install 'wfbus[serve]'`), loaded only by `wfbus serve`.
+prometheus-client) is an extra (`pip install 'wfbus[serve]'`), loaded only by `wfbus serve`.
 """
 
 from __future__ import annotations

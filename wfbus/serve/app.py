@@ -1,11 +1,9 @@
-"""The HTTP API: POST /events (and the seed's /events/trigger), /healthz, /readyz, /metrics,
-/openapi.json.
+"""The HTTP API: POST /events (and the seed's /events/trigger), /healthz,
+/readyz, /metrics, /openapi.json.
 
 A 2xx answer means every event of the request was confirmed by the broker.  Any invalid event: 400
-and
-nothing published (emit's all-or-nothing rule).  Some events failed: 502 naming them (their ids
-make a
-retry recognisable).  Broker unreachable, nothing published: 503 with Retry-After.
+and nothing published (emit's all-or-nothing rule).  Some events failed: 502 naming them (their ids
+make a retry recognisable).  Broker unreachable, nothing published: 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -238,8 +236,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when the default broker answers (a depth query); the answer is cached for a few
-    seconds."""
+    """Ready when the default broker answers (a depth query); the answer is cached for
+    a few seconds."""
     service: Service = request.app.state.service
     name = service.broker
     now = time.monotonic()

@@ -1,5 +1,5 @@
-"""Bearer tokens, compared in constant time (hmac.compare_digest), every configured token every
-time."""
+"""Bearer tokens, compared in constant time (hmac.compare_digest), every configured
+token every time."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ class BearerAuth:
         return bool(self._tokens)
 
     def allows(self, authorization: str | None) -> bool:
-        """True for `Authorization: Bearer <a configured token>` (or when no token is
-        configured)."""
+        """True for `Authorization: Bearer <a configured token>` (or when no
+        token is configured)."""
         if not self._tokens:
             return True
         if not authorization:

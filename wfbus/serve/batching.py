@@ -1,13 +1,12 @@
-"""Micro-batching: concurrent requests share one broker and its batches, each awaits its own
-answers.
+"""Micro-batching: concurrent requests share one broker and its batches, each awaits
+its own answers.
 
 A broker object is not thread-safe, so one worker thread owns it (opens, publishes, closes) and the
 event loop never blocks on a driver.  Requests hand their messages to the worker through a queue;
 the worker gathers what arrives within `linger` (up to the broker's batch size) into one batch,
-hands
-it over with `Broker.submit` (up to `pipeline_window` batches in flight), reads the answers oldest
-first, and gives every request exactly the Delivery of each of its messages.  A request is answered
-only when every one of its messages has its answer: a 2xx means confirmed by the broker.
+hands it over with `Broker.submit` (up to `pipeline_window` batches in flight), reads the answers
+oldest first, and gives every request exactly the Delivery of each of its messages.  A request is
+answered only when every one of its messages has its answer: a 2xx means confirmed by the broker.
 """
 
 from __future__ import annotations
@@ -31,8 +30,8 @@ _STOP = object()
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One message's answer: confirmed, failed with a reason, or not sent because the broker is
-    unreachable."""
+    """One message's answer: confirmed, failed with a reason, or not sent because the
+    broker is unreachable."""
 
     delivery: Delivery | None
     error: str | None = None
@@ -86,8 +85,8 @@ class _Call:
 
 
 class Publisher:
-    """One broker, one worker thread; `publish()` is awaited by request handlers on the event
-    loop."""
+    """One broker, one worker thread; `publish()` is awaited by request handlers on
+    the event loop."""
 
     def __init__(
         self,
@@ -124,8 +123,8 @@ class Publisher:
         return await request.future
 
     async def call(self, function: Callable[[Broker], Any]) -> Any:
-        """Run `function(broker)` in the worker thread (the broker's owner); raises what it
-        raises."""
+        """Run `function(broker)` in the worker thread (the broker's owner); raises
+        what it raises."""
         item = _Call(function)
         self._queue.put(item)
         return await asyncio.wrap_future(item.future)
@@ -160,8 +159,8 @@ class Publisher:
         return max(1, type(self._broker).pipeline_window) if self._broker is not None else 1
 
     def _gather(self, *, block: bool) -> tuple[list[_Chunk], bool]:
-        """The chunks that arrive within the linger (the first one waited for when nothing is in
-        flight)."""
+        """The chunks that arrive within the linger (the first one waited for when nothing
+        is in flight)."""
         chunks: list[_Chunk] = []
         count = 0
         try:
@@ -272,8 +271,8 @@ class Publisher:
             at += len(chunk.messages)
 
     def _drop_broker(self) -> None:
-        """An unreachable broker is opened afresh for the next batch (a driver's dead connection
-        stays dead)."""
+        """An unreachable broker is opened afresh for the next batch (a driver's dead
+        connection stays dead)."""
         broker, self._broker = self._broker, None
         if broker is not None:
             try:

@@ -1,5 +1,5 @@
-"""Request limits: body size (413), concurrent requests (429); events per request and time are in
-app."""
+"""Request limits: body size (413), concurrent requests (429); events per request and
+time are in app."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Prometheus metrics: what came in, what the brokers confirmed, how long it took, and queue depth.
 
 Depth is the seed's "monitor queue depth: set up alarms" made scrapeable: a background thread
-measures
-every configured queue (as `wfbus depth` does) on an interval, and the gauges hold the last figures.
+measures every configured queue (as `wfbus depth` does) on an interval, and the gauges hold
+the last figures.
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ class Metrics:
             self.failed.labels(broker, self.topic(topic)).inc(n)
 
     def set_depth(self, report: Any) -> None:
-        """The gauges of one `wfbus.depth.measure` report: rows replace the broker's previous
-        figures."""
+        """The gauges of one `wfbus.depth.measure` report: rows replace the
+        broker's previous figures."""
         for row in report.rows:
             for name in DEPTH_FIELDS:
                 value = getattr(row, name)
@@ -180,8 +180,8 @@ class DepthRefresher:
             try:
                 self._metrics.set_depth(measure(self._config, self._names, Thresholds()))
             except WfbusError:
-                # a broken broker config is said once at start-up; the gauges keep their
-                # last figures
+                # a broken broker config is said once at start-up; the gauges keep
+                # their last figures
                 pass
             except Exception:  # noqa: BLE001 - a driver's surprise must not end the measuring for good
                 pass

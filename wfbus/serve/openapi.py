@@ -1,5 +1,5 @@
-"""The OpenAPI document of `wfbus serve` (served at /openapi.json), written by hand next to the
-API."""
+"""The OpenAPI document of `wfbus serve` (served at /openapi.json), written by hand
+next to the API."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A request body as events, with exactly emit's rules (wfbus.sources reads it, wfbus.event judges
-it).
+"""A request body as events, with exactly emit's rules (wfbus.sources reads it,
+wfbus.event judges it).
 
 The body is one event, a JSON array, or JSON lines (`application/x-ndjson`).  Problems come back
 structured, `{"place", "field", "reason"}`, built from the very lines `wfbus validate` prints.
@@ -23,8 +23,8 @@ LINES_TYPES = (
     "application/json-seq",
 )
 MAX_LISTED = 100
-# "field: reason": a field is a name or a dotted path (payload.items.0, payload["a b"]), never a
-# sentence
+# "field: reason": a field is a name or a dotted path (payload.items.0, payload["a b"]),
+# never a sentence
 _FIELD = re.compile(r'^([A-Za-z_][\w-]*(?:(?:\.[^.:\[]+)|(?:\["(?:[^"\\]|\\.)*"\]))*): (.*)$', re.S)
 
 
@@ -51,8 +51,8 @@ def is_lines(content_type: str | None) -> bool:
 
 
 def parse_body(body: bytes, *, lines: bool, wire: WireFormat, size_limit: int | None) -> Parsed:
-    """Every event of the body and every problem, as `wfbus emit` finds them (it sends nothing
-    then)."""
+    """Every event of the body and every problem, as `wfbus emit` finds them (it
+    sends nothing then)."""
     reader: Iterable[sources.Located]
     if lines:
         reader = sources._read_lines(io.BytesIO(body), BODY)
@@ -83,8 +83,8 @@ def parse_body(body: bytes, *, lines: bool, wire: WireFormat, size_limit: int | 
 def structured(place: str, reason: str) -> Problem:
     """`urn: must be ...` -> field urn; a reason about the whole document has no field.
 
-    A reason that already knows its parts (wfbus.errors.Problem, where the readers give one) keeps
-    them."""
+    A reason that already knows its parts (wfbus.errors.Problem, where the readers give
+    one) keeps them."""
     if hasattr(reason, "field") and hasattr(reason, "reason"):
         return Problem(place, reason.field, reason.reason)
     match = _FIELD.match(reason)

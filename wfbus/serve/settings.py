@@ -80,8 +80,8 @@ def is_loopback(host: str) -> bool:
 
 
 def load(raw: Any, label: str, overrides: dict[str, Any]) -> ServeSettings:
-    """The config's `serve:` mapping with the command line's values on top; errors name
-    `serve.KEY`."""
+    """The config's `serve:` mapping with the command line's values on top;
+    errors name `serve.KEY`."""
     from pydantic import ValidationError
 
     if raw is not None and not isinstance(raw, dict):
