@@ -97,3 +97,21 @@ def deferred() -> Iterator[None]:
             signal.signal(s, handler)
         if received:
             raise Stopped(received[0])
+
+
+@contextmanager
+def closing() -> Iterator[None]:
+    """A driver's close (flushing, handing back what it holds, destroying its C client) is never
+    torn by a stop. librdkafka runs callbacks while its clients are destroyed, and a handler raising
+    there cannot propagate: CPython reports it later, from an unrelated call, as a SystemError (one
+    emit stopped while closing ended with an internal error and no report). While `handling()` is
+    in force the stop waits for the close and is raised after it; elsewhere (serve's threads, the
+    Python API with its caller's own handlers) nothing changes."""
+    ours = threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGINT) is _raise
+    )
+    if not ours:
+        yield
+        return
+    with deferred():
+        yield

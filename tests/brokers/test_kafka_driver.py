@@ -395,3 +395,82 @@ def test_librdkafka_reports_an_unreachable_cluster_a_refused_login_and_an_unknow
         with broker(settings, tmp_path) as b:
             assert [d.ok for d in b.publish([message])] == [True]
     assert len(consume_all(name)) == 2
+
+
+# -- naming the destination (the key of an emit's resume record) -----------------------------------
+
+
+def _delete_topic(name: str) -> None:
+    import time
+
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=KAFKA_BOOTSTRAP, request_timeout_ms=15000)
+    try:
+        admin.delete_topics([name])
+    finally:
+        admin.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # deletion is asynchronous: wait until creating works
+        try:
+            kafka_create_topics(name, partitions=3)
+            return
+        except Exception:  # noqa: BLE001 - TopicAlreadyExists while the deletion completes
+            time.sleep(0.5)
+    raise AssertionError(f"topic {name} could not be recreated")
+
+
+def test_both_drivers_name_a_destination_alike_and_a_recreated_topic_is_another(tmp_path):
+    """`emit --resume` finds an interrupted emit by the destination's identity (cluster id, topic,
+    topic id): whichever driver ran first, the other must name the same topic the same way, and a
+    topic deleted and created again under the same name must be another destination."""
+    from wfbus.errors import BrokerUnavailable
+
+    name = topics()
+
+    def identities() -> dict[str, tuple[str, str, str]]:
+        out = {}
+        for driver in ("librdkafka", "kafka-python"):
+            templated = {**settings_for(name, driver=driver), "topic": None}
+            templated["topic_template"] = name + "-{topic}"
+            with broker(settings_for(name, driver=driver), tmp_path) as b:
+                main = b.destination_identity()
+                dead = b.destination_identity(dead_letter=True)
+            with broker(templated, tmp_path) as b:
+                out[driver] = (main, dead, b.destination_identity())
+        return out
+
+    before = identities()
+    assert before["librdkafka"] == before["kafka-python"], before
+    main, dead, templated = before["librdkafka"]
+    assert main.count(":") == 3 and main.split(":")[2] == name, main  # kafka:cluster:topic:id
+    assert dead.split(":")[2] == f"{name}.dlq" and dead != main
+    assert templated.count(":") == 2, templated  # no single topic id to name
+
+    _delete_topic(name)
+    after = identities()
+    assert after["librdkafka"] == after["kafka-python"], after
+    assert after["librdkafka"][0] != main  # same name, new topic id: another destination
+    assert after["librdkafka"][1:] == (dead, templated)
+
+    for driver in ("librdkafka", "kafka-python"):
+        with broker(settings_for(f"{name}-missing", driver=driver), tmp_path) as b:
+            with pytest.raises(BrokerUnavailable) as caught:
+                b.destination_identity()
+        assert "does not exist" in caught.value.message, (driver, caught.value.message)
+
+
+def test_an_emit_through_librdkafka_makes_no_kafka_python_client(tmp_path):
+    """The publishing client also names the destination: kafka-python (its import and a second
+    bootstrap) is left for the commands that read."""
+    from test_startup import _heavy, _modules
+
+    name = topics()
+    write_config(tmp_path / "wfbus.yaml", {"k": settings_for(name, driver="librdkafka")})
+    write_jsonl(tmp_path / "one.jsonl", [{"topic": "order.submit", "urn": "u1"}])
+    code, modules = _modules(tmp_path, "emit", "-b", "k", "one.jsonl")
+    assert code == 0
+    assert not _heavy(modules, ("kafka",)), _heavy(modules, ("kafka",))
+    assert [r.value for r in consume_all(name)] == [
+        b'{"topic":"order.submit","urn":"u1","attempt":0}'
+    ]

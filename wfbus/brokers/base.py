@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from .. import interrupts
 from ..event import WireFormat, WorkflowEvent
 
 HEADER_TOPIC = "topic"
@@ -334,7 +335,8 @@ class DeadLetterReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        with interrupts.closing():
+            self.close()
 
 
 class Broker:
@@ -444,4 +446,5 @@ class Broker:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        with interrupts.closing():
+            self.close()

@@ -298,9 +298,13 @@ class KafkaBroker(Broker):
     def destination_identity(self, *, dead_letter: bool = False) -> str:
         """Cluster id and topic id: a recreated topic (same name, new id) is another destination."""
         topic = self.describe_destination(dead_letter=dead_letter)
+        fixed = dead_letter or bool(self.settings.topic)
+        if self.driver == "librdkafka":  # the publishing client answers: no second client
+            cluster_id, topic_id = self.publisher.identity(topic if fixed else None)
+            return self._identity_text(cluster_id, topic, topic_id)
         consumer = self.consumer(None)
         try:
-            if dead_letter or self.settings.topic:
+            if fixed:
                 self._partitions(consumer, topic)  # loads the topic's metadata, its id included
             return self._identity(consumer, topic)
         finally:
@@ -408,15 +412,17 @@ class KafkaBroker(Broker):
     def _identity(self, consumer, topic: str) -> str:
         """The cluster id and the topic's id (a recreated topic gets a new one): keys the replay journal."""
         cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
-        cluster_id = getattr(cluster, "cluster_id", None) or ",".join(
-            self.settings.bootstrap_servers
-        )
+        cluster_id = getattr(cluster, "cluster_id", None)
         topic_id = (
             cluster.topic_id(topic)
             if cluster is not None and hasattr(cluster, "topic_id")
             else None
         )
-        return f"kafka:{cluster_id}:{topic}" + (f":{topic_id}" if topic_id else "")
+        return self._identity_text(cluster_id, topic, topic_id and str(topic_id))
+
+    def _identity_text(self, cluster_id: str | None, topic: str, topic_id: str | None) -> str:
+        cluster = cluster_id or ",".join(self.settings.bootstrap_servers)
+        return f"kafka:{cluster}:{topic}" + (f":{topic_id}" if topic_id else "")
 
     def depth(self) -> list[QueueDepth]:
         rows = []

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import interrupts
 from ..errors import BrokerUnavailable, ConfigError
 from .base import Delivery, OutgoingMessage, PendingPublish
 from .kafka_outcome import UNANSWERED, Outcome, deliveries_for
@@ -181,6 +183,38 @@ class LibrdkafkaPublisher:
         self._fit_batches(self._topic_limit(topic))
         self._known_topics.add(topic)
 
+    def identity(self, topic: str | None) -> tuple[str | None, str | None]:
+        """The cluster id and, for a fixed topic, the topic's id, through this driver's own admin
+        client: no kafka-python client is made (its import and bootstrap cost an emit ~0.25 s).
+        The topic id is written as kafka-python writes it (a UUID), so an emit's resume key is the
+        same whichever driver ran before. For a fixed topic the producer is made at once: the
+        idempotent producer's id is acquired (about 0.5 s on a fresh connection) while the caller
+        prepares, not after its first batch is handed over."""
+        from confluent_kafka import KafkaException, TopicCollection
+
+        s = self.broker.settings
+        first = not self._known_topics
+        wait = min(s.connect_timeout_seconds, s.timeout_seconds) if first else s.timeout_seconds
+        if topic is None:
+            try:
+                return self.admin.list_topics(timeout=wait).cluster_id, None
+            except KafkaException:
+                raise self._connection_failed("cluster metadata") from None
+        self._check_topic(topic)  # the connection, the topic's existence, batches that fit it
+        self.producer  # noqa: B018 - made now so that its id is acquired while the caller prepares
+        try:
+            cluster_id = self.admin.list_topics(topic, timeout=s.timeout_seconds).cluster_id
+            future = self.admin.describe_topics(TopicCollection([topic]))[topic]
+            found = future.result(timeout=s.timeout_seconds)
+        except KafkaException:
+            raise self._connection_failed(f"topic {topic}") from None
+        uid = getattr(found, "topic_id", None)
+        if uid is None:
+            return cluster_id, None
+        high = uid.get_most_significant_bits() & (2**64 - 1)
+        low = uid.get_least_significant_bits() & (2**64 - 1)
+        return cluster_id, str(uuid.UUID(int=(high << 64) | low))
+
     def _topic_limit(self, topic: str) -> int | None:
         """The topic's max.message.bytes (None: not allowed to read it, or no answer)."""
         from confluent_kafka.admin import ConfigResource
@@ -202,8 +236,9 @@ class LibrdkafkaPublisher:
         self._batch_bytes = max(1, limit - BATCH_FRAMING)
         if self._producer is not None:  # a later topic (topic_template) with a smaller limit
             broker = self.broker
-            self._producer.flush(broker._delivery_timeout() + broker.settings.timeout_seconds)
-            self._producer = None  # the batches in flight keep theirs; the next is made to fit
+            with interrupts.closing():  # a client destroyed mid-stop: see interrupts.closing
+                self._producer.flush(broker._delivery_timeout() + broker.settings.timeout_seconds)
+                self._producer = None  # the batches in flight keep theirs; the next is made to fit
 
     def _connection_failed(self, what: str) -> BrokerUnavailable:
         from confluent_kafka import KafkaError

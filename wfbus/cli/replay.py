@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, cast
 
 import typer
 
+from .. import interrupts
 from ..errors import UsageError
 from .completion import broker_names
 
@@ -157,7 +158,8 @@ def replay_command(
                     journal.close()
         finally:
             if destination is not source:
-                destination.close()
+                with interrupts.closing():
+                    destination.close()
     _render(out, report)
     return report.exit_status
 
