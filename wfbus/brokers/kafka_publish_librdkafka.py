@@ -246,6 +246,15 @@ class LibrdkafkaPublisher:
         broker = self.broker
         self.admin.poll(0)  # collects the error callbacks of the failed attempt
         codes = {e.code() for e in self._errors if hasattr(e, "code")}
+        if any("mechanism handshake failed" in e.str() for e in self._errors if hasattr(e, "str")):
+            # librdkafka files a listener that does not speak SASL (a PLAINTEXT port) under
+            # authentication too; no credential can fix that, so it is not called one
+            return BrokerUnavailable(
+                f"{broker.name}: {what}: no Kafka broker reachable with SASL: the listener refused"
+                " the SASL handshake",
+                hint="check that bootstrap_servers name a SASL listener and that "
+                "security_protocol and sasl_mechanism match it",
+            )
         if codes & {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}:
             return BrokerUnavailable(
                 f"{broker.name}: {what}: not allowed: authentication failed",
