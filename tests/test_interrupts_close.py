@@ -58,3 +58,33 @@ def test_outside_wfbus_own_handling_the_callers_handlers_still_run(tmp_path):
         signal.signal(signal.SIGTERM, previous)
     assert seen == [signal.SIGTERM]
     assert broker.closed_steps == STEPS
+
+
+class StuckWhileClosing(LocalBroker):
+    """A close stuck on a peer that stopped answering, stopped once and then once more."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__("local", LocalSettings(type="local", path=str(path)), path.parent)
+
+    def close(self) -> None:
+        import threading
+        import time
+
+        os.kill(os.getpid(), signal.SIGTERM)
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # a driver waiting for an answer that never comes
+            time.sleep(0.01)
+        super().close()
+
+
+def test_a_second_stop_ends_a_close_that_is_stuck(tmp_path):
+    """The first stop waits for the close; the second is not held back: a stop always stops."""
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(interrupts.Stopped) as stopped, interrupts.handling():
+        with StuckWhileClosing(tmp_path / "local.db"):
+            pass
+    assert time.monotonic() - started < 5
+    assert stopped.value.signum == signal.SIGTERM  # the first stop names the exit code

@@ -120,6 +120,7 @@ def emit(
             report.samples.append(event.to_dict(broker.wire))
         return report
 
+    broker.prepare_to_publish(dead_letter=dead_letter)
     record = EmitProgress(
         emit_key(
             broker.destination_identity(dead_letter=dead_letter),

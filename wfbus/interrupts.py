@@ -105,13 +105,27 @@ def closing() -> Iterator[None]:
     torn by a stop. librdkafka runs callbacks while its clients are destroyed, and a handler raising
     there cannot propagate: CPython reports it later, from an unrelated call, as a SystemError (one
     emit stopped while closing ended with an internal error and no report). While `handling()` is
-    in force the stop waits for the close and is raised after it; elsewhere (serve's threads, the
-    Python API with its caller's own handlers) nothing changes."""
+    in force the first stop waits for the close and is raised after it; a second one is raised at
+    once, so a close stuck on a peer that stopped answering can still be stopped. Elsewhere
+    (serve's threads, the Python API with its caller's own handlers) nothing changes."""
     ours = threading.current_thread() is threading.main_thread() and (
         signal.getsignal(signal.SIGINT) is _raise
     )
     if not ours:
         yield
         return
-    with deferred():
+    received: list[int] = []
+
+    def first_waits(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) > 1:  # a second stop: the close is stuck, and a stop always stops
+            raise Stopped(received[0])
+
+    previous = {s: signal.signal(s, first_waits) for s in STOP_SIGNALS}
+    try:
         yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        raise Stopped(received[0])

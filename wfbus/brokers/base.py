@@ -439,6 +439,12 @@ class Broker:
         """The server's own redrive, where `capabilities.native_move` says there is one."""
         raise NotImplementedError
 
+    def prepare_to_publish(self, *, dead_letter: bool = False) -> None:
+        """Called by emit once it knows it will send (after checking every event): a driver whose
+        connection takes long to become ready for sending (librdkafka's idempotent producer) starts
+        it here, so that the wait overlaps emit's own preparation. Nothing by default; readiness
+        probes and read-only commands never call it."""
+
     def close(self) -> None:
         pass
 

@@ -310,6 +310,10 @@ class KafkaBroker(Broker):
         finally:
             consumer.close()
 
+    def prepare_to_publish(self, *, dead_letter: bool = False) -> None:
+        if self.driver == "librdkafka" and (dead_letter or self.settings.topic):
+            self.publisher.prepare(self.describe_destination(dead_letter=dead_letter))
+
     def message_size_limit(self) -> int | None:
         return self.settings.max_request_size - 512  # record overhead: key, headers, batch header
 

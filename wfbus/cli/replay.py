@@ -134,34 +134,49 @@ def replay_command(
         and sys.stdin.isatty()
         and sys.stderr.isatty()
     )
-    with config.open(source_name) as source:
-        destination = source if destination_name == source_name else config.open(destination_name)
-        try:
-            if interactive:
-                plan = replay(source, destination, ReplayOptions(selection=selection, dry_run=True))
-                _render(out, plan)
-                if plan.selected == 0:
-                    return plan.exit_status
-                if not typer.confirm(
-                    f"replay {plan.selected} message(s) to {plan.destination}?", err=True
-                ):
-                    out.note("nothing replayed")
-                    return 0
-            journal = None if dry_run else Journal()
+    report = None
+    late_stop: int | None = None  # a stop after replay() returned: its report is whole, shown
+    try:
+        with config.open(source_name) as source:
+            destination = (
+                source if destination_name == source_name else config.open(destination_name)
+            )
             try:
-                with out.progress("replaying", limit) as progress:
-                    report = replay(
-                        source, destination, options, journal=journal, progress=progress
+                if interactive:
+                    plan = replay(
+                        source, destination, ReplayOptions(selection=selection, dry_run=True)
                     )
+                    _render(out, plan)
+                    if plan.selected == 0:
+                        return plan.exit_status
+                    if not typer.confirm(
+                        f"replay {plan.selected} message(s) to {plan.destination}?", err=True
+                    ):
+                        out.note("nothing replayed")
+                        return 0
+                journal = None if dry_run else Journal()
+                try:
+                    with out.progress("replaying", limit) as progress:
+                        report = replay(
+                            source, destination, options, journal=journal, progress=progress
+                        )
+                finally:
+                    if journal is not None:
+                        journal.close()
             finally:
-                if journal is not None:
-                    journal.close()
-        finally:
-            if destination is not source:
-                with interrupts.closing():
-                    destination.close()
-    _render(out, report)
-    return report.exit_status
+                if destination is not source:
+                    with interrupts.closing():
+                        destination.close()
+    except KeyboardInterrupt as stop:
+        if report is None:  # replay() returns its report whatever stops it once it has begun
+            raise
+        late_stop = interrupts.signal_of(stop)  # it came while the brokers were closing
+    try:
+        with interrupts.deferred():  # the report is written whole, whenever a stop comes
+            _render(out, report)
+    except KeyboardInterrupt as stop:
+        late_stop = late_stop or interrupts.signal_of(stop)
+    return 128 + late_stop if late_stop else report.exit_status
 
 
 def _native(state, source_name: str, *, dry_run: bool = False) -> int:
