@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -48,6 +49,10 @@ CREATE TABLE IF NOT EXISTS messages (
     enqueued_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, id);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -139,6 +144,16 @@ class LocalBroker(Broker):
     def describe_destination(self, *, dead_letter: bool = False) -> str:
         return f"{self.path}#{self._queue(dead_letter)}"
 
+    def database_id(self) -> str:
+        """The random id written when this database file was created."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchone()
+        return str(row[0])
+
+    def destination_identity(self, *, dead_letter: bool = False) -> str:
+        """The file's own id with its path: emit --resume into a database deleted and created
+        again sends everything again instead of trusting what the old file had confirmed."""
+        return f"local:{Path(self.path).resolve()}@{self.database_id()}#{self._queue(dead_letter)}"
+
     def publish(
         self, messages: Sequence[OutgoingMessage], *, dead_letter: bool = False
     ) -> list[Delivery]:
@@ -223,8 +238,10 @@ class LocalDeadLetterReader(DeadLetterReader):
     def __init__(self, broker: LocalBroker) -> None:
         self.broker = broker
         self.source_label = f"{broker.name}:{broker.dead_letter_queue}"
-        self.identity = f"local:{Path(broker.path).resolve()}#{broker.dead_letter_queue}"
         db = broker._read_db()
+        # the file's own id: row ids (the journal's arrival ids) start again in a recreated file
+        database = "-" if db is None else broker.database_id()
+        self.identity = f"local:{Path(broker.path).resolve()}@{database}#{broker.dead_letter_queue}"
         row = (
             None
             if db is None
@@ -289,6 +306,11 @@ def connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
+        # who this file is: one deleted and created again under the same path is another database
+        # (its row ids start again, and the replay journal and emit's progress record key on it)
+        db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('database_id', ?)", (uuid.uuid4().hex,)
+        )
     except sqlite3.DatabaseError as exc:
         if not isinstance(
             exc, sqlite3.OperationalError
