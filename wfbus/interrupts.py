@@ -82,21 +82,41 @@ def note_for_the_process() -> list[int]:
 
 
 @contextmanager
+def _handled_by(handler) -> Iterator[list[int]]:  # noqa: ANN001 - a signal handler
+    """`handler(received, signum)` for every stop signal while the block runs (restored after);
+    yields the list of stops received."""
+    received: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda signum, frame: handler(received, signum)) for s in STOP_SIGNALS
+    }
+    try:
+        yield received
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def _note(received: list[int], signum: int) -> None:
+    received.append(signum)
+
+
+def _note_then_stop(received: list[int], signum: int) -> None:
+    received.append(signum)
+    if len(received) > 1:  # a second stop: the close is stuck, and a stop always stops
+        raise Stopped(received[0])
+
+
+@contextmanager
 def deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received: list[int] = []
-    previous = {
-        s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in STOP_SIGNALS
-    }
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if received:
-            raise Stopped(received[0])
+    with _handled_by(_note) as received:
+        try:
+            yield
+        finally:
+            if received:
+                raise Stopped(received[0])
 
 
 @contextmanager
@@ -114,18 +134,9 @@ def closing() -> Iterator[None]:
     if not ours:
         yield
         return
-    received: list[int] = []
-
-    def first_waits(signum: int, frame: object) -> None:
-        received.append(signum)
-        if len(received) > 1:  # a second stop: the close is stuck, and a stop always stops
-            raise Stopped(received[0])
-
-    previous = {s: signal.signal(s, first_waits) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if received:
-        raise Stopped(received[0])
+    with _handled_by(_note_then_stop) as received:
+        try:
+            yield
+        finally:
+            if received:
+                raise Stopped(received[0])
