@@ -82,18 +82,20 @@ def note_for_the_process() -> list[int]:
 
 
 @contextmanager
-def _handled_by(handler) -> Iterator[list[int]]:  # noqa: ANN001 - a signal handler
-    """`handler(received, signum)` for every stop signal while the block runs (restored after);
-    yields the list of stops received."""
+def _stops_held(handler) -> Iterator[None]:  # noqa: ANN001 - a signal handler
+    """`handler(received, signum)` for every stop signal while the block runs (the previous
+    handlers restored after); the first stop noted is raised when the block ends."""
     received: list[int] = []
     previous = {
         s: signal.signal(s, lambda signum, frame: handler(received, signum)) for s in STOP_SIGNALS
     }
     try:
-        yield received
+        yield
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+        if received:
+            raise Stopped(received[0])
 
 
 def _note(received: list[int], signum: int) -> None:
@@ -111,12 +113,8 @@ def deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    with _handled_by(_note) as received:
-        try:
-            yield
-        finally:
-            if received:
-                raise Stopped(received[0])
+    with _stops_held(_note):
+        yield
 
 
 @contextmanager
@@ -134,9 +132,5 @@ def closing() -> Iterator[None]:
     if not ours:
         yield
         return
-    with _handled_by(_note_then_stop) as received:
-        try:
-            yield
-        finally:
-            if received:
-                raise Stopped(received[0])
+    with _stops_held(_note_then_stop):
+        yield
